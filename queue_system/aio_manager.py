@@ -1,0 +1,103 @@
+"""AsyncQueueManager: the producer API for asyncio code; the awaited twin of QueueManager."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import redis.asyncio
+
+from .config import QueueConfig
+from .producer import (
+    add_status_commands,
+    plan_enqueue,
+    plan_enqueue_batch,
+    redis_errors,
+    status_from_lengths,
+    status_keys,
+)
+from .retry import QueueRetryConfig
+from .scripts import Scripts
+from .types import CallableRef
+
+
+class AsyncQueueManager:
+    """Same methods as :class:`QueueManager`, awaited, so an event loop is never blocked.
+
+    Its asyncio client is created on first use inside the running loop; call
+    :meth:`aclose` when done (e.g. in a FastAPI shutdown handler).
+    """
+
+    def __init__(self, config: QueueConfig) -> None:
+        self.config = config
+        self._client: redis.asyncio.Redis | None = None
+        self._scripts: Scripts | None = None
+
+    def _connected(self) -> tuple[redis.asyncio.Redis, Scripts]:
+        if self._client is None or self._scripts is None:
+            self._client = self.config.make_async_client()
+            self._scripts = Scripts.register(self._client)
+        return self._client, self._scripts
+
+    async def enqueue(
+        self,
+        entity: Any,
+        processor: CallableRef,
+        queue_name: str | None = None,
+        priority: str = "normal",
+        operation_id: str | None = None,
+        retry_config: QueueRetryConfig | None = None,
+        on_success: CallableRef | None = None,
+        on_failure: CallableRef | None = None,
+        timeout: float | None = None,
+        deduplication_key: str | bool | None = None,
+        custom_serializer: Callable[[Any], Any] | None = None,
+    ) -> dict[str, Any]:
+        """See :meth:`QueueManager.enqueue`."""
+        plan = plan_enqueue(
+            self.config, [entity], processor, queue_name=queue_name, priority=priority,
+            operation_ids=[operation_id], retry_config=retry_config, on_success=on_success,
+            on_failure=on_failure, timeout=timeout, deduplication_key=deduplication_key,
+            custom_serializer=custom_serializer,
+        )  # fmt: skip
+        _, scripts = self._connected()
+        with redis_errors():
+            answer = await scripts.enqueue(keys=plan.keys, args=plan.args)
+        return plan.interpret(answer)[0]
+
+    async def enqueue_batch(
+        self, entities: Sequence[Any], processor: CallableRef, **kwargs: Any
+    ) -> list[dict[str, Any]]:
+        """See :meth:`QueueManager.enqueue_batch`."""
+        plan = plan_enqueue_batch(self.config, entities, processor, **kwargs)
+        if plan is None:
+            return []
+        _, scripts = self._connected()
+        with redis_errors():
+            answer = await scripts.enqueue(keys=plan.keys, args=plan.args)
+        return plan.interpret(answer)
+
+    async def get_queue_status(self) -> dict[str, int]:
+        """See :meth:`QueueManager.get_queue_status`."""
+        client, _ = self._connected()
+        keys = self.config.keys
+        with redis_errors():
+            list_keys = status_keys(self.config, await client.smembers(keys.registry))
+            pipe = client.pipeline(transaction=False)
+            add_status_commands(pipe, self.config, list_keys)
+            lengths = await pipe.execute()
+        return status_from_lengths(self.config, list_keys, lengths)
+
+    async def purge_queue(self, queue_name: str, priority: str = "normal") -> int:
+        """See :meth:`QueueManager.purge_queue`."""
+        key = self.config.get_queue_key(queue_name, priority)
+        _, scripts = self._connected()
+        with redis_errors():
+            return int(await scripts.purge(keys=[key], args=[self.config.keys.dedup_prefix]))
+
+    async def aclose(self) -> None:
+        """Close this manager's asyncio connections."""
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+            self._scripts = None

@@ -1,0 +1,191 @@
+"""WorkerBroker: the worker's Redis operations, each exactly one script call (asyncio).
+
+Claim, ack, retry, dead-letter, renew, release, promote and recover. Tokens name leases:
+``<worker id>:<sequence>``, unique because the worker id is. Every operation that finishes an
+item checks that the caller still holds its lease (fencing) and reports when it does not.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio
+
+from .clock import to_ms
+from .config import NOTIFY_CAP, QueueConfig
+from .keys import KeySpace
+from .scripts import Scripts
+from .types import DeadLetter
+
+CLAIM_LIMIT = 1000  # most items one maintenance call moves (promote / recover)
+
+
+@dataclass(frozen=True)
+class ClaimedItem:
+    """An item leased to this worker: its token, the list it came from, and its raw bytes."""
+
+    token: str
+    list_key: str
+    raw: bytes
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A successful run waiting to be acked in the next batch."""
+
+    item: ClaimedItem
+    operation_id: str
+    dedup_key: str | None
+    run_ms: int
+    queue_priority: str
+    wait_ms: int
+
+
+@dataclass(frozen=True)
+class Maintenance:
+    """What one promote + recover pass found."""
+
+    promoted: int
+    next_due_ms: int | None
+    delayed: int
+    requeued: int
+    in_flight: int
+    crash_looped: list[tuple[ClaimedItem, int]]
+
+
+class WorkerBroker:
+    """Script calls for one worker; bind it to one event loop (create inside ``start``)."""
+
+    def __init__(self, config: QueueConfig, client: redis.asyncio.Redis, worker_id: str) -> None:
+        self.config = config
+        self.keys: KeySpace = config.keys
+        self.client = client
+        self.worker_id = worker_id
+        self.scripts = Scripts.register(client)
+        self._sequence = 0
+        self._lease_ms = to_ms(config.lease_timeout)
+
+    def _next_sequence(self, reserve: int) -> int:
+        """Reserve ``reserve`` token numbers; a script names them start+1 .. start+reserve."""
+        start = self._sequence
+        self._sequence += reserve
+        return start
+
+    async def claim(self, list_keys: list[str], count: int) -> list[ClaimedItem]:
+        """Lease up to ``count`` items from ``list_keys`` (in priority order)."""
+        if count <= 0 or not list_keys:
+            return []
+        start = self._next_sequence(count)
+        answer = await self.scripts.claim(
+            keys=[self.keys.inflight, self.keys.leases, *list_keys],
+            args=[self._lease_ms, count, self.worker_id, start],
+        )
+        return [
+            ClaimedItem(answer[i].decode(), answer[i + 1].decode(), answer[i + 2])
+            for i in range(0, len(answer), 3)
+        ]
+
+    async def ack(self, completions: list[Completion]) -> list[bool]:
+        """Finish successful runs; False for each item whose lease was lost."""
+        keys = [self.keys.inflight, self.keys.leases, self.keys.metrics]
+        args: list[Any] = [len(completions), self.config.backup_ttl]
+        for c in completions:
+            if c.dedup_key is not None:
+                keys.append(c.dedup_key)
+            args.extend(
+                (c.item.token, c.operation_id, "1" if c.dedup_key else "0", c.run_ms,
+                 c.queue_priority, c.wait_ms)
+            )  # fmt: skip
+        answer = await self.scripts.ack(keys=keys, args=args)
+        return [bool(flag) for flag in answer]
+
+    async def schedule_retry(
+        self, item: ClaimedItem, new_raw: bytes, due_s: float, run_ms: int, queue_priority: str,
+        wait_ms: int,
+    ) -> bool:  # fmt: skip
+        """Move a leased item to the delayed set; False if the lease was lost."""
+        member = item.list_key.encode() + b"\n" + new_raw
+        answer = await self.scripts.schedule_retry(
+            keys=[self.keys.inflight, self.keys.leases, self.keys.delayed, self.keys.metrics],
+            args=[item.token, member, to_ms(due_s), run_ms, queue_priority, wait_ms,
+                  self.config.backup_ttl],
+        )  # fmt: skip
+        return bool(answer)
+
+    async def dead_letter(
+        self, item: ClaimedItem, record: DeadLetter, *, system_error: bool, run_ms: int = -1,
+        dedup_key: str | None = None,
+    ) -> bool:  # fmt: skip
+        """Move a leased item to system_errors or failures with ``record``; False if lost."""
+        target = self.keys.system_errors if system_error else self.keys.failures
+        keys = [self.keys.inflight, self.keys.leases, target, self.keys.metrics]
+        if dedup_key is not None and dedup_key.startswith(self.keys.dedup_prefix):
+            keys.append(dedup_key)
+        answer = await self.scripts.dead_letter(
+            keys=keys,
+            args=[item.token, json.dumps(record, separators=(",", ":"), default=str),
+                  self.config.dead_letter_cap, self.config.backup_ttl,
+                  "system_errors" if system_error else "failed", record["operation_id"] or "",
+                  run_ms],
+        )  # fmt: skip
+        return bool(answer)
+
+    async def renew(self, tokens: list[str]) -> list[str]:
+        """Extend the leases on ``tokens``; returns the tokens that were lost."""
+        if not tokens:
+            return []
+        answer = await self.scripts.renew(
+            keys=[self.keys.inflight, self.keys.leases], args=[self._lease_ms, *tokens]
+        )
+        return [token for token, held in zip(tokens, answer) if not held]
+
+    async def release(self, tokens: list[str]) -> int:
+        """Put leased items back at the head of their tier at once (tokens in claim order)."""
+        if not tokens:
+            return 0
+        return int(
+            await self.scripts.release(
+                keys=[self.keys.inflight, self.keys.leases, self.keys.notify],
+                args=[NOTIFY_CAP, *tokens],
+            )
+        )
+
+    async def maintain(self, now_s: float) -> Maintenance:
+        """Promote due retries and recover expired leases (one pipeline, two scripts)."""
+        start = self._next_sequence(CLAIM_LIMIT)
+        promoted = await self.scripts.promote_due(
+            keys=[self.keys.delayed, self.keys.notify],
+            args=[to_ms(now_s), CLAIM_LIMIT, NOTIFY_CAP],
+        )
+        recovered = await self.scripts.recover(
+            keys=[self.keys.inflight, self.keys.leases, self.keys.redeliveries, self.keys.notify],
+            args=[CLAIM_LIMIT, self.config.max_deliveries, self.config.backup_ttl,
+                  self._lease_ms, self.worker_id, start, NOTIFY_CAP],
+        )  # fmt: skip
+        crash_looped = [
+            (
+                ClaimedItem(recovered[i].decode(), recovered[i + 1].decode(), recovered[i + 2]),
+                int(recovered[i + 3]),
+            )
+            for i in range(2, len(recovered), 4)
+        ]
+        next_due = int(promoted[1])
+        return Maintenance(
+            promoted=int(promoted[0]),
+            next_due_ms=next_due if next_due >= 0 else None,
+            delayed=int(promoted[2]),
+            requeued=int(recovered[0]),
+            in_flight=int(recovered[1]),
+            crash_looped=crash_looped,
+        )
+
+    async def wait_for_work(self, timeout_s: float) -> bool:
+        """Block until a producer signals new work or ``timeout_s`` passes (True if signalled)."""
+        answer = await self.client.brpop([self.keys.notify], timeout=max(timeout_s, 0.01))
+        return answer is not None
+
+    async def queue_names(self) -> list[str]:
+        """Every queue name registered in this namespace."""
+        return sorted(n.decode() for n in await self.client.smembers(self.keys.registry))

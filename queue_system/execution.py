@@ -1,0 +1,168 @@
+"""Running one claimed item: decode, resolve, call with a timeout, and describe the outcome.
+
+Sync processors and callbacks run in the worker's thread pool with a copy of the caller's
+``contextvars`` context; async ones run on the event loop. A timeout stops the *wait*: an
+async processor is cancelled, but a sync one cannot be interrupted and runs on in its thread
+until it returns (its result is then discarded).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextvars
+import functools
+import inspect
+import traceback
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import DecodeError
+from .registry import CallableRegistry
+from .retry import QueueRetryConfig
+from .serialization import decode_envelope, envelope_summary
+from .types import AttemptRecord, DeadLetter, Envelope
+
+TRACEBACK_MAX_CHARS = 4000  # per attempt record, so history cannot blow up an item
+
+
+@dataclass(frozen=True)
+class RunnableItem:
+    """A decoded item whose processor and callbacks this worker is allowed to run."""
+
+    envelope: Envelope
+    processor: Callable[..., Any]
+    on_success: Callable[..., Any] | None
+    on_failure: Callable[..., Any] | None
+    retry: QueueRetryConfig
+    timeout_s: float
+
+
+class InvalidItem(Exception):
+    """An item that cannot be run; ``reason`` is the short code stored in system_errors."""
+
+    def __init__(self, reason: str, message: str, envelope: dict[str, Any] | None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.envelope = envelope
+
+
+def prepare(raw: bytes, registry: CallableRegistry, work_timeout: float) -> RunnableItem:
+    """Decode and resolve an item; raises InvalidItem (never runs anything)."""
+    try:
+        envelope = decode_envelope(raw)
+    except DecodeError as exc:
+        raise InvalidItem("undecodable", str(exc), envelope_summary(raw)) from exc
+    as_dict: dict[str, Any] = dict(envelope)
+    try:
+        processor = registry.resolve(envelope["processor"])
+        on_success = _resolve_optional(registry, envelope.get("on_success"))
+        on_failure = _resolve_optional(registry, envelope.get("on_failure"))
+    except Exception as exc:  # UnknownProcessorError, or an import that raised
+        raise InvalidItem("unknown_processor", str(exc), as_dict) from exc
+    try:
+        retry = QueueRetryConfig.from_dict(envelope["retry"])
+        timeout = envelope.get("timeout")
+        if timeout is not None and timeout <= 0:
+            raise ValueError(f"timeout must be > 0, got {timeout}")
+    except (TypeError, ValueError) as exc:
+        raise InvalidItem("invalid_options", str(exc), as_dict) from exc
+    return RunnableItem(envelope, processor, on_success, on_failure, retry, timeout or work_timeout)
+
+
+def _resolve_optional(registry: CallableRegistry, name: str | None) -> Callable[..., Any] | None:
+    return registry.resolve(name) if name else None
+
+
+async def call_with_timeout(
+    fn: Callable[..., Any], arg: Any, timeout_s: float, executor: Executor
+) -> Any:
+    """``fn(arg)`` on the loop (async) or in ``executor`` (sync), bounded by ``timeout_s``."""
+    if inspect.iscoroutinefunction(fn):
+        return await asyncio.wait_for(fn(arg), timeout_s)
+    loop = asyncio.get_running_loop()
+    context = contextvars.copy_context()
+    future = loop.run_in_executor(executor, functools.partial(context.run, fn, arg))
+    result = await asyncio.wait_for(future, timeout_s)
+    if inspect.isawaitable(result):
+        return await asyncio.wait_for(result, timeout_s)
+    return result
+
+
+def attempt_record(exc: BaseException, at: float) -> AttemptRecord:
+    """What one failed run leaves in the item's history."""
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return {
+        "at": at,
+        "error_type": type(exc).__name__,
+        "message": str(exc) or repr(exc),
+        "traceback": text[-TRACEBACK_MAX_CHARS:],
+    }
+
+
+def dead_letter_record(
+    *,
+    reason: str,
+    error_type: str,
+    message: str,
+    at: float,
+    envelope: dict[str, Any] | None,
+    raw: bytes | None = None,
+    history: list[AttemptRecord] | None = None,
+) -> DeadLetter:
+    """A failures / system_errors record: the reason, the item, and its raw bytes if needed.
+
+    ``raw`` is stored as text when it is UTF-8, else as ``"base64:<data>"``.
+    """
+    env = envelope or {}
+    stored_raw: str | None = None
+    if raw is not None:
+        try:
+            stored_raw = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            stored_raw = "base64:" + base64.b64encode(raw).decode()
+    return {
+        "operation_id": _str_or_none(env.get("id")),
+        "reason": reason,
+        "error_type": error_type,
+        "message": message,
+        "at": at,
+        "queue": _str_or_none(env.get("queue")),
+        "priority": _str_or_none(env.get("priority")),
+        "processor": _str_or_none(env.get("processor")),
+        "attempts": env.get("attempts", 0) if isinstance(env.get("attempts"), int) else 0,
+        "history": history if history is not None else _history(env),
+        "envelope": envelope,
+        "raw": stored_raw,
+    }
+
+
+def decode_raw(stored: str) -> bytes:
+    """Inverse of the ``raw`` encoding in :func:`dead_letter_record`."""
+    if stored.startswith("base64:"):
+        return base64.b64decode(stored[len("base64:") :])
+    return stored.encode("utf-8")
+
+
+def callback_data(envelope: Envelope, **extra: Any) -> dict[str, Any]:
+    """The dict passed to ``on_success`` / ``on_failure``."""
+    return {
+        "operation_id": envelope["id"],
+        "queue_name": envelope["queue"],
+        "priority": envelope["priority"],
+        "processor": envelope["processor"],
+        "entity": envelope["entity"],
+        "attempts": envelope["attempts"],
+        **extra,
+    }
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _history(env: dict[str, Any]) -> list[AttemptRecord]:
+    history = env.get("history")
+    return history if isinstance(history, list) else []

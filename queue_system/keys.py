@@ -1,0 +1,121 @@
+"""KeySpace: builds every Redis key name queue_system uses. Pure; no I/O.
+
+Layout under a prefix (default ``queue:``)::
+
+    queue:{priority}:{queue_name}   LIST  waiting items (JSON envelopes); LPUSH in, RPOP out
+    queue:registry                  SET   queue names ever enqueued to
+    queue:failures                  LIST  dead letters: retries exhausted (capped)
+    queue:system_errors             LIST  dead letters: items that cannot be run (capped)
+    queue:inflight                  HASH  lease token -> "<list key>\\n<raw item>"
+    queue:leases                    ZSET  lease token -> lease deadline (ms, Redis TIME)
+    queue:delayed                   ZSET  "<list key>\\n<raw item>" -> due time (ms)
+    queue:redeliveries              HASH  sha1(raw item) -> times its lease expired
+    queue:notify                    LIST  wake-up tokens for idle workers (capped)
+    queue:metrics                   HASH  shared counters
+    queue:dedup:{sha256(key)}       STRING operation id holding a deduplication key
+
+The waiting lists are the only keys without a TTL or size cap. Because every name is built
+here, a Redis Cluster layout (one hash tag per prefix) needs no change at call sites.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+from .types import PRIORITIES, Priority
+
+QUEUE_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+PREFIX_PATTERN = re.compile(r"^[A-Za-z0-9_.\-{}]+:$")
+
+
+def validate_queue_name(queue_name: str) -> str:
+    """Return ``queue_name`` if it is safe inside a key, else raise ValueError."""
+    if not isinstance(queue_name, str) or not QUEUE_NAME_PATTERN.match(queue_name):
+        raise ValueError(
+            f"queue_name {queue_name!r} is invalid: use 1-128 characters from "
+            "letters, digits, '_', '.', '-', starting with a letter or digit"
+        )
+    return queue_name
+
+
+def validate_priority(priority: str) -> Priority:
+    """Return ``priority`` if it is one of high/normal/low, else raise ValueError."""
+    if priority not in PRIORITIES:
+        raise ValueError(f"priority {priority!r} is invalid: use one of {', '.join(PRIORITIES)}")
+    return priority  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class KeySpace:
+    """Every key name for one namespace (``prefix``)."""
+
+    prefix: str = "queue:"
+
+    def __post_init__(self) -> None:
+        if not PREFIX_PATTERN.match(self.prefix):
+            raise ValueError(
+                f"queue_prefix {self.prefix!r} is invalid: letters, digits, '_.-{{}}', ending in ':'"
+            )
+
+    def queue(self, queue_name: str, priority: str = "normal") -> str:
+        """The waiting list of ``queue_name`` at ``priority``: ``queue:high:process_data``."""
+        return f"{self.prefix}{validate_priority(priority)}:{validate_queue_name(queue_name)}"
+
+    def parse_queue(self, key: str) -> tuple[str, Priority] | None:
+        """(queue_name, priority) of a waiting-list key, or None if it is not one."""
+        if not key.startswith(self.prefix):
+            return None
+        priority, _, name = key[len(self.prefix) :].partition(":")
+        if priority in PRIORITIES and QUEUE_NAME_PATTERN.match(name):
+            return name, priority  # type: ignore[return-value]
+        return None
+
+    def claim_order(self, queue_names: list[str]) -> list[str]:
+        """Waiting-list keys in strict priority order: all high lists, then normal, then low."""
+        return [self.queue(name, p) for p in PRIORITIES for name in queue_names]
+
+    def dedup(self, deduplication_key: str) -> str:
+        digest = hashlib.sha256(deduplication_key.encode()).hexdigest()[:40]
+        return f"{self.dedup_prefix}{digest}"
+
+    @property
+    def dedup_prefix(self) -> str:
+        return f"{self.prefix}dedup:"
+
+    @property
+    def registry(self) -> str:
+        return f"{self.prefix}registry"
+
+    @property
+    def failures(self) -> str:
+        return f"{self.prefix}failures"
+
+    @property
+    def system_errors(self) -> str:
+        return f"{self.prefix}system_errors"
+
+    @property
+    def inflight(self) -> str:
+        return f"{self.prefix}inflight"
+
+    @property
+    def leases(self) -> str:
+        return f"{self.prefix}leases"
+
+    @property
+    def delayed(self) -> str:
+        return f"{self.prefix}delayed"
+
+    @property
+    def redeliveries(self) -> str:
+        return f"{self.prefix}redeliveries"
+
+    @property
+    def notify(self) -> str:
+        return f"{self.prefix}notify"
+
+    @property
+    def metrics(self) -> str:
+        return f"{self.prefix}metrics"

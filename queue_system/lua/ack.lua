@@ -1,0 +1,42 @@
+-- ack: finish successfully run items whose lease the caller still holds (fencing).
+-- KEYS[1] inflight HASH   KEYS[2] leases ZSET   KEYS[3] metrics HASH
+-- KEYS[4..] dedup STRING keys, one per item that has one, in item order
+-- ARGV[1] item count N    ARGV[2] metrics TTL (s)
+-- ARGV[3..] per item, 6 values: token, operation id, has dedup key (1/0),
+--           run time (ms), "<queue>:<priority>" of the item, wait time (ms)
+-- Returns: a list of N integers, 1 = acked, 0 = the lease was lost (another worker owns it:
+--          the caller must not fire callbacks).
+local n = tonumber(ARGV[1])
+local out = {}
+local dedup_index = 4
+local acked = 0
+for i = 0, n - 1 do
+  local base = 3 + 6 * i
+  local token, op_id, has_dedup = ARGV[base], ARGV[base + 1], ARGV[base + 2]
+  local dedup_key = nil
+  if has_dedup == '1' then
+    dedup_key = KEYS[dedup_index]
+    dedup_index = dedup_index + 1
+  end
+  if redis.call('HDEL', KEYS[1], token) == 1 then
+    redis.call('ZREM', KEYS[2], token)
+    if dedup_key and redis.call('GET', dedup_key) == op_id then
+      redis.call('DEL', dedup_key)
+    end
+    local qp = ARGV[base + 4]
+    redis.call('HINCRBY', KEYS[3], 'process_time_ms_total', ARGV[base + 3])
+    redis.call('HINCRBY', KEYS[3], 'wait_ms_total:' .. qp, ARGV[base + 5])
+    redis.call('HINCRBY', KEYS[3], 'wait_count:' .. qp, 1)
+    redis.call('HINCRBY', KEYS[3], 'processed:' .. qp, 1)
+    acked = acked + 1
+    out[i + 1] = 1
+  else
+    out[i + 1] = 0
+  end
+end
+if acked > 0 then
+  redis.call('HINCRBY', KEYS[3], 'processed', acked)
+  redis.call('HINCRBY', KEYS[3], 'succeeded', acked)
+  redis.call('EXPIRE', KEYS[3], ARGV[2])
+end
+return out

@@ -1,0 +1,24 @@
+-- promote_due: move delayed items whose due time has come back to the tail of their list.
+-- KEYS[1] delayed ZSET ("<list key>\n<item>" -> due ms)   KEYS[2] notify LIST
+-- ARGV[1] now (ms, the caller's clock, so tests can control it)   ARGV[2] max items
+-- ARGV[3] notify cap
+-- Returns: {promoted count, earliest remaining due time in ms or -1, delayed items left}.
+-- The list key is read from the member (written by schedule_retry from KeySpace); in a
+-- cluster layout every key of one prefix shares a hash tag, so it lives in the same slot.
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, member in ipairs(due) do
+  local cut = string.find(member, '\n', 1, true)
+  redis.call('LPUSH', string.sub(member, 1, cut - 1), string.sub(member, cut + 1))
+  redis.call('ZREM', KEYS[1], member)
+end
+if #due > 0 then
+  local cap = tonumber(ARGV[3])
+  local wake = {}
+  for j = 1, math.min(#due, cap) do wake[j] = '1' end
+  redis.call('LPUSH', KEYS[2], unpack(wake))
+  redis.call('LTRIM', KEYS[2], 0, cap - 1)
+end
+local next_due = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+local earliest = -1
+if next_due[2] then earliest = tonumber(next_due[2]) end
+return {#due, earliest, redis.call('ZCARD', KEYS[1])}

@@ -1,0 +1,18 @@
+-- schedule_retry: move a leased item to the delayed set, to be promoted at its due time.
+-- KEYS[1] inflight HASH   KEYS[2] leases ZSET   KEYS[3] delayed ZSET   KEYS[4] metrics HASH
+-- ARGV[1] token   ARGV[2] delayed member "<list key>\n<updated item>"   ARGV[3] due time (ms)
+-- ARGV[4] run time (ms)   ARGV[5] "<queue>:<priority>"   ARGV[6] wait time (ms)   ARGV[7] TTL (s)
+-- Returns: 1 = scheduled, 0 = the lease was lost (nothing written).
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then
+  return 0
+end
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[2])
+redis.call('HINCRBY', KEYS[4], 'retried', 1)
+redis.call('HINCRBY', KEYS[4], 'processed', 1)
+redis.call('HINCRBY', KEYS[4], 'process_time_ms_total', ARGV[4])
+redis.call('HINCRBY', KEYS[4], 'wait_ms_total:' .. ARGV[5], ARGV[6])
+redis.call('HINCRBY', KEYS[4], 'wait_count:' .. ARGV[5], 1)
+redis.call('HINCRBY', KEYS[4], 'processed:' .. ARGV[5], 1)
+redis.call('EXPIRE', KEYS[4], ARGV[7])
+return 1

@@ -1,0 +1,107 @@
+"""QueueManager: the synchronous producer API (enqueue, enqueue_batch, status, purge)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .config import QueueConfig
+from .producer import (
+    add_status_commands,
+    plan_enqueue,
+    plan_enqueue_batch,
+    redis_errors,
+    status_from_lengths,
+    status_keys,
+)
+from .retry import QueueRetryConfig
+from .scripts import Scripts
+from .types import CallableRef
+
+
+class QueueManager:
+    """Puts work on queues from ordinary (sync) code. For asyncio code use AsyncQueueManager.
+
+    Every method either completes in Redis or raises: once ``enqueue`` returns, the item is
+    stored. Redis being unreachable raises ``QueueUnavailableError``; bad arguments raise
+    ``ValueError``/``TypeError`` before anything is written.
+    """
+
+    def __init__(self, config: QueueConfig) -> None:
+        self.config = config
+        self._client = config.redis_client
+        self._scripts = Scripts.register(self._client)
+
+    def enqueue(
+        self,
+        entity: Any,
+        processor: CallableRef,
+        queue_name: str | None = None,
+        priority: str = "normal",
+        operation_id: str | None = None,
+        retry_config: QueueRetryConfig | None = None,
+        on_success: CallableRef | None = None,
+        on_failure: CallableRef | None = None,
+        timeout: float | None = None,
+        deduplication_key: str | bool | None = None,
+        custom_serializer: Callable[[Any], Any] | None = None,
+    ) -> dict[str, Any]:
+        """Store one item for a worker to run ``processor(entity)``.
+
+        Args:
+            entity: JSON-serializable data passed to the processor.
+            processor: a module-level callable (stored by name) or a registered name.
+            queue_name: default: the processor's function name.
+            priority: ``"high"``, ``"normal"`` or ``"low"``.
+            operation_id: default: a new random id.
+            retry_config: default ``QueueRetryConfig()`` (5 retries, exponential).
+            on_success / on_failure: callables or names, called with a data dict.
+            timeout: seconds the processor may run (default: the worker's ``work_timeout``).
+            deduplication_key: while an item with this key is queued or running, further
+                enqueues write nothing and return its id (``True``: key on the entity hash).
+            custom_serializer: ``json.dumps`` ``default=`` hook for types JSON lacks.
+
+        Returns:
+            ``{"operation_id", "status": "queued" | "duplicate", "queue_name", "priority"}``.
+        """
+        plan = plan_enqueue(
+            self.config, [entity], processor, queue_name=queue_name, priority=priority,
+            operation_ids=[operation_id], retry_config=retry_config, on_success=on_success,
+            on_failure=on_failure, timeout=timeout, deduplication_key=deduplication_key,
+            custom_serializer=custom_serializer,
+        )  # fmt: skip
+        with redis_errors():
+            answer = self._scripts.enqueue(keys=plan.keys, args=plan.args)
+        return plan.interpret(answer)[0]
+
+    def enqueue_batch(
+        self, entities: Sequence[Any], processor: CallableRef, **kwargs: Any
+    ) -> list[dict[str, Any]]:
+        """Enqueue many entities in one atomic round trip; same options as :meth:`enqueue`.
+
+        ``deduplication_key=True`` deduplicates each entity by its hash; a single string key
+        would make every entity after the first a duplicate, so it is refused.
+        """
+        plan = plan_enqueue_batch(self.config, entities, processor, **kwargs)
+        if plan is None:
+            return []
+        with redis_errors():
+            answer = self._scripts.enqueue(keys=plan.keys, args=plan.args)
+        return plan.interpret(answer)
+
+    def get_queue_status(self) -> dict[str, int]:
+        """Depth of every registered queue and tier, plus failures, system errors, in-flight
+        and delayed counts, keyed by Redis key: ``{"queue:high:process_data": 5, ...}``."""
+        keys = self.config.keys
+        with redis_errors():
+            list_keys = status_keys(self.config, self._client.smembers(keys.registry))
+            pipe = self._client.pipeline(transaction=False)
+            add_status_commands(pipe, self.config, list_keys)
+            lengths = pipe.execute()
+        return status_from_lengths(self.config, list_keys, lengths)
+
+    def purge_queue(self, queue_name: str, priority: str = "normal") -> int:
+        """Delete every waiting item of ``queue_name`` at ``priority``; returns how many."""
+        key = self.config.get_queue_key(queue_name, priority)
+        with redis_errors():
+            return int(self._scripts.purge(keys=[key], args=[self.config.keys.dedup_prefix]))

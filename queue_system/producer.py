@@ -1,0 +1,230 @@
+"""The producer core shared by QueueManager (sync) and AsyncQueueManager: no I/O here.
+
+Each public producer operation is split into a *plan* (validated arguments → script keys and
+arguments, or the commands to pipeline) and an *interpretation* of Redis's answer. The two
+shells only send the plan and hand the answer back, so no rule is written twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from .config import NOTIFY_CAP, QueueConfig
+from .errors import ConfigurationError, QueueUnavailableError
+from .keys import validate_priority, validate_queue_name
+from .retry import QueueRetryConfig
+from .serialization import SCHEMA_VERSION, Serializer, dumps, encode_envelope
+from .scripts import TOO_MANY_QUEUES
+from .types import PRIORITIES, CallableRef, Envelope
+
+#: ``deduplication_key=True`` deduplicates on the processor name plus a hash of the entity.
+DEDUPLICATE_BY_ENTITY = True
+OPERATION_ID_MAX_LENGTH = 128
+
+
+def generate_operation_id() -> str:
+    """A new random operation id (32 hex characters)."""
+    return uuid.uuid4().hex
+
+
+def hash_entity(entity: Any, custom_serializer: Serializer | None = None) -> str:
+    """SHA-256 of the entity's canonical JSON (sorted keys)."""
+    canonical = json.dumps(
+        json.loads(dumps(entity, custom_serializer)), sort_keys=True, separators=(",", ":")
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass
+class EnqueuePlan:
+    """What one ``enqueue``/``enqueue_batch`` call sends: one script call and its reading."""
+
+    keys: list[str]
+    args: list[Any]
+    results: list[dict[str, Any]] = field(default_factory=list)
+
+    def interpret(self, answer: Sequence[bytes | str]) -> list[dict[str, Any]]:
+        """Mark items whose dedup key was held as duplicates of the holder's operation id."""
+        for result, holder in zip(self.results, answer):
+            if holder:
+                result["status"] = "duplicate"
+                result["operation_id"] = holder.decode() if isinstance(holder, bytes) else holder
+        return self.results
+
+
+def plan_enqueue(
+    config: QueueConfig,
+    entities: Sequence[Any],
+    processor: CallableRef,
+    *,
+    queue_name: str | None = None,
+    priority: str = "normal",
+    operation_ids: Sequence[str | None] | None = None,
+    retry_config: QueueRetryConfig | None = None,
+    on_success: CallableRef | None = None,
+    on_failure: CallableRef | None = None,
+    timeout: float | None = None,
+    deduplication_key: str | bool | None = None,
+    custom_serializer: Callable[[Any], Any] | None = None,
+) -> EnqueuePlan:
+    """Validate an enqueue of ``entities`` and build its script call (raises before any I/O)."""
+    if processor is None:
+        raise TypeError("processor is required: a module-level callable or a registered name")
+    processor_name = config.registry.name_for(processor)
+    queue = validate_queue_name(queue_name or default_queue_name(processor_name))
+    priority = validate_priority(priority)
+    retry = retry_config if retry_config is not None else QueueRetryConfig()
+    if not isinstance(retry, QueueRetryConfig):
+        raise TypeError("retry_config must be a QueueRetryConfig")
+    success_name = config.registry.name_for(on_success) if on_success is not None else None
+    failure_name = config.registry.name_for(on_failure) if on_failure is not None else None
+    _validate_timeout(timeout)
+    if custom_serializer is not None and not callable(custom_serializer):
+        raise TypeError("custom_serializer must be callable (a json.dumps default= function)")
+    if deduplication_key is not None and not isinstance(deduplication_key, (str, bool)):
+        raise TypeError("deduplication_key must be a str, True (entity hash) or None")
+    ids = list(operation_ids) if operation_ids is not None else [None] * len(entities)
+    now = config.clock.time()
+    retry_dict = retry.to_dict()
+    keys = [config.keys.registry, config.keys.notify, config.keys.metrics, config.keys.queue(queue, priority)]
+    args: list[Any] = [queue, config.max_queues, NOTIFY_CAP, config.backup_ttl, len(entities)]
+    plan = EnqueuePlan(keys, args)
+    for entity, given_id in zip(entities, ids):
+        op_id = _validate_operation_id(given_id) if given_id is not None else generate_operation_id()
+        dedup = _dedup_key(config, deduplication_key, processor_name, entity, custom_serializer)
+        envelope: Envelope = {
+            "v": SCHEMA_VERSION,
+            "id": op_id,
+            "queue": queue,
+            "priority": priority,
+            "processor": processor_name,
+            "entity": entity,
+            "retry": retry_dict,
+            "on_success": success_name,
+            "on_failure": failure_name,
+            "timeout": timeout,
+            "dedup": dedup,
+            "attempts": 0,
+            "first_at": now,
+            "enqueued_at": now,
+            "history": [],
+        }
+        data = encode_envelope(envelope, custom_serializer, config.max_payload_bytes)
+        if dedup is not None:
+            keys.append(dedup)
+        args.extend((op_id, data, "1" if dedup is not None else "0"))
+        plan.results.append(
+            {"operation_id": op_id, "status": "queued", "queue_name": queue, "priority": priority}
+        )
+    return plan
+
+
+def plan_enqueue_batch(
+    config: QueueConfig, entities: Sequence[Any], processor: CallableRef, **options: Any
+) -> EnqueuePlan | None:
+    """Plan for ``enqueue_batch``; None when ``entities`` is empty (nothing to send)."""
+    if isinstance(options.get("deduplication_key"), str):
+        raise ValueError("enqueue_batch takes deduplication_key=True (per entity), not a str")
+    if "operation_id" in options:
+        raise TypeError("enqueue_batch takes operation_ids=[...], not operation_id")
+    if isinstance(entities, (str, bytes, dict)) or not isinstance(entities, Sequence):
+        raise TypeError("entities must be a list of entities")
+    if not entities:
+        return None
+    return plan_enqueue(config, entities, processor, **options)
+
+
+def default_queue_name(processor_name: str) -> str:
+    """``"app.tasks:process_data"`` → ``"process_data"`` (the reference's queue naming)."""
+    return processor_name.rpartition(":")[2].rpartition(".")[2]
+
+
+def _validate_timeout(timeout: float | None) -> None:
+    if timeout is None:
+        return
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"timeout must be a number of seconds or None, got {timeout!r}")
+    if not math.isfinite(timeout) or timeout <= 0:
+        raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
+
+
+def _validate_operation_id(operation_id: str) -> str:
+    if not isinstance(operation_id, str) or not 0 < len(operation_id) <= OPERATION_ID_MAX_LENGTH:
+        raise ValueError(f"operation_id must be a str of 1-{OPERATION_ID_MAX_LENGTH} characters")
+    if any(ch.isspace() for ch in operation_id):
+        raise ValueError("operation_id must not contain whitespace")
+    return operation_id
+
+
+def _dedup_key(
+    config: QueueConfig,
+    deduplication_key: str | bool | None,
+    processor_name: str,
+    entity: Any,
+    custom_serializer: Serializer | None,
+) -> str | None:
+    if deduplication_key is None or deduplication_key is False:
+        return None
+    if deduplication_key is True:
+        return config.keys.dedup(f"{processor_name}:{hash_entity(entity, custom_serializer)}")
+    if not deduplication_key:
+        raise ValueError("deduplication_key must not be empty")
+    return config.keys.dedup(deduplication_key)
+
+
+@contextmanager
+def redis_errors() -> Iterator[None]:
+    """Translate driver errors into library errors (works around sync and async calls)."""
+    try:
+        yield
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise QueueUnavailableError(f"queue unavailable: Redis did not answer ({exc})") from exc
+    except redis.ResponseError as exc:
+        if TOO_MANY_QUEUES in str(exc):
+            raise ConfigurationError(
+                "this namespace already holds max_queues queue names; raise "
+                "QueueConfig(max_queues=...) or reuse queue names"
+            ) from exc
+        raise
+
+
+# --- get_queue_status ------------------------------------------------------------------------
+
+
+def status_keys(config: QueueConfig, queue_names: Sequence[bytes | str]) -> list[str]:
+    """Waiting-list keys of every registered queue and tier, sorted."""
+    names = sorted(n.decode() if isinstance(n, bytes) else n for n in queue_names)
+    return [config.keys.queue(name, p) for name in names for p in PRIORITIES]
+
+
+def add_status_commands(pipe: Any, config: QueueConfig, list_keys: list[str]) -> None:
+    """Queue on ``pipe`` (sync or asyncio pipeline) the reads :func:`status_from_lengths` maps."""
+    for key in list_keys:
+        pipe.llen(key)
+    pipe.llen(config.keys.failures)
+    pipe.llen(config.keys.system_errors)
+    pipe.hlen(config.keys.inflight)
+    pipe.zcard(config.keys.delayed)
+
+
+def status_from_lengths(
+    config: QueueConfig, list_keys: list[str], lengths: Sequence[int]
+) -> dict[str, int]:
+    """The status dict: each waiting list, failures, system_errors, in flight, delayed."""
+    status = {key: int(n) for key, n in zip(list_keys, lengths)}
+    extra = lengths[len(list_keys) :]
+    for key, n in zip(
+        (config.keys.failures, config.keys.system_errors, config.keys.inflight, config.keys.delayed),
+        extra,
+    ):
+        status[key] = int(n)
+    return status
