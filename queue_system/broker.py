@@ -17,6 +17,7 @@ from .clock import to_ms
 from .config import NOTIFY_CAP, QueueConfig
 from .keys import KeySpace
 from .scripts import Scripts
+from .serialization import as_text
 from .types import DeadLetter
 
 CLAIM_LIMIT = 1000  # most items one maintenance call moves (promote / recover)
@@ -139,7 +140,7 @@ class WorkerBroker:
         answer = await self.scripts.renew(
             keys=[self.keys.inflight, self.keys.leases], args=[self._lease_ms, *tokens]
         )
-        return [token for token, held in zip(tokens, answer) if not held]
+        return [token for token, held in zip(tokens, answer, strict=False) if not held]
 
     async def release(self, tokens: list[str]) -> int:
         """Put leased items back at the head of their tier at once (tokens in claim order)."""
@@ -188,4 +189,4 @@ class WorkerBroker:
 
     async def queue_names(self) -> list[str]:
         """Every queue name registered in this namespace."""
-        return sorted(n.decode() for n in await self.client.smembers(self.keys.registry))
+        return sorted(as_text(n) for n in await self.client.smembers(self.keys.registry))

@@ -23,7 +23,7 @@ from .errors import ConfigurationError
 from .keys import KeySpace
 from .metrics import Metrics, compute_metrics
 from .registry import CallableRegistry, callback_key
-from .serialization import DEFAULT_MAX_PAYLOAD_BYTES
+from .serialization import DEFAULT_MAX_PAYLOAD_BYTES, as_text
 from .types import PRIORITIES
 
 DEFAULT_BACKUP_TTL_S = 86400 * 7  # TTL of dead letters, dedup keys and counters: 7 days
@@ -150,7 +150,7 @@ class QueueConfig:
     def get_metrics(self) -> dict[str, Any]:
         """Totals shared by every process (from Redis) plus ``local``, this process's view."""
         counters = self.redis_client.hgetall(self.keys.metrics)
-        names = sorted(n.decode() for n in self.redis_client.smembers(self.keys.registry))
+        names = sorted(as_text(n) for n in self.redis_client.smembers(self.keys.registry))
         pipe = self.redis_client.pipeline(transaction=False)
         for name in names:
             for priority in PRIORITIES:
@@ -160,7 +160,7 @@ class QueueConfig:
         for i, name in enumerate(names):
             for j, priority in enumerate(PRIORITIES):
                 depths[f"{name}:{priority}"] = int(lengths[i * len(PRIORITIES) + j])
-        decoded = {k.decode(): float(v) for k, v in counters.items()}
+        decoded = {as_text(k): float(v) for k, v in counters.items()}
         result = compute_metrics(decoded, depths)
         result["local"] = self.metrics.snapshot()
         return result

@@ -8,8 +8,8 @@ multiplying ``connection_timeout``.
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
 import redis.asyncio
@@ -17,6 +17,8 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+_PASSWORD_IN_URL = re.compile(r"(//[^:/@]*:)[^@]*@")
+_PASSWORD_IN_QUERY = re.compile(r"([?&]password=)[^&]*")
 REDIS_URL_ENV_VAR = "REDIS_URL"
 
 # Connection settings copied from a user's client to the asyncio twin (never the pool itself).
@@ -35,17 +37,7 @@ def default_url() -> str:
 
 def redact_url(url: str) -> str:
     """``url`` with any password replaced by ``***`` (safe for logs and reprs)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable url>"
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    return _PASSWORD_IN_QUERY.sub(r"\1***", _PASSWORD_IN_URL.sub(r"\1***@", url))
 
 
 def _retry(max_connection_retries: int) -> Retry:

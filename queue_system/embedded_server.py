@@ -113,7 +113,11 @@ class EmbeddedRedis:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                err = self.process.stderr.read().decode(errors="replace") if self.process.stderr else ""
+                err = (
+                    self.process.stderr.read().decode(errors="replace")
+                    if self.process.stderr
+                    else ""
+                )
                 raise ConfigurationError(f"{self.binary} exited at start: {err.strip()}")
             if self.ping():
                 return

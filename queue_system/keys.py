@@ -26,13 +26,13 @@ from dataclasses import dataclass
 
 from .types import PRIORITIES, Priority
 
-QUEUE_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
-PREFIX_PATTERN = re.compile(r"^[A-Za-z0-9_.\-{}]+:$")
+QUEUE_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
+PREFIX_PATTERN = re.compile(r"[A-Za-z0-9_.\-{}]+:")
 
 
 def validate_queue_name(queue_name: str) -> str:
     """Return ``queue_name`` if it is safe inside a key, else raise ValueError."""
-    if not isinstance(queue_name, str) or not QUEUE_NAME_PATTERN.match(queue_name):
+    if not isinstance(queue_name, str) or not QUEUE_NAME_PATTERN.fullmatch(queue_name):
         raise ValueError(
             f"queue_name {queue_name!r} is invalid: use 1-128 characters from "
             "letters, digits, '_', '.', '-', starting with a letter or digit"
@@ -44,7 +44,7 @@ def validate_priority(priority: str) -> Priority:
     """Return ``priority`` if it is one of high/normal/low, else raise ValueError."""
     if priority not in PRIORITIES:
         raise ValueError(f"priority {priority!r} is invalid: use one of {', '.join(PRIORITIES)}")
-    return priority  # type: ignore[return-value]
+    return priority  # type: ignore[return-value,unused-ignore]
 
 
 @dataclass(frozen=True)
@@ -54,9 +54,10 @@ class KeySpace:
     prefix: str = "queue:"
 
     def __post_init__(self) -> None:
-        if not PREFIX_PATTERN.match(self.prefix):
+        if not PREFIX_PATTERN.fullmatch(self.prefix):
             raise ValueError(
-                f"queue_prefix {self.prefix!r} is invalid: letters, digits, '_.-{{}}', ending in ':'"
+                f"queue_prefix {self.prefix!r} is invalid: "
+                "letters, digits, '_.-{}', ending in ':'"
             )
 
     def queue(self, queue_name: str, priority: str = "normal") -> str:
@@ -68,8 +69,8 @@ class KeySpace:
         if not key.startswith(self.prefix):
             return None
         priority, _, name = key[len(self.prefix) :].partition(":")
-        if priority in PRIORITIES and QUEUE_NAME_PATTERN.match(name):
-            return name, priority  # type: ignore[return-value]
+        if priority in PRIORITIES and QUEUE_NAME_PATTERN.fullmatch(name):
+            return name, priority  # type: ignore[return-value,unused-ignore]
         return None
 
     def claim_order(self, queue_names: list[str]) -> list[str]:

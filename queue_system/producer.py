@@ -11,7 +11,7 @@ import hashlib
 import json
 import math
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,8 +22,8 @@ from .config import NOTIFY_CAP, QueueConfig
 from .errors import ConfigurationError, QueueUnavailableError
 from .keys import validate_priority, validate_queue_name
 from .retry import QueueRetryConfig
-from .serialization import SCHEMA_VERSION, Serializer, dumps, encode_envelope
 from .scripts import TOO_MANY_QUEUES
+from .serialization import SCHEMA_VERSION, Serializer, as_text, dumps, encode_envelope
 from .types import PRIORITIES, CallableRef, Envelope
 
 #: ``deduplication_key=True`` deduplicates on the processor name plus a hash of the entity.
@@ -54,7 +54,7 @@ class EnqueuePlan:
 
     def interpret(self, answer: Sequence[bytes | str]) -> list[dict[str, Any]]:
         """Mark items whose dedup key was held as duplicates of the holder's operation id."""
-        for result, holder in zip(self.results, answer):
+        for result, holder in zip(self.results, answer, strict=False):
             if holder:
                 result["status"] = "duplicate"
                 result["operation_id"] = holder.decode() if isinstance(holder, bytes) else holder
@@ -95,11 +95,18 @@ def plan_enqueue(
     ids = list(operation_ids) if operation_ids is not None else [None] * len(entities)
     now = config.clock.time()
     retry_dict = retry.to_dict()
-    keys = [config.keys.registry, config.keys.notify, config.keys.metrics, config.keys.queue(queue, priority)]
+    keys = [
+        config.keys.registry,
+        config.keys.notify,
+        config.keys.metrics,
+        config.keys.queue(queue, priority),
+    ]
     args: list[Any] = [queue, config.max_queues, NOTIFY_CAP, config.backup_ttl, len(entities)]
     plan = EnqueuePlan(keys, args)
-    for entity, given_id in zip(entities, ids):
-        op_id = _validate_operation_id(given_id) if given_id is not None else generate_operation_id()
+    for entity, given_id in zip(entities, ids, strict=False):
+        op_id = (
+            _validate_operation_id(given_id) if given_id is not None else generate_operation_id()
+        )
         dedup = _dedup_key(config, deduplication_key, processor_name, entity, custom_serializer)
         envelope: Envelope = {
             "v": SCHEMA_VERSION,
@@ -200,9 +207,9 @@ def redis_errors() -> Iterator[None]:
 # --- get_queue_status ------------------------------------------------------------------------
 
 
-def status_keys(config: QueueConfig, queue_names: Sequence[bytes | str]) -> list[str]:
+def status_keys(config: QueueConfig, queue_names: Iterable[bytes | str]) -> list[str]:
     """Waiting-list keys of every registered queue and tier, sorted."""
-    names = sorted(n.decode() if isinstance(n, bytes) else n for n in queue_names)
+    names = sorted(as_text(n) for n in queue_names)
     return [config.keys.queue(name, p) for name in names for p in PRIORITIES]
 
 
@@ -220,11 +227,17 @@ def status_from_lengths(
     config: QueueConfig, list_keys: list[str], lengths: Sequence[int]
 ) -> dict[str, int]:
     """The status dict: each waiting list, failures, system_errors, in flight, delayed."""
-    status = {key: int(n) for key, n in zip(list_keys, lengths)}
+    status = {key: int(n) for key, n in zip(list_keys, lengths, strict=False)}
     extra = lengths[len(list_keys) :]
     for key, n in zip(
-        (config.keys.failures, config.keys.system_errors, config.keys.inflight, config.keys.delayed),
+        (
+            config.keys.failures,
+            config.keys.system_errors,
+            config.keys.inflight,
+            config.keys.delayed,
+        ),
         extra,
+        strict=False,
     ):
         status[key] = int(n)
     return status

@@ -28,7 +28,8 @@ TOO_MANY_QUEUES = "QS_TOO_MANY_QUEUES"
 
 def script_source(name: str) -> str:
     """The text of ``lua/<name>.lua`` shipped with the package."""
-    return resources.files("queue_system").joinpath("lua", f"{name}.lua").read_text("utf-8")
+    lua_dir = resources.files("queue_system").joinpath("lua")
+    return lua_dir.joinpath(f"{name}.lua").read_text("utf-8")
 
 
 @dataclass(frozen=True)

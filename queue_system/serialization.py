@@ -110,11 +110,16 @@ def decode_envelope(raw: bytes) -> Envelope:
         value = data.get(name)
         if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
             raise DecodeError(f"envelope field {name!r} has the wrong type", raw)
-    if data["priority"] not in PRIORITIES or not QUEUE_NAME_PATTERN.match(data["queue"]):
+    if data["priority"] not in PRIORITIES or not QUEUE_NAME_PATTERN.fullmatch(data["queue"]):
         raise DecodeError("envelope has an invalid queue name or priority", raw)
     if "entity" not in data:
         raise DecodeError("envelope has no entity", raw)
     return cast(Envelope, data)
+
+
+def as_text(value: bytes | str) -> str:
+    """A Redis reply as text (replies are bytes; names we wrote are always UTF-8)."""
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def envelope_summary(raw: bytes) -> dict[str, Any] | None:

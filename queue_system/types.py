@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal, TypedDict, Union
+from typing import Any, Literal, TypedDict
 
 Priority = Literal["high", "normal", "low"]
 #: Claim order: every ready high item before any normal, every normal before any low.
 PRIORITIES: tuple[Priority, ...] = ("high", "normal", "low")
 
 JSONDict = dict[str, Any]
-Processor = Callable[[Any], Union[Any, Awaitable[Any]]]
-Callback = Callable[[JSONDict], Union[Any, Awaitable[Any]]]
-CallableRef = Union[Callable[..., Any], str]
+Processor = Callable[[Any], Any | Awaitable[Any]]
+Callback = Callable[[JSONDict], Any | Awaitable[Any]]
+CallableRef = Callable[..., Any] | str
 
 
 class AttemptRecord(TypedDict):

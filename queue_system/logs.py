@@ -1,0 +1,92 @@
+"""JSON log lines for queue_system records, one object per line. Configures nothing on import.
+
+An application (or the CLI, or an example) opts in once::
+
+    from queue_system.logs import setup_json_logging
+
+    setup_json_logging("INFO")
+
+and every record, metric updates included, becomes a line such as::
+
+    {"timestamp": "2024-05-06T07:08:09.123000+00:00", "level": "INFO",
+     "logger": "queue_system.metrics", "message": "Queue metric update",
+     "metric_name": "processed", "metric_value": 10.0, ...}
+
+Fields: ``timestamp`` (ISO 8601, UTC), ``level``, ``logger``, ``message``, then every
+``extra`` field of the record, flat.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import IO, Any
+
+from pythonjsonlogger.json import JsonFormatter
+
+#: Name given to the handler setup_json_logging installs, so a second call finds it.
+HANDLER_NAME = "queue_system.json"
+
+# LogRecord attribute -> field name in the JSON line.
+_RENAMED = {"levelname": "level", "name": "logger"}
+
+
+def json_formatter(*, static_fields: Mapping[str, Any] | None = None) -> JsonFormatter:
+    """A formatter writing each record as one flat JSON object.
+
+    Args:
+        static_fields: fields added to every line, e.g. ``{"service": "billing"}``.
+
+    Returns:
+        A ``pythonjsonlogger.json.JsonFormatter`` emitting ``timestamp`` (ISO 8601 UTC),
+        ``level``, ``logger``, ``message`` and the record's extra fields.
+    """
+    return JsonFormatter(
+        ["levelname", "name", "message"],
+        rename_fields=dict(_RENAMED),
+        static_fields=dict(static_fields or {}),
+        # The formatter adds the UTC timestamp last; a placeholder default (defaults come
+        # first) keeps it at the front of the line, where people look for it.
+        defaults={"timestamp": None},
+        timestamp=True,
+    )
+
+
+def setup_json_logging(
+    level: int | str = "INFO",
+    stream: IO[str] | None = None,
+    logger_name: str | None = None,
+) -> logging.Handler:
+    """Send the records of ``logger_name`` (default: root) to ``stream`` as JSON lines.
+
+    Idempotent: a second call on the same logger adds no handler; it applies ``level`` and,
+    when given, ``stream`` to the handler already there and returns it.
+
+    Args:
+        level: the logger's level, as a number or a name (``"INFO"``, ``"debug"``).
+        stream: where lines go; default ``sys.stderr``.
+        logger_name: the logger to configure; None for the root logger.
+
+    Returns:
+        The handler writing the JSON lines.
+
+    Raises:
+        ValueError: ``level`` is not a known level name.
+    """
+    if isinstance(level, str):
+        level_name = level.upper()
+        if not isinstance(logging.getLevelName(level_name), int):
+            raise ValueError(f"level must be a logging level name or number, got {level!r}")
+        level = level_name
+    logger = logging.getLogger(logger_name)
+    logger.setLevel(level)
+    for handler in logger.handlers:
+        if handler.get_name() == HANDLER_NAME and isinstance(handler, logging.StreamHandler):
+            if stream is not None:
+                handler.setStream(stream)
+            return handler
+    new_handler = logging.StreamHandler(stream)
+    new_handler.set_name(HANDLER_NAME)
+    new_handler.setFormatter(json_formatter())
+    logger.addHandler(new_handler)
+    return new_handler

@@ -1,0 +1,450 @@
+"""Metrics: the event-driven logging policy, the process-local view, and the shared totals.
+
+Three parts, each usable alone:
+
+* :func:`should_log` is the reference's logging policy as a pure function of the last
+  *logged* value and the current one (table-tested in ``tests/unit/test_metrics_policy.py``).
+* :class:`Metrics` keeps this process's values and emits one ``"Queue metric update"``
+  record per update the policy lets through. It never raises into the caller.
+* :func:`compute_metrics` turns the counter hash every process shares in Redis (written by the
+  Lua scripts under the field names defined here) into the ``get_metrics()`` dict.
+
+No Redis I/O happens in this module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, TypedDict
+
+MetricKind = Literal["counter", "average", "gauge"]
+METRIC_KINDS: tuple[MetricKind, ...] = ("counter", "average", "gauge")
+
+#: Message of every metric record; dashboards filter on it.
+RECORD_MESSAGE = "Queue metric update"
+
+# --- Logging policy thresholds -------------------------------------------------------------
+
+#: Counters from 0 to this value (inclusive) log on every increment.
+SMALL_COUNTER_MAX = 5
+#: Counters at or above this value are "large"; "medium" is SMALL_COUNTER_MAX < value < this.
+LARGE_COUNTER_MIN = 10_000
+#: A large counter logs once it has moved by at least this many percent of its last logged value.
+LARGE_COUNTER_STEP_PERCENT = 10
+#: An average or gauge logs once it has moved by more than this many percent.
+AVERAGE_CHANGE_PERCENT = 10
+
+#: Metrics that log on every change, whatever their size.
+ERROR_METRICS = frozenset({"failed", "system_errors", "errors"})
+#: ... and so does any metric whose name ends with one of these.
+ERROR_SUFFIXES = ("_error", "_errors", "_failed")
+#: Names set directly (not summed) when no kind is given; ``avg_*`` names are averages.
+GAUGE_METRICS = frozenset({"success_rate"})
+
+# --- Shared counter hash (one Redis HASH, written by the Lua scripts) -----------------------
+
+ENQUEUED = "enqueued"
+PROCESSED = "processed"
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+RETRIED = "retried"
+SYSTEM_ERRORS = "system_errors"
+#: Sum of the run time (ms) of every processed item.
+PROCESS_TIME_MS_TOTAL = "process_time_ms_total"
+COUNTER_FIELDS = (ENQUEUED, PROCESSED, SUCCEEDED, FAILED, RETRIED, SYSTEM_ERRORS)
+
+_WAIT_MS_TOTAL = "wait_ms_total:"
+_WAIT_COUNT = "wait_count:"
+_PROCESSED_BY_QUEUE = "processed:"
+
+
+def wait_total_field(queue: str, priority: str) -> str:
+    """Hash field summing the ms items of ``queue``/``priority`` waited before they started."""
+    return f"{_WAIT_MS_TOTAL}{queue}:{priority}"
+
+
+def wait_count_field(queue: str, priority: str) -> str:
+    """Hash field counting the items of ``queue``/``priority`` whose wait was added."""
+    return f"{_WAIT_COUNT}{queue}:{priority}"
+
+
+def processed_field(queue: str, priority: str) -> str:
+    """Hash field counting the processed items of ``queue``/``priority``."""
+    return f"{_PROCESSED_BY_QUEUE}{queue}:{priority}"
+
+
+def _queue_priority(suffix: str) -> tuple[str, str]:
+    # Queue names may contain ":"; priorities never do, so split on the last one.
+    queue, _, priority = suffix.rpartition(":")
+    return queue, priority
+
+
+# --- The policy -----------------------------------------------------------------------------
+
+
+def is_error_metric(metric_name: str) -> bool:
+    """Whether ``metric_name`` counts errors (and so logs on every change)."""
+    return metric_name in ERROR_METRICS or metric_name.endswith(ERROR_SUFFIXES)
+
+
+def infer_kind(metric_name: str) -> MetricKind:
+    """The kind of a metric by name: ``avg_*`` average, GAUGE_METRICS gauge, else counter."""
+    if metric_name.startswith("avg_"):
+        return "average"
+    if metric_name in GAUGE_METRICS:
+        return "gauge"
+    return "counter"
+
+
+def _decade(value: float) -> int:
+    """How many of the boundaries 10, 100, 1000, ... ``abs(value)`` has reached."""
+    magnitude, boundary, count = abs(value), 10, 0
+    # Integer boundaries, not log10: log10 of a float near a power of ten can round down.
+    while magnitude >= boundary:
+        count += 1
+        boundary *= 10
+    return count
+
+
+def should_log(
+    kind: MetricKind,
+    metric_name: str,
+    last_logged: float | None,
+    current: float,
+    *,
+    force: bool = False,
+    batch: bool = False,
+) -> bool:
+    """Decide whether an update to a metric is worth a log record (the reference's policy).
+
+    Rules, first match wins:
+
+    1. ``force`` or ``batch``: always.
+    2. Never logged before (``last_logged is None``): always.
+    3. Error metrics (:func:`is_error_metric`): on every change.
+    4. Averages and gauges: when they moved by more than AVERAGE_CHANGE_PERCENT (10 %)
+       of the last logged value (any change away from 0).
+    5. Counters, by the size of ``current``:
+
+       * small, 0-5: on every change (counters only grow, so: every increment);
+       * medium, 6 <= value < 10,000: when a boundary 10, 100, 1000 lies between the last
+         logged value and ``current``;
+       * large, >= 10,000: on entering the range, then once the value moved by at least
+         LARGE_COUNTER_STEP_PERCENT (10 %) of the last logged value.
+
+    Comparing with the last *logged* value, not the previous one, keeps the rules right when
+    a counter moves by more than one: 8 then +5 is 13, which crossed 10. A decrease (a reset)
+    is measured like an increase, so it is never hidden.
+
+    Args:
+        kind: ``"counter"``, ``"average"`` or ``"gauge"``.
+        metric_name: the metric's name (decides rule 3).
+        last_logged: the value carried by the last record of this metric, or None.
+        current: the value after the update.
+        force: the caller asked for a record (``force_log=True``).
+        batch: the update reports a batch operation.
+
+    Returns:
+        True when the update should be logged.
+    """
+    if force or batch or last_logged is None:
+        return True
+    if is_error_metric(metric_name):
+        return current != last_logged
+    if kind != "counter":
+        if last_logged == 0:
+            return current != 0
+        return abs(current - last_logged) * 100 > abs(last_logged) * AVERAGE_CHANGE_PERCENT
+    if abs(current) <= SMALL_COUNTER_MAX:
+        return current != last_logged
+    if abs(current) < LARGE_COUNTER_MIN:
+        return _decade(current) != _decade(last_logged)
+    if abs(last_logged) < LARGE_COUNTER_MIN:
+        return True  # crossed the 10,000 boundary itself
+    return abs(current - last_logged) * 100 >= abs(last_logged) * LARGE_COUNTER_STEP_PERCENT
+
+
+# --- Process-local metrics ------------------------------------------------------------------
+
+
+class MetricsContext(TypedDict, total=False):
+    """Fields added to every metric record. Missing ones default at emit time."""
+
+    worker_id: str
+    host: str
+    pid: int
+
+
+@dataclass
+class _Series:
+    """One metric (one name + label set) in this process."""
+
+    kind: MetricKind
+    value: float | None = None
+    samples: int = 0
+    total: float = 0.0
+    last_logged: float | None = None
+
+
+def series_key(
+    metric_name: str,
+    queue: str | None = None,
+    priority: str | None = None,
+    processor: str | None = None,
+) -> str:
+    """Key of one series in :meth:`Metrics.snapshot`, e.g. ``processed{queue=a,priority=high}``."""
+    labels = [
+        f"{label}={value}"
+        for label, value in (("queue", queue), ("priority", priority), ("processor", processor))
+        if value is not None
+    ]
+    return f"{metric_name}{{{','.join(labels)}}}" if labels else metric_name
+
+
+class Metrics:
+    """This process's metrics, logged through ``logger`` as the event-driven policy allows.
+
+    Each metric name plus label set (``queue``, ``priority``, ``processor``) is its own series,
+    as in Prometheus, so "processed at high priority" crosses its own thresholds. Thread-safe.
+    Totals shared by every process live in Redis; see :func:`compute_metrics`.
+
+    Args:
+        logger: where records go; default ``logging.getLogger("queue_system.metrics")``.
+        context: ``worker_id``, ``host``, ``pid`` added to every record. ``host`` defaults to
+            this machine's name, ``pid`` to the current process id (read at emit time, so a
+            forked child reports its own), ``worker_id`` to ``"<host>:<pid>"``.
+
+    Raises:
+        ValueError: ``context`` has a key other than ``worker_id``, ``host``, ``pid``.
+    """
+
+    def __init__(
+        self, logger: logging.Logger | None = None, context: MetricsContext | None = None
+    ) -> None:
+        self._logger = logger or logging.getLogger(__name__)
+        self._lock = threading.Lock()
+        self._series: dict[str, _Series] = {}
+        self._context: MetricsContext = {"host": socket.gethostname()}
+        self._failure_reported = False
+        unknown = set(context or {}) - set(MetricsContext.__annotations__)
+        if unknown:
+            raise ValueError(f"context keys must be worker_id, host, pid; got {sorted(unknown)}")
+        self.set_context(**(context or {}))
+
+    def set_context(
+        self, *, worker_id: str | None = None, host: str | None = None, pid: int | None = None
+    ) -> None:
+        """Set the context fields given (a worker calls this with its id once it has one)."""
+        with self._lock:
+            if worker_id is not None:
+                self._context["worker_id"] = worker_id
+            if host is not None:
+                self._context["host"] = host
+            if pid is not None:
+                self._context["pid"] = pid
+
+    def update(
+        self,
+        metric_name: str,
+        value: float = 1,
+        force_log: bool = False,
+        *,
+        kind: MetricKind | None = None,
+        batch_size: int | None = None,
+        duration_ms: float | None = None,
+        queue: str | None = None,
+        priority: str | None = None,
+        processor: str | None = None,
+        operation_id: str | None = None,
+    ) -> None:
+        """Apply one update and log it when :func:`should_log` says so. Never raises.
+
+        Counters add ``value``. Averages take ``value`` as one sample and keep the running
+        mean (sum / count). Gauges are set to ``value``; pass ``kind="gauge"`` for an average
+        computed elsewhere. The first update of a series fixes its kind.
+
+        Args:
+            metric_name: e.g. ``"processed"``, ``"failed"``, ``"avg_process_time"``.
+            value: the increment, sample or new value.
+            force_log: always log this update.
+            kind: how to apply ``value``; None infers it from the name (:func:`infer_kind`).
+            batch_size: items in a batch operation; a batch update always logs.
+            duration_ms: duration of the operation, added to the record.
+            queue: series label and record field; so are ``priority`` and ``processor``.
+            priority: see ``queue``.
+            processor: see ``queue``.
+            operation_id: record field only (one per item, so not a label).
+        """
+        labels = {"queue": queue, "priority": priority, "processor": processor}
+        try:
+            record = self._apply(metric_name, value, force_log, kind, batch_size, labels)
+            if record is None or not self._logger.isEnabledFor(logging.INFO):
+                return
+            extra: dict[str, Any] = {
+                "metric_name": metric_name,
+                "metric_value": record[0],
+                "previous_value": record[1],
+            }
+            optional = {
+                **labels,
+                "operation_id": operation_id,
+                "batch_size": batch_size,
+                "duration_ms": duration_ms,
+            }
+            extra.update((k, v) for k, v in optional.items() if v is not None)
+            extra.update(self._context_fields())
+            self._logger.info(RECORD_MESSAGE, extra=extra)
+        except Exception as exc:
+            # Metrics observe the work; a broken handler or a bad update must not stop it.
+            self._report_failure(exc)
+
+    def record_batch(
+        self,
+        name: str,
+        size: int,
+        duration_ms: float,
+        *,
+        queue: str | None = None,
+        priority: str | None = None,
+        processor: str | None = None,
+        operation_id: str | None = None,
+    ) -> None:
+        """Add a batch of ``size`` items to counter ``name``, e.g. ``"enqueued"``; always logs.
+
+        The record carries ``batch_size`` and ``duration_ms``; the keyword fields are those of
+        :meth:`update`.
+        """
+        self.update(
+            name,
+            size,
+            kind="counter",
+            batch_size=size,
+            duration_ms=duration_ms,
+            queue=queue,
+            priority=priority,
+            processor=processor,
+            operation_id=operation_id,
+        )
+
+    def snapshot(self) -> dict[str, float]:
+        """A copy of this process's values, keyed by :func:`series_key`.
+
+        Averages give their running mean; series without a value yet are left out.
+        """
+        with self._lock:
+            return {k: s.value for k, s in self._series.items() if s.value is not None}
+
+    def _apply(
+        self,
+        metric_name: str,
+        value: float,
+        force_log: bool,
+        kind: MetricKind | None,
+        batch_size: int | None,
+        labels: Mapping[str, str | None],
+    ) -> tuple[float, float | None] | None:
+        """Update the series; return ``(value, previous)`` when it must be logged, else None."""
+        wanted = kind or infer_kind(metric_name)
+        if wanted not in METRIC_KINDS:
+            raise ValueError(f"kind must be one of {METRIC_KINDS}, got {kind!r}")
+        amount = float(value)
+        key = series_key(metric_name, **labels)
+        with self._lock:
+            series = self._series.get(key)
+            if series is None:
+                series = _Series(wanted, 0.0 if wanted == "counter" else None)
+                self._series[key] = series
+            elif kind is not None and kind != series.kind:
+                raise ValueError(f"metric {key!r} is a {series.kind}, not a {kind}")
+            previous = series.value
+            if series.kind == "counter":
+                series.value = (previous or 0.0) + amount
+            elif series.kind == "average":
+                series.samples += 1
+                series.total += amount
+                series.value = series.total / series.samples
+            else:
+                series.value = amount
+            current = series.value
+            if not should_log(
+                series.kind,
+                metric_name,
+                series.last_logged,
+                current,
+                force=force_log,
+                batch=batch_size is not None,
+            ):
+                return None
+            series.last_logged = current
+            return current, previous
+
+    def _context_fields(self) -> dict[str, str | int]:
+        host = self._context.get("host") or socket.gethostname()
+        pid = self._context.get("pid", os.getpid())
+        worker_id = self._context.get("worker_id") or f"{host}:{pid}"
+        return {"worker_id": worker_id, "host": host, "pid": pid}
+
+    def _report_failure(self, exc: Exception) -> None:
+        with self._lock:
+            if self._failure_reported:
+                return
+            self._failure_reported = True
+        # The reporting logger may hold the broken handler itself.
+        with contextlib.suppress(Exception):
+            logging.getLogger(__name__).warning(
+                "metrics update failed; further failures are not reported: %r", exc
+            )
+
+
+# --- Shared totals --------------------------------------------------------------------------
+
+
+def compute_metrics(
+    counters: Mapping[str, int | float], depths: Mapping[str, int] | None = None
+) -> dict[str, Any]:
+    """Build the ``get_metrics()`` dict from the shared counter hash and the list lengths.
+
+    Args:
+        counters: the Redis counter hash, decoded (field -> number); missing fields count 0.
+        depths: ``"<queue>:<priority>"`` -> length of that waiting list.
+
+    Returns:
+        ``enqueued``, ``processed``, ``succeeded``, ``failed``, ``retried``, ``system_errors``
+        (ints); ``success_rate``: percent of finished items that succeeded
+        (succeeded / (succeeded + failed + system_errors) * 100, 0.0 while none finished);
+        ``avg_process_time``: mean run time in ms of processed items (0.0 while none);
+        ``queues``: ``{queue: {priority: {"depth", "avg_wait_ms", "processed"}}}`` for every
+        queue/priority seen in ``depths`` or in the per-queue fields.
+    """
+    result: dict[str, Any] = {name: int(counters.get(name, 0)) for name in COUNTER_FIELDS}
+    finished = result[SUCCEEDED] + result[FAILED] + result[SYSTEM_ERRORS]
+    result["success_rate"] = result[SUCCEEDED] / finished * 100 if finished else 0.0
+    processed = result[PROCESSED]
+    total_ms = float(counters.get(PROCESS_TIME_MS_TOTAL, 0))
+    result["avg_process_time"] = total_ms / processed if processed else 0.0
+
+    # (queue, priority) -> [depth, wait ms total, wait count, processed]
+    rows: dict[tuple[str, str], list[float]] = {}
+    for field, amount in counters.items():
+        for column, prefix in enumerate((_WAIT_MS_TOTAL, _WAIT_COUNT, _PROCESSED_BY_QUEUE), 1):
+            if field.startswith(prefix):
+                row = rows.setdefault(_queue_priority(field[len(prefix) :]), [0.0] * 4)
+                row[column] = float(amount)
+    for queue_priority, length in (depths or {}).items():
+        rows.setdefault(_queue_priority(queue_priority), [0.0] * 4)[0] = length
+
+    queues: dict[str, dict[str, dict[str, int | float]]] = {}
+    for (queue, priority), (depth, wait_ms, waits, done) in sorted(rows.items()):
+        queues.setdefault(queue, {})[priority] = {
+            "depth": int(depth),
+            "avg_wait_ms": wait_ms / waits if waits else 0.0,
+            "processed": int(done),
+        }
+    result["queues"] = queues
+    return result

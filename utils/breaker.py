@@ -1,0 +1,469 @@
+"""``circuit_breaker``: a thin adapter on pybreaker with an asyncio path and a named registry.
+
+pybreaker supplies the state machine, exclusion rules, listeners and storage (memory or Redis).
+Added here: storages whose failure count forgets failures older than ``window_size``; a limit
+on concurrent half-open trials; one admit/finish core that does not hold pybreaker's lock while
+the guarded function runs, under a sync and an asyncio shell (pybreaker's ``call_async`` needs
+Tornado); ``CircuitBreakerOpenError``; state-change logging; the ``breakers`` registry.
+Failure ages come from ``time.time()`` and ``opened_at`` from ``datetime.now(UTC)``, both
+controlled by freezegun in tests.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeVar, cast
+
+import pybreaker
+from redis.exceptions import RedisError
+
+if TYPE_CHECKING:
+    import redis
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+logger = logging.getLogger("utils.breaker")
+
+DEFAULT_FAILURE_THRESHOLD = 5  # failures inside the window that open the breaker
+DEFAULT_RECOVERY_TIMEOUT_S = 30.0  # seconds an open breaker rejects calls before trials
+DEFAULT_HALF_OPEN_MAX_CALLS = 3  # concurrent trial calls while half-open
+DEFAULT_WINDOW_S = 60.0  # seconds a failure counts toward the threshold
+
+
+class CircuitBreakerOpenError(pybreaker.CircuitBreakerError):
+    """Raised at once, without calling the function, while a breaker rejects calls.
+
+    Attributes:
+        breaker_name: The breaker that rejected the call.
+        retry_at: When an open breaker lets trial calls through (UTC), or ``None`` when a
+            half-open breaker already runs its maximum of trial calls.
+    """
+
+    def __init__(
+        self, message: str, *, breaker_name: str = "", retry_at: datetime | None = None
+    ) -> None:
+        super().__init__(message)
+        self.breaker_name = breaker_name
+        self.retry_at = retry_at
+
+
+@dataclass(frozen=True)
+class BreakerSettings:
+    """The settings of one named breaker; decorators sharing a name must agree on them."""
+
+    failure_threshold: int = DEFAULT_FAILURE_THRESHOLD
+    recovery_timeout: float = DEFAULT_RECOVERY_TIMEOUT_S
+    half_open_max_calls: int = DEFAULT_HALF_OPEN_MAX_CALLS
+    window_size: float = DEFAULT_WINDOW_S
+    exceptions: tuple[type[BaseException], ...] = (Exception,)
+    exclude: tuple[type[BaseException], ...] = ()
+    redis_client: redis.Redis | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        for name in ("failure_threshold", "half_open_max_calls"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        for name in ("recovery_timeout", "window_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+                raise ValueError(f"{name} must be a number of seconds > 0, got {value!r}")
+        for name in ("exceptions", "exclude"):
+            value = getattr(self, name)
+            if not isinstance(value, tuple) or not all(
+                isinstance(t, type) and issubclass(t, BaseException) for t in value
+            ):
+                raise TypeError(f"{name} must be a tuple of exception classes, got {value!r}")
+        if not self.exceptions:
+            raise ValueError("exceptions must name at least one exception class")
+
+    def same_as(self, other: BreakerSettings) -> bool:
+        """Return whether both describe one breaker (the Redis client compared by identity)."""
+        return self == other and self.redis_client is other.redis_client
+
+
+class _WindowedMemoryStorage(pybreaker.CircuitMemoryStorage):
+    """pybreaker's memory storage whose failure counter forgets failures older than the window."""
+
+    def __init__(self, window_s: float) -> None:
+        super().__init__(pybreaker.STATE_CLOSED)
+        self._window_s = window_s
+        self._failures: deque[float] = deque()
+        self._failures_lock = threading.Lock()
+
+    def increment_counter(self) -> None:
+        with self._failures_lock:
+            self._failures.append(time.time())
+
+    def reset_counter(self) -> None:
+        with self._failures_lock:
+            self._failures.clear()
+
+    @property
+    def counter(self) -> int:
+        cutoff = time.time() - self._window_s
+        with self._failures_lock:
+            while self._failures and self._failures[0] < cutoff:
+                self._failures.popleft()
+            return len(self._failures)
+
+
+class _WindowedRedisStorage(pybreaker.CircuitRedisStorage):
+    """pybreaker's Redis storage with the failure window kept in a sorted set.
+
+    Keys are ``<namespace>:pybreaker:*``. Failure ages come from each process's clock, so hosts
+    sharing a breaker need roughly synchronised clocks. Like pybreaker, a Redis error is logged
+    and the breaker falls back to closed with no failures counted.
+    """
+
+    def __init__(self, client: redis.Redis, namespace: str, window_s: float) -> None:
+        self._window_s = window_s
+        super().__init__(pybreaker.STATE_CLOSED, client, namespace=namespace)
+
+    def _initialize_redis_state(self, state: str) -> None:
+        # pybreaker calls this from __init__; Redis being down at decoration time must not
+        # break an import. The state getter initialises the keys later when they are missing.
+        try:
+            super()._initialize_redis_state(state)
+        except RedisError:
+            self.logger.exception("RedisError: breaker state not initialised yet")
+
+    @property
+    def state(self) -> str:
+        # pybreaker calls bytes.decode() on the value, which fails for a client made with
+        # decode_responses=True; accept both reply types.
+        try:
+            raw = self._redis.get(self._namespace("state"))
+        except RedisError:
+            self.logger.exception("RedisError: falling back to default circuit state")
+            return str(self._fallback_circuit_state)
+        if raw is None:
+            self._initialize_redis_state(self._fallback_circuit_state)
+            return str(self._fallback_circuit_state)
+        return raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
+
+    @state.setter
+    def state(self, state: str) -> None:
+        try:
+            self._redis.set(self._namespace("state"), state)
+        except RedisError:
+            self.logger.exception("RedisError")
+
+    def increment_counter(self) -> None:
+        now = time.time()
+        key = self._namespace("failures")
+        try:
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.zadd(key, {f"{now!r}:{uuid.uuid4().hex}": now})
+            # Let Redis drop the key once every failure in it has aged out.
+            pipe.expire(key, int(self._window_s) + 1)
+            pipe.execute()
+        except RedisError:
+            self.logger.exception("RedisError")
+
+    def reset_counter(self) -> None:
+        try:
+            self._redis.delete(self._namespace("failures"))
+        except RedisError:
+            self.logger.exception("RedisError")
+
+    @property
+    def counter(self) -> int:
+        key = self._namespace("failures")
+        try:
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.zremrangebyscore(key, "-inf", f"({time.time() - self._window_s!r}")
+            pipe.zcard(key)
+            return int(pipe.execute()[1])
+        except RedisError:
+            self.logger.exception("RedisError: Assuming no errors")
+            return 0
+
+
+class _StateChangeLogger(pybreaker.CircuitBreakerListener):
+    """Logs each state change as a structured record on the ``utils.breaker`` logger."""
+
+    def state_change(
+        self,
+        cb: pybreaker.CircuitBreaker,
+        old_state: pybreaker.CircuitBreakerState | None,
+        new_state: pybreaker.CircuitBreakerState,
+    ) -> None:
+        old = old_state.name if old_state is not None else None
+        level = logging.WARNING if new_state.name == pybreaker.STATE_OPEN else logging.INFO
+        logger.log(
+            level,
+            "circuit breaker %r: %s -> %s",
+            cb.name,
+            old,
+            new_state.name,
+            extra={
+                "breaker": cb.name,
+                "old_state": old,
+                "new_state": new_state.name,
+                "failure_count": cb.fail_counter,
+            },
+        )
+
+
+class _Ticket(NamedTuple):
+    """The state object that admitted a call, and whether the call is a half-open trial."""
+
+    state: pybreaker.CircuitBreakerState
+    trial: bool
+
+
+class CircuitBreaker(pybreaker.CircuitBreaker):
+    """A pybreaker ``CircuitBreaker`` with a failure window, a half-open trial limit and asyncio.
+
+    Rules on top of pybreaker's: the call that reaches the threshold re-raises its own error
+    (later calls get ``CircuitBreakerOpenError``); while half-open, the first trial success
+    closes the breaker and a trial failure re-opens it; an excluded exception counts as a
+    success (the service answered); a result that arrives after the breaker changed state
+    since admitting the call is ignored; ``BaseException``s such as ``asyncio.CancelledError``
+    count as neither success nor failure. With Redis-backed state the trial limit applies per
+    process.
+    """
+
+    def __init__(self, name: str, settings: BreakerSettings) -> None:
+        storage: pybreaker.CircuitBreakerStorage
+        if settings.redis_client is not None:
+            storage = _WindowedRedisStorage(settings.redis_client, name, settings.window_size)
+        else:
+            storage = _WindowedMemoryStorage(settings.window_size)
+        super().__init__(
+            fail_max=settings.failure_threshold,
+            reset_timeout=settings.recovery_timeout,
+            success_threshold=1,
+            exclude=[self._is_excluded],
+            listeners=[_StateChangeLogger()],
+            state_storage=storage,
+            name=name,
+            throw_new_error_on_trip=False,
+        )
+        self.settings = settings
+        self.breaker_name = name
+        self._trials_in_flight = 0
+
+    def _is_excluded(self, exc: BaseException) -> bool:
+        return not isinstance(exc, self.settings.exceptions) or isinstance(
+            exc, self.settings.exclude
+        )
+
+    def call(self, func: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+        """Call ``func`` under the breaker (pybreaker's lock is not held while it runs)."""
+        ticket = self._admit(func, args, kwargs)
+        try:
+            result = func(*args, **kwargs)
+        except BaseException as exc:
+            self._finish(ticket, exc)
+            raise
+        self._finish(ticket, None)
+        return result
+
+    async def call_asyncio(self, func: Callable[..., Awaitable[R]], *args: Any, **kwargs: Any) -> R:
+        """Await ``func(*args, **kwargs)`` under the breaker; the asyncio twin of ``call``."""
+        ticket = self._admit(func, args, kwargs)
+        try:
+            result = await func(*args, **kwargs)
+        except BaseException as exc:
+            self._finish(ticket, exc)
+            raise
+        self._finish(ticket, None)
+        return result
+
+    def reset(self) -> None:
+        """Close the breaker and forget its failures, without logging a state change."""
+        with self._lock:
+            self._state_storage.state = pybreaker.STATE_CLOSED
+            self._state_storage.reset_counter()
+            self._state_storage.reset_success_counter()
+            self._state = self._create_new_state(pybreaker.STATE_CLOSED)
+            self._trials_in_flight = 0
+
+    def retry_at(self) -> datetime | None:
+        """When an open breaker lets trial calls through (UTC), or ``None`` if unknown."""
+        opened_at: datetime | None = self._state_storage.opened_at
+        return None if opened_at is None else opened_at + timedelta(seconds=self.reset_timeout)
+
+    def _admit(self, func: Callable[..., Any], args: Any, kwargs: Any) -> _Ticket:
+        with self._lock:
+            state = self.state
+            if state.name == pybreaker.STATE_OPEN:
+                retry_at = self.retry_at()
+                if retry_at is not None:
+                    remaining_s = (retry_at - datetime.now(timezone.utc)).total_seconds()
+                    if remaining_s > 0:
+                        raise CircuitBreakerOpenError(
+                            f"circuit breaker {self.breaker_name!r} is open; it lets a trial call "
+                            f"through in {remaining_s:.1f}s (at {retry_at.isoformat()})",
+                            breaker_name=self.breaker_name,
+                            retry_at=retry_at,
+                        )
+                self.half_open()
+                state = self.state
+            trial = state.name == pybreaker.STATE_HALF_OPEN
+            if trial:
+                limit = self.settings.half_open_max_calls
+                if self._trials_in_flight >= limit:
+                    raise CircuitBreakerOpenError(
+                        f"circuit breaker {self.breaker_name!r} is half-open and already runs its "
+                        f"{limit} trial call(s); retry once they finish",
+                        breaker_name=self.breaker_name,
+                    )
+                self._trials_in_flight += 1
+            for listener in self.listeners:
+                listener.before_call(self, func, *args, **kwargs)
+            return _Ticket(state, trial)
+
+    def _finish(self, ticket: _Ticket, exc: BaseException | None) -> None:
+        with self._lock:
+            if ticket.trial:
+                self._trials_in_flight = max(0, self._trials_in_flight - 1)
+            if exc is not None and not isinstance(exc, Exception):
+                return  # cancellation or interrupt: says nothing about the service
+            if self.state is not ticket.state:
+                return  # stale: the breaker changed state while this call ran
+            if exc is None:
+                ticket.state._handle_success()
+                return
+            traceback = exc.__traceback__
+            try:
+                ticket.state._handle_error(exc, reraise=False)
+            except BaseException as raised:
+                # With throw_new_error_on_trip=False pybreaker re-raises exc when it trips.
+                if raised is not exc:
+                    raise
+            finally:
+                exc.__traceback__ = traceback
+
+
+class BreakerRegistry:
+    """Named breakers: every ``circuit_breaker`` with the same name shares one breaker."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._breakers: dict[str, CircuitBreaker] = {}
+
+    def get(self, name: str) -> CircuitBreaker | None:
+        """Return the breaker called ``name``, or ``None`` if no decorator created it."""
+        with self._lock:
+            return self._breakers.get(name)
+
+    def get_or_create(self, name: str, settings: BreakerSettings) -> CircuitBreaker:
+        """Return the breaker called ``name``, creating it with ``settings`` if new.
+
+        Raises:
+            ValueError: A breaker with this name exists with different settings.
+        """
+        with self._lock:
+            breaker = self._breakers.get(name)
+            if breaker is None:
+                breaker = self._breakers[name] = CircuitBreaker(name, settings)
+            elif not breaker.settings.same_as(settings):
+                raise ValueError(
+                    f"circuit breaker {name!r} already exists with other settings: "
+                    f"{breaker.settings} != {settings}"
+                )
+            return breaker
+
+    def reset(self) -> None:
+        """Close every breaker and forget its failures (for tests).
+
+        Breakers stay registered, so functions decorated earlier keep sharing them. A breaker
+        with Redis-backed state is reset in Redis too.
+        """
+        with self._lock:
+            registered = list(self._breakers.values())
+        for breaker in registered:
+            breaker.reset()
+
+
+breakers = BreakerRegistry()
+"""The process-wide named-breaker registry (the one registry the style guide allows)."""
+
+
+def circuit_breaker(
+    name: str | None = None,
+    failure_threshold: int = DEFAULT_FAILURE_THRESHOLD,
+    recovery_timeout: float = DEFAULT_RECOVERY_TIMEOUT_S,
+    half_open_max_calls: int = DEFAULT_HALF_OPEN_MAX_CALLS,
+    window_size: float = DEFAULT_WINDOW_S,
+    exceptions: tuple[type[BaseException], ...] = (Exception,),
+    exclude: tuple[type[BaseException], ...] = (),
+    redis_client: redis.Redis | None = None,
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Reject calls at once while the guarded operation keeps failing.
+
+    Closed: calls run; ``failure_threshold`` failures within ``window_size`` seconds open the
+    breaker (a success resets the count, as in pybreaker). Open: calls raise
+    ``CircuitBreakerOpenError`` without running, for ``recovery_timeout`` seconds. Half-open:
+    up to ``half_open_max_calls`` trial calls run at the same time, others are rejected; the
+    first trial success closes the breaker, a trial failure re-opens it. Each state change is
+    logged on ``utils.breaker`` with ``extra`` fields ``breaker``, ``old_state``,
+    ``new_state`` and ``failure_count``.
+
+    Args:
+        name: Breaker name; decorators with the same name share one breaker. Default: the
+            function's ``module.qualname`` (so all instances of a method share one).
+        failure_threshold: Failures within the window that open the breaker.
+        recovery_timeout: Seconds the breaker stays open before trial calls.
+        half_open_max_calls: Concurrent trial calls allowed while half-open.
+        window_size: Seconds a failure counts toward the threshold.
+        exceptions: Exception classes counted as failures; others pass through uncounted.
+        exclude: Exception classes never counted, even if listed in ``exceptions``. Like
+            uncounted ones, they count as a success (the service answered).
+        redis_client: A sync ``redis.Redis``; when given, the state lives in Redis under
+            ``<name>:pybreaker:*`` (pybreaker's Redis storage) so every process sees one
+            breaker. Either ``decode_responses`` setting works. When that Redis is
+            unreachable the breaker acts closed and counts nothing (pybreaker's fallback), so
+            a breaker guarding that same Redis should keep its state in memory.
+
+    Returns:
+        A decorator for ``def`` and ``async def`` functions and methods.
+
+    Raises:
+        ValueError: An invalid setting, or a breaker of this name exists with other settings.
+        TypeError: Used bare as ``@circuit_breaker``; write ``@circuit_breaker()``.
+    """
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"name must be a str or None, got {name!r}; use @circuit_breaker()")
+    settings = BreakerSettings(
+        failure_threshold=failure_threshold,
+        recovery_timeout=recovery_timeout,
+        half_open_max_calls=half_open_max_calls,
+        window_size=window_size,
+        exceptions=exceptions,
+        exclude=exclude,
+        redis_client=redis_client,
+    )
+
+    def decorate(func: Callable[P, R]) -> Callable[P, R]:
+        default_name = f"{func.__module__}.{getattr(func, '__qualname__', type(func).__qualname__)}"
+        breaker = breakers.get_or_create(name or default_name, settings)
+        if inspect.iscoroutinefunction(func):
+            async_func = cast(Callable[P, Awaitable[Any]], func)
+
+            @functools.wraps(func)
+            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                return await breaker.call_asyncio(async_func, *args, **kwargs)
+
+            return cast(Callable[P, R], async_wrapper)
+
+        @functools.wraps(func)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            return breaker.call(func, *args, **kwargs)
+
+        return wrapper
+
+    return decorate

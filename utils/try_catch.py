@@ -1,0 +1,126 @@
+"""``try_catch``: log an exception with its context, then re-raise it (never swallow it)."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, ParamSpec, TypeVar, cast, overload
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+DEFAULT_PASSTHROUGH: tuple[type[BaseException], ...] = (ValueError, TypeError)
+"""Exceptions re-raised unchanged even when ``reraise_as`` is given: bad input, not failures."""
+
+# Set on an exception once a try_catch has logged it, so nested decorated calls log it once.
+_LOGGED_FLAG = "_utils_try_catch_logged"
+
+
+@overload
+def try_catch(func: Callable[P, R], /) -> Callable[P, R]: ...
+
+
+@overload
+def try_catch(
+    *,
+    reraise_as: type[Exception] | None = None,
+    passthrough: tuple[type[BaseException], ...] = DEFAULT_PASSTHROUGH,
+    logger: logging.Logger | None = None,
+) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
+
+
+def try_catch(
+    func: Callable[..., Any] | None = None,
+    /,
+    *,
+    reraise_as: type[Exception] | None = None,
+    passthrough: tuple[type[BaseException], ...] = DEFAULT_PASSTHROUGH,
+    logger: logging.Logger | None = None,
+) -> Any:
+    """Log any ``Exception`` a call raises, with context, then re-raise it; never swallow it.
+
+    Contract:
+
+    * The exception is logged at ERROR, with its traceback and the ``extra`` fields
+      ``function`` (qualified name) and ``exception_type``, on ``logger`` (default: the logger
+      of the function's module). Nested decorated calls log one exception once.
+    * Exceptions in ``passthrough``, and those already instances of ``reraise_as``, are
+      re-raised unchanged.
+    * Any other exception is re-raised as ``reraise_as(f"{qualname}: {exc}")`` from the
+      original when ``reraise_as`` is given, else re-raised unchanged.
+    * ``BaseException``s that are not ``Exception`` (``asyncio.CancelledError``,
+      ``KeyboardInterrupt``, ``SystemExit``) pass through without a log record.
+
+    Usable bare (``@try_catch``) or with keyword settings (``@try_catch(reraise_as=...)``).
+
+    Args:
+        func: The function, when used bare.
+        reraise_as: The library's error class to wrap unexpected exceptions in.
+        passthrough: Exception classes never wrapped.
+        logger: Where to log; default ``logging.getLogger(func.__module__)``.
+
+    Returns:
+        The wrapped function, or a decorator when called with settings only.
+
+    Raises:
+        TypeError: ``reraise_as`` passed positionally, or not an ``Exception`` subclass.
+    """
+    if isinstance(func, type):
+        raise TypeError(f"pass the error class by keyword: @try_catch(reraise_as={func.__name__})")
+    if reraise_as is not None and not (
+        isinstance(reraise_as, type) and issubclass(reraise_as, Exception)
+    ):
+        raise TypeError(f"reraise_as must be an Exception subclass or None, got {reraise_as!r}")
+
+    def decorate(target: Callable[P, R]) -> Callable[P, R]:
+        qualname: str = getattr(target, "__qualname__", repr(target))
+        log = logger or logging.getLogger(getattr(target, "__module__", None) or __name__)
+
+        def handle(exc: Exception) -> Exception | None:
+            """Log ``exc`` once; return the exception to raise in its place, or None."""
+            if not getattr(exc, _LOGGED_FLAG, False):
+                log.error(
+                    "%s raised %s: %s",
+                    qualname,
+                    type(exc).__name__,
+                    exc,
+                    exc_info=exc,
+                    extra={"function": qualname, "exception_type": type(exc).__name__},
+                )
+                setattr(exc, _LOGGED_FLAG, True)
+            if reraise_as is None or isinstance(exc, (*passthrough, reraise_as)):
+                return None
+            replacement = reraise_as(f"{qualname}: {exc}")
+            setattr(replacement, _LOGGED_FLAG, True)
+            return replacement
+
+        if inspect.iscoroutinefunction(target):
+            async_target = cast(Callable[P, Awaitable[Any]], target)
+
+            @functools.wraps(target)
+            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                try:
+                    return await async_target(*args, **kwargs)
+                except Exception as exc:
+                    replacement = handle(exc)
+                    if replacement is None:
+                        raise
+                    raise replacement from exc
+
+            return cast(Callable[P, R], async_wrapper)
+
+        @functools.wraps(target)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return target(*args, **kwargs)
+            except Exception as exc:
+                replacement = handle(exc)
+                if replacement is None:
+                    raise
+                raise replacement from exc
+
+        return wrapper
+
+    return decorate if func is None else decorate(func)
