@@ -47,11 +47,12 @@ LATENCY_REPLY = f"{RAW}latency:started"  # the processor pushes its start time h
 ECHO_IN, ECHO_OUT = f"{RAW}echo:in", f"{RAW}echo:out"
 NOOP_NAME, RECORD_NAME = "bench:noop", "bench:record_start"  # stable registry names
 BATCH_SIZE = 100
+ENQUEUE_CHUNK = 250  # one-by-one enqueue: raw and queue_system alternate every this many
 FILL_CHUNK = 1000
 LATENCY_GAP_S = 0.002  # pause between samples so the worker is back to idle (both sides)
 LATENCY_BLOCK = 50  # raw and queue_system samples alternate in blocks of this size
 LATENCY_WARMUP = 20
-CHILD_TIMEOUT_S = 300.0
+CHILD_TIMEOUT_S = 120.0
 LEASE_MS = 30_000
 
 # The raw drain baseline: the minimum a lease-based pop must do, one item per call.
@@ -75,11 +76,12 @@ class Params:
     drain_n: int
     drain_workers: tuple[int, ...]
     latency_samples: int
-    rounds: int  # enqueue figures: best of this many alternating raw / queue_system rounds
 
 
-FULL = Params(5000, 100, 20_000, (5, 20, 50), 500, 3)
-QUICK = Params(1000, 20, 3000, (5, 50), 100, 1)
+FULL = Params(
+    enqueue_n=5000, batches=100, drain_n=20_000, drain_workers=(5, 20, 50), latency_samples=500
+)
+QUICK = Params(enqueue_n=1000, batches=20, drain_n=3000, drain_workers=(5, 50), latency_samples=100)
 
 
 @dataclass
@@ -146,13 +148,6 @@ def clear(r: redis.Redis) -> None:
         r.delete(*keys[i : i + 1000])
 
 
-def rate(count: int, func: Callable[[], object]) -> float:
-    """``count / seconds`` that ``func()`` took."""
-    start = time.perf_counter()
-    func()
-    return count / (time.perf_counter() - start)
-
-
 def percentile(values: list[float], pct: float) -> float:
     """Linear-interpolated percentile of ``values`` (0 <= pct <= 100)."""
     ordered = sorted(values)
@@ -171,6 +166,10 @@ def sample_payload(manager: QueueManager, r: redis.Redis) -> bytes:
     return payload
 
 
+def text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def child_command(mode: str, url: str, *extra: str) -> list[str]:
     return [sys.executable, os.path.abspath(__file__), "--worker-child", mode, "--url", url, *extra]
 
@@ -187,59 +186,68 @@ def wait_ready(proc: subprocess.Popen[str]) -> None:
 # --- 1 and 2: enqueue ---------------------------------------------------------------------------
 
 
+def interleaved(
+    chunks: int, raw: Callable[[int], object], lib: Callable[[int], object]
+) -> tuple[float, float]:
+    """Total seconds of ``raw(i)`` and of ``lib(i)`` for i in range(chunks), run alternately
+    so that both sides see the same machine noise."""
+    spent = [0.0, 0.0]
+    for i in range(chunks):
+        for side, func in enumerate((raw, lib)):
+            start = time.perf_counter()
+            func(i)
+            spent[side] += time.perf_counter() - start
+    return spent[0], spent[1]
+
+
 def bench_enqueue(r: redis.Redis, manager: QueueManager, payload: bytes, p: Params) -> list[Row]:
     raw_key = f"{RAW}list"
-    entities = [make_entity(i) for i in range(p.enqueue_n)]
+    chunks = p.enqueue_n // ENQUEUE_CHUNK
+    entities = [make_entity(i) for i in range(chunks * ENQUEUE_CHUNK)]
     batches = [
         [make_entity(b * BATCH_SIZE + i) for i in range(BATCH_SIZE)] for b in range(p.batches)
     ]
 
-    def raw_one() -> None:
-        for _ in range(p.enqueue_n):
+    def raw_one(chunk: int) -> None:
+        for _ in range(ENQUEUE_CHUNK):
             r.lpush(raw_key, payload)
 
-    def lib_one() -> None:
-        for entity in entities:
+    def lib_one(chunk: int) -> None:
+        for entity in entities[chunk * ENQUEUE_CHUNK : (chunk + 1) * ENQUEUE_CHUNK]:
             manager.enqueue(entity, noop, queue_name=QUEUE)
 
-    def raw_batch() -> None:
-        for _ in range(p.batches):
-            pipe = r.pipeline(transaction=False)
-            for _ in range(BATCH_SIZE):
-                pipe.lpush(raw_key, payload)
-            pipe.execute()
+    def raw_batch(batch: int) -> None:
+        pipe = r.pipeline(transaction=False)
+        for _ in range(BATCH_SIZE):
+            pipe.lpush(raw_key, payload)
+        pipe.execute()
 
-    def lib_batch() -> None:
-        for batch in batches:
-            manager.enqueue_batch(batch, noop, queue_name=QUEUE)
+    def lib_batch(batch: int) -> None:
+        manager.enqueue_batch(batches[batch], noop, queue_name=QUEUE)
 
-    one, many = {"raw": 0.0, "lib": 0.0}, {"raw": 0.0, "lib": 0.0}
-    for _ in range(p.rounds):
-        for side, func in (("raw", raw_one), ("lib", lib_one)):
-            one[side] = max(one[side], rate(p.enqueue_n, func))
-            clear(r)
-        for side, func in (("raw", raw_batch), ("lib", lib_batch)):
-            many[side] = max(many[side], rate(p.batches * BATCH_SIZE, func))
-            clear(r)
-    best = f"best of {p.rounds}" if p.rounds > 1 else ""
+    one = interleaved(chunks, raw_one, lib_one)
+    clear(r)
+    many = interleaved(p.batches, raw_batch, lib_batch)
+    clear(r)
+    n_one, n_many = chunks * ENQUEUE_CHUNK, p.batches * BATCH_SIZE
     return [
         Row(
-            f"enqueue one by one (N={p.enqueue_n})",
-            "items/s",
-            one["lib"],
-            one["raw"],
-            0.75,
-            True,
-            f"raw: sequential LPUSH; {best}".rstrip("; "),
+            name=f"enqueue one by one (N={n_one})",
+            unit="items/s",
+            lib=n_one / one[1],
+            raw=n_one / one[0],
+            target=0.75,
+            higher_is_better=True,
+            note=f"raw: sequential LPUSH; sides alternate every {ENQUEUE_CHUNK} items",
         ),
         Row(
-            f"enqueue_batch of {BATCH_SIZE} (x{p.batches})",
-            "items/s",
-            many["lib"],
-            many["raw"],
-            0.30,
-            True,
-            f"raw: pipelined LPUSH x{BATCH_SIZE}; {best}".rstrip("; "),
+            name=f"enqueue_batch of {BATCH_SIZE} (x{p.batches})",
+            unit="items/s",
+            lib=n_many / many[1],
+            raw=n_many / many[0],
+            target=0.30,
+            higher_is_better=True,
+            note=f"raw: pipeline (no MULTI) of {BATCH_SIZE} LPUSH; sides alternate per batch",
         ),
     ]
 
@@ -327,15 +335,15 @@ def bench_drain(
         raws.append(raw_drain(r, payload, p.drain_n))  # best of before and after the trials
     best = max(trials, key=lambda k: trials[k])
     tried = ", ".join(f"{k}: {v:,.0f}" for k, v in trials.items())
-    note = f"best max_workers={best} ({tried}); raw: EVALSHA pop+lease/item + ack"
     row = Row(
-        f"drain {p.drain_n:,} no-op jobs, 1 worker process",
-        "jobs/s",
-        trials[best],
-        max(raws),
-        0.65,
-        True,
-        note,
+        name=f"drain {p.drain_n:,} no-op jobs, 1 worker process",
+        unit="jobs/s",
+        lib=trials[best],
+        raw=max(raws),
+        target=0.65,
+        higher_is_better=True,
+        note=f"best max_workers={best} ({tried}), timed from worker start to burst-mode return; "
+        "raw: one EVALSHA pop+lease per item, then HDEL+ZREM ack (best of before/after)",
     )
     return row, trials, profiles
 
@@ -392,36 +400,39 @@ def bench_latency(r: redis.Redis, manager: QueueManager, url: str, p: Params) ->
                     time.sleep(LATENCY_GAP_S)
     finally:
         for proc in (echo, worker):
-            with contextlib.suppress(OSError):
-                proc.communicate(timeout=30)  # closing stdin ends both children
+            stop_child(proc)
     for proc in (echo, worker):
         if proc.returncode != 0:
             raise RuntimeError(f"latency child failed ({proc.returncode})")
     clear(r)
-    n = p.latency_samples
-    rows = []
-    for pct, target in ((50, 4.0), (99, 8.0)):
-        lib_ms = percentile(samples["lib"], pct) * 1000
-        raw_ms = percentile(samples["raw"], pct) * 1000
-        rows.append(
-            Row(
-                f"enqueue->start latency p{pct} (n={n})",
-                "ms",
-                lib_ms,
-                raw_ms,
-                target,
-                False,
-                "raw: LPUSH->BLPOP hand-off between two processes",
-            )
+    return [
+        Row(
+            name=f"enqueue->start latency p{pct} (n={p.latency_samples})",
+            unit="ms",
+            lib=percentile(samples["lib"], pct) * 1000,
+            raw=percentile(samples["raw"], pct) * 1000,
+            target=target,
+            higher_is_better=False,
+            note="raw: LPUSH->BLPOP hand-off between two processes; idle worker, max_workers=5",
         )
-    return rows
+        for pct, target in ((50, 4.0), (99, 8.0))
+    ]
+
+
+def stop_child(proc: subprocess.Popen[str]) -> None:
+    """Close the child's stdin (its signal to stop) and wait; kill it if it does not stop."""
+    try:
+        proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
 
 
 def reply_time(r: redis.Redis, key: str, seq: int) -> float:
     answer = r.blpop([key], timeout=10)
     if answer is None:
         raise RuntimeError(f"no reply on {key} for sample {seq}")
-    got, started = answer[1].decode().split()
+    got, started = text(answer[1]).split()
     if int(got) != seq:
         raise RuntimeError(f"reply for sample {got}, expected {seq}")
     return float(started)
@@ -485,7 +496,7 @@ def echo_child(url: str) -> None:
         answer = r.blpop([ECHO_IN], timeout=0.2)
         if answer is not None:
             received = time.time()
-            r.lpush(ECHO_OUT, f"{answer[1].decode()} {received!r}")
+            r.lpush(ECHO_OUT, f"{text(answer[1])} {received!r}")
 
 
 # --- report -------------------------------------------------------------------------------------
@@ -558,7 +569,11 @@ def run(args: argparse.Namespace) -> int:
         clear(r)
         manager = QueueManager(make_config(url))
         payload = sample_payload(manager, r)
-        say = (lambda _msg: None) if args.json else (lambda msg: print(msg, file=sys.stderr))
+
+        def say(message: str) -> None:
+            if not args.json:
+                print(message, file=sys.stderr, flush=True)
+
         say(f"server: {server_description(r)} at {url} ({origin}); item {len(payload)} bytes")
         say("1-2/4 enqueue ...")
         rows = bench_enqueue(r, manager, payload, p)

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio
 
 from .config import QueueConfig
+from .operations import (
+    envelope_opening,
+    higher_tier_keys,
+    operation_from_record,
+    worker_from_record,
+)
 from .producer import (
     add_status_commands,
     plan_enqueue,
@@ -18,6 +24,7 @@ from .producer import (
 )
 from .retry import QueueRetryConfig
 from .scripts import Scripts
+from .serialization import as_text
 from .types import CallableRef
 
 
@@ -69,13 +76,14 @@ class AsyncQueueManager:
         self, entities: Sequence[Any], processor: CallableRef, **kwargs: Any
     ) -> list[dict[str, Any]]:
         """See :meth:`QueueManager.enqueue_batch`."""
+        started = self.config.clock.monotonic()
         plan = plan_enqueue_batch(self.config, entities, processor, **kwargs)
         if plan is None:
             return []
         _, scripts = self._connected()
         with redis_errors():
             answer = await scripts.enqueue(keys=plan.keys, args=plan.args)
-        return plan.interpret(answer)
+        return plan.interpret(answer, self.config, started)
 
     async def get_queue_status(self) -> dict[str, int]:
         """See :meth:`QueueManager.get_queue_status`."""
@@ -87,6 +95,38 @@ class AsyncQueueManager:
             add_status_commands(pipe, self.config, list_keys)
             lengths = await pipe.execute()
         return status_from_lengths(self.config, list_keys, lengths)
+
+    async def get_operation(self, operation_id: str) -> dict[str, Any] | None:
+        """See :meth:`QueueManager.get_operation`."""
+        client, scripts = self._connected()
+        with redis_errors():
+            record = await client.hgetall(self.config.keys.operation(operation_id))
+            operation = operation_from_record(operation_id, record)
+            if operation is None or operation["status"] != "pending":
+                return operation
+            higher = higher_tier_keys(self.config.keys, operation["queue_name"],
+                                      operation["priority"])  # fmt: skip
+            pipe = client.pipeline(transaction=False)
+            for key in higher:
+                pipe.llen(key)
+            await scripts.position(
+                keys=[self.config.keys.queue(operation["queue_name"], operation["priority"])],
+                args=[envelope_opening(operation_id)], client=pipe,
+            )  # fmt: skip
+            *ahead, index = await pipe.execute()
+        operation["position"] = sum(ahead) + index if index >= 0 else None
+        return operation
+
+    async def get_workers(self) -> list[dict[str, Any]]:
+        """See :meth:`QueueManager.get_workers`."""
+        client, _ = self._connected()
+        with redis_errors():
+            ids = await client.zrange(self.config.keys.workers, 0, -1)
+            pipe = client.pipeline(transaction=False)
+            for worker_id in ids:
+                pipe.hgetall(self.config.keys.worker(as_text(cast(bytes, worker_id))))
+            records = await pipe.execute() if ids else []
+        return [w for w in map(worker_from_record, records) if w is not None]
 
     async def purge_queue(self, queue_name: str, priority: str = "normal") -> int:
         """See :meth:`QueueManager.purge_queue`."""

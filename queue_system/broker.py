@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio
+import redis.exceptions
 
 from .clock import to_ms
 from .config import NOTIFY_CAP, QueueConfig
-from .keys import KeySpace
+from .keys import OPERATION_ID_PATTERN, KeySpace
 from .scripts import Scripts
 from .serialization import as_text
 from .types import DeadLetter
@@ -42,6 +43,9 @@ class Completion:
     run_ms: int
     queue_priority: str
     wait_ms: int
+    result_json: str
+    result_ttl: int
+    processor: str = ""
 
 
 @dataclass(frozen=True)
@@ -81,55 +85,73 @@ class WorkerBroker:
         start = self._next_sequence(count)
         answer = await self.scripts.claim(
             keys=[self.keys.inflight, self.keys.leases, *list_keys],
-            args=[self._lease_ms, count, self.worker_id, start],
+            args=[self._lease_ms, count, self.worker_id, start, self.keys.operation_prefix],
         )
+        return self._claimed(answer)
+
+    @staticmethod
+    def _claimed(answer: list[bytes]) -> list[ClaimedItem]:
         return [
             ClaimedItem(answer[i].decode(), answer[i + 1].decode(), answer[i + 2])
             for i in range(0, len(answer), 3)
         ]
 
-    async def ack(self, completions: list[Completion]) -> list[bool]:
+    async def ack(self, completions: list[Completion], finished_s: float) -> list[bool]:
         """Finish successful runs; False for each item whose lease was lost."""
         keys = [self.keys.inflight, self.keys.leases, self.keys.metrics]
-        args: list[Any] = [len(completions), self.config.backup_ttl]
+        keys.extend(self.keys.operation(c.operation_id) for c in completions)
+        keys.extend(c.dedup_key for c in completions if c.dedup_key is not None)
+        args: list[Any] = [len(completions), self.config.backup_ttl, f"{finished_s:.3f}"]
         for c in completions:
-            if c.dedup_key is not None:
-                keys.append(c.dedup_key)
             args.extend(
                 (c.item.token, c.operation_id, "1" if c.dedup_key else "0", c.run_ms,
-                 c.queue_priority, c.wait_ms)
+                 c.queue_priority, c.wait_ms, c.result_json, c.result_ttl)
             )  # fmt: skip
         answer = await self.scripts.ack(keys=keys, args=args)
         return [bool(flag) for flag in answer]
 
     async def schedule_retry(
-        self, item: ClaimedItem, new_raw: bytes, due_s: float, run_ms: int, queue_priority: str,
-        wait_ms: int,
+        self, item: ClaimedItem, new_raw: bytes, due_s: float, *, operation_id: str,
+        run_ms: int, queue_priority: str, wait_ms: int, attempts: int, last_error: str,
     ) -> bool:  # fmt: skip
         """Move a leased item to the delayed set; False if the lease was lost."""
         member = item.list_key.encode() + b"\n" + new_raw
         answer = await self.scripts.schedule_retry(
-            keys=[self.keys.inflight, self.keys.leases, self.keys.delayed, self.keys.metrics],
+            keys=[self.keys.inflight, self.keys.leases, self.keys.delayed, self.keys.metrics,
+                  self.keys.operation(operation_id)],
             args=[item.token, member, to_ms(due_s), run_ms, queue_priority, wait_ms,
-                  self.config.backup_ttl],
+                  self.config.backup_ttl, attempts, last_error],
         )  # fmt: skip
         return bool(answer)
 
     async def dead_letter(
         self, item: ClaimedItem, record: DeadLetter, *, system_error: bool, run_ms: int = -1,
-        dedup_key: str | None = None,
+        dedup_key: str | None = None, wait_ms: int = 0,
     ) -> bool:  # fmt: skip
-        """Move a leased item to system_errors or failures with ``record``; False if lost."""
+        """Move a leased item to system_errors or failures with ``record``; False if lost.
+
+        ``record`` comes partly from untrusted bytes: its operation id and dedup key are used
+        only when they are well-formed names under this namespace.
+        """
         target = self.keys.system_errors if system_error else self.keys.failures
         keys = [self.keys.inflight, self.keys.leases, target, self.keys.metrics]
+        op_id = record["operation_id"] or ""
+        has_status = bool(OPERATION_ID_PATTERN.fullmatch(op_id))
+        if has_status:
+            keys.append(self.keys.operation(op_id))
         if dedup_key is not None and dedup_key.startswith(self.keys.dedup_prefix):
             keys.append(dedup_key)
+        last_error = {"type": record["error_type"], "message": record["message"]}
+        if record["history"]:
+            last_error["traceback"] = record["history"][-1]["traceback"]
         answer = await self.scripts.dead_letter(
             keys=keys,
             args=[item.token, json.dumps(record, separators=(",", ":"), default=str),
                   self.config.dead_letter_cap, self.config.backup_ttl,
-                  "system_errors" if system_error else "failed", record["operation_id"] or "",
-                  run_ms],
+                  "system_errors" if system_error else "failed", op_id, run_ms,
+                  "1" if has_status else "0", "error" if system_error else "failed",
+                  f"{record['at']:.3f}", record["attempts"], json.dumps(last_error),
+                  f"{record['queue']}:{record['priority']}", wait_ms],
         )  # fmt: skip
         return bool(answer)
 
@@ -149,7 +171,7 @@ class WorkerBroker:
         return int(
             await self.scripts.release(
                 keys=[self.keys.inflight, self.keys.leases, self.keys.notify],
-                args=[NOTIFY_CAP, *tokens],
+                args=[NOTIFY_CAP, self.keys.operation_prefix, *tokens],
             )
         )
 
@@ -158,12 +180,12 @@ class WorkerBroker:
         start = self._next_sequence(CLAIM_LIMIT)
         promoted = await self.scripts.promote_due(
             keys=[self.keys.delayed, self.keys.notify],
-            args=[to_ms(now_s), CLAIM_LIMIT, NOTIFY_CAP],
+            args=[to_ms(now_s), CLAIM_LIMIT, NOTIFY_CAP, self.keys.operation_prefix],
         )
         recovered = await self.scripts.recover(
             keys=[self.keys.inflight, self.keys.leases, self.keys.redeliveries, self.keys.notify],
             args=[CLAIM_LIMIT, self.config.max_deliveries, self.config.backup_ttl,
-                  self._lease_ms, self.worker_id, start, NOTIFY_CAP],
+                  self._lease_ms, self.worker_id, start, NOTIFY_CAP, self.keys.operation_prefix],
         )  # fmt: skip
         crash_looped = [
             (
@@ -182,10 +204,47 @@ class WorkerBroker:
             crash_looped=crash_looped,
         )
 
-    async def wait_for_work(self, timeout_s: float) -> bool:
-        """Block until a producer signals new work or ``timeout_s`` passes (True if signalled)."""
-        answer = await self.client.brpop([self.keys.notify], timeout=max(timeout_s, 0.01))
-        return answer is not None
+    async def heartbeat(self, record: dict[str, str | int | float], ttl_s: float) -> None:
+        """Publish this worker's record (expires after ``ttl_s``) and prune dead workers."""
+        now_ms = to_ms(float(record["last_seen"]))
+        key = self.keys.worker(self.worker_id)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(key, mapping={k: str(v) for k, v in record.items()})
+        pipe.expire(key, int(ttl_s) + 1)
+        pipe.zadd(self.keys.workers, {self.worker_id: now_ms})
+        pipe.zremrangebyscore(self.keys.workers, "-inf", now_ms - to_ms(ttl_s))
+        pipe.expire(self.keys.workers, int(ttl_s) + 1)
+        await pipe.execute()
+
+    async def unregister(self) -> None:
+        """Remove this worker's record (clean stop)."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.delete(self.keys.worker(self.worker_id))
+        pipe.zrem(self.keys.workers, self.worker_id)
+        await pipe.execute()
+
+    async def wait_and_claim(
+        self, list_keys: list[str], count: int, timeout_s: float
+    ) -> tuple[bool, list[ClaimedItem]]:
+        """Block until a producer signals work (or ``timeout_s``), then claim, in one round
+        trip: Redis runs the claim the moment the wait ends. Returns (signalled, items).
+
+        Never cancel this call: a claim lost in flight would wait for its lease to expire.
+        """
+        start = self._next_sequence(count)
+        keys = [self.keys.inflight, self.keys.leases, *list_keys]
+        args: list[str | int] = [
+            self._lease_ms, count, self.worker_id, start, self.keys.operation_prefix,
+        ]  # fmt: skip
+        pipe = self.client.pipeline(transaction=False)
+        pipe.brpop([self.keys.notify], timeout=max(timeout_s, 0.01))
+        # EVALSHA directly: a Script in a pipeline costs an extra SCRIPT EXISTS round trip.
+        pipe.evalsha(self.scripts.claim.sha, len(keys), *keys, *args)
+        try:
+            signal, answer = await pipe.execute()
+        except redis.exceptions.NoScriptError:  # server restarted: the claim did not run
+            return True, await self.claim(list_keys, count)
+        return signal is not None, self._claimed(answer)
 
     async def queue_names(self) -> list[str]:
         """Every queue name registered in this namespace."""

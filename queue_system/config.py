@@ -11,7 +11,7 @@ Example::
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import redis
@@ -20,7 +20,7 @@ import redis.asyncio
 from . import connection
 from .clock import Clock, SystemClock
 from .errors import ConfigurationError
-from .keys import KeySpace
+from .keys import KeySpace, validate_queue_name
 from .metrics import Metrics, compute_metrics
 from .registry import CallableRegistry, callback_key
 from .serialization import DEFAULT_MAX_PAYLOAD_BYTES, as_text
@@ -32,6 +32,7 @@ DEFAULT_LEASE_TIMEOUT_S = 30.0  # a claimed item returns to its queue this long 
 DEFAULT_MAX_DELIVERIES = 3  # lease expiries before an item is treated as a crash loop
 DEFAULT_DEAD_LETTER_CAP = 100_000  # newest records kept in failures / system_errors each
 DEFAULT_MAX_QUEUES = 1_000  # distinct queue names a namespace may hold
+DEFAULT_RESULT_TTL_S = 86400  # how long a finished operation's status and result are kept
 NOTIFY_CAP = 64  # wake-up tokens kept for idle workers
 
 
@@ -53,6 +54,8 @@ class QueueConfig:
         max_deliveries: lease expiries after which an item goes to ``system_errors``.
         dead_letter_cap: records kept in each of ``failures`` and ``system_errors``.
         max_queues: distinct queue names allowed in this namespace.
+        result_ttl: seconds a completed operation's status and result are kept.
+        queue_result_ttls: ``result_ttl`` overrides per queue name.
         clock: time source (tests inject one; default wall/monotonic clock).
     """
 
@@ -72,6 +75,8 @@ class QueueConfig:
         max_deliveries: int = DEFAULT_MAX_DELIVERIES,
         dead_letter_cap: int = DEFAULT_DEAD_LETTER_CAP,
         max_queues: int = DEFAULT_MAX_QUEUES,
+        result_ttl: int = DEFAULT_RESULT_TTL_S,
+        queue_result_ttls: Mapping[str, int] | None = None,
         clock: Clock | None = None,
     ) -> None:
         _require_positive("backup_ttl", backup_ttl)
@@ -81,6 +86,9 @@ class QueueConfig:
         _require_positive("max_deliveries", max_deliveries)
         _require_positive("dead_letter_cap", dead_letter_cap)
         _require_positive("max_queues", max_queues)
+        _require_positive("result_ttl", result_ttl)
+        for ttl in (queue_result_ttls or {}).values():
+            _require_positive("queue_result_ttls[]", ttl)
         if max_connection_retries < 0:
             raise ValueError("max_connection_retries must be >= 0")
         if allowed_modules and isinstance(allowed_modules, str):
@@ -96,6 +104,10 @@ class QueueConfig:
         self.max_deliveries = int(max_deliveries)
         self.dead_letter_cap = int(dead_letter_cap)
         self.max_queues = int(max_queues)
+        self.result_ttl = int(result_ttl)
+        self.queue_result_ttls = {
+            validate_queue_name(q): int(t) for q, t in (queue_result_ttls or {}).items()
+        }
         self.clock: Clock = clock or SystemClock()
         self.registry = CallableRegistry(allowed_modules)
         self.metrics = Metrics(logger=logging.getLogger("queue_system.metrics"))
@@ -118,6 +130,10 @@ class QueueConfig:
             raise ConfigurationError(
                 f"invalid redis_url {connection.redact_url(self.redis_url)}: {exc}"
             ) from exc
+
+    def result_ttl_for(self, queue_name: str) -> int:
+        """Seconds a completed operation of ``queue_name`` keeps its status and result."""
+        return self.queue_result_ttls.get(queue_name, self.result_ttl)
 
     def make_async_client(self) -> redis.asyncio.Redis:
         """A new asyncio client with the same settings (bind it to one event loop only)."""

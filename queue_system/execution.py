@@ -13,8 +13,9 @@ import base64
 import contextvars
 import functools
 import inspect
+import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,7 @@ from .serialization import decode_envelope, envelope_summary
 from .types import AttemptRecord, DeadLetter, Envelope
 
 TRACEBACK_MAX_CHARS = 4000  # per attempt record, so history cannot blow up an item
+_HAS_ASYNCIO_TIMEOUT = sys.version_info >= (3, 11)
 
 
 @dataclass(frozen=True)
@@ -79,16 +81,37 @@ def _resolve_optional(registry: CallableRegistry, name: str | None) -> Callable[
 async def call_with_timeout(
     fn: Callable[..., Any], arg: Any, timeout_s: float, executor: Executor
 ) -> Any:
-    """``fn(arg)`` on the loop (async) or in ``executor`` (sync), bounded by ``timeout_s``."""
+    """``fn(arg)`` on the loop (async) or in ``executor`` (sync), bounded by ``timeout_s``.
+
+    Raises the builtin ``TimeoutError("processor exceeded its ...s timeout")`` at the
+    deadline; a ``TimeoutError`` the function raises itself passes through unchanged.
+    """
     if inspect.iscoroutinefunction(fn):
-        return await asyncio.wait_for(fn(arg), timeout_s)
+        return await _bounded(fn(arg), timeout_s)
     loop = asyncio.get_running_loop()
     context = contextvars.copy_context()
     future = loop.run_in_executor(executor, functools.partial(context.run, fn, arg))
-    result = await asyncio.wait_for(future, timeout_s)
+    result = await _bounded(future, timeout_s)
     if inspect.isawaitable(result):
-        return await asyncio.wait_for(result, timeout_s)
+        return await _bounded(result, timeout_s)
     return result
+
+
+async def _bounded(awaitable: Awaitable[Any], timeout_s: float) -> Any:
+    if _HAS_ASYNCIO_TIMEOUT:  # 3.11+: no extra task per call, and we know who timed out
+        try:
+            async with asyncio.timeout(timeout_s) as scope:  # type: ignore[attr-defined,unused-ignore]
+                return await awaitable
+        except TimeoutError:
+            if scope.expired():
+                raise TimeoutError(f"processor exceeded its {timeout_s}s timeout") from None
+            raise
+    task = asyncio.ensure_future(awaitable)
+    done, _ = await asyncio.wait({task}, timeout=timeout_s)
+    if not done:
+        task.cancel()
+        raise TimeoutError(f"processor exceeded its {timeout_s}s timeout")
+    return task.result()
 
 
 def attempt_record(exc: BaseException, at: float) -> AttemptRecord:

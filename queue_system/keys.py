@@ -13,6 +13,9 @@ Layout under a prefix (default ``queue:``)::
     queue:notify                    LIST  wake-up tokens for idle workers (capped)
     queue:metrics                   HASH  shared counters
     queue:dedup:{sha256(key)}       STRING operation id holding a deduplication key
+    queue:op:{operation_id}         HASH  status record of one operation (TTL)
+    queue:workers                   ZSET  worker id -> last heartbeat (ms); stale ones pruned
+    queue:worker:{worker_id}        HASH  one live worker's record (TTL, refreshed by heartbeat)
 
 The waiting lists are the only keys without a TTL or size cap. Because every name is built
 here, a Redis Cluster layout (one hash tag per prefix) needs no change at call sites.
@@ -28,6 +31,9 @@ from .types import PRIORITIES, Priority
 
 QUEUE_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
 PREFIX_PATTERN = re.compile(r"[A-Za-z0-9_.\-{}]+:")
+OPERATION_ID_MAX_LENGTH = 128
+# Lua scripts read ids back from an envelope's opening bytes: keep them plain.
+OPERATION_ID_PATTERN = re.compile(rf"[A-Za-z0-9_.:\-]{{1,{OPERATION_ID_MAX_LENGTH}}}")
 
 
 def validate_queue_name(queue_name: str) -> str:
@@ -84,6 +90,22 @@ class KeySpace:
     @property
     def dedup_prefix(self) -> str:
         return f"{self.prefix}dedup:"
+
+    def operation(self, operation_id: str) -> str:
+        """The status record of one operation."""
+        return f"{self.operation_prefix}{operation_id}"
+
+    @property
+    def operation_prefix(self) -> str:
+        return f"{self.prefix}op:"
+
+    def worker(self, worker_id: str) -> str:
+        """The record of one live worker."""
+        return f"{self.prefix}worker:{worker_id}"
+
+    @property
+    def workers(self) -> str:
+        return f"{self.prefix}workers"
 
     @property
     def registry(self) -> str:

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from .config import QueueConfig
+from .operations import (
+    envelope_opening,
+    higher_tier_keys,
+    operation_from_record,
+    worker_from_record,
+)
 from .producer import (
     add_status_commands,
     plan_enqueue,
@@ -16,6 +22,7 @@ from .producer import (
 )
 from .retry import QueueRetryConfig
 from .scripts import Scripts
+from .serialization import as_text
 from .types import CallableRef
 
 
@@ -82,12 +89,13 @@ class QueueManager:
         ``deduplication_key=True`` deduplicates each entity by its hash; a single string key
         would make every entity after the first a duplicate, so it is refused.
         """
+        started = self.config.clock.monotonic()
         plan = plan_enqueue_batch(self.config, entities, processor, **kwargs)
         if plan is None:
             return []
         with redis_errors():
             answer = self._scripts.enqueue(keys=plan.keys, args=plan.args)
-        return plan.interpret(answer)
+        return plan.interpret(answer, self.config, started)
 
     def get_queue_status(self) -> dict[str, int]:
         """Depth of every registered queue and tier, plus failures, system errors, in-flight
@@ -99,6 +107,44 @@ class QueueManager:
             add_status_commands(pipe, self.config, list_keys)
             lengths = pipe.execute()
         return status_from_lengths(self.config, list_keys, lengths)
+
+    def get_operation(self, operation_id: str) -> dict[str, Any] | None:
+        """Status of one operation, or None if the id is unknown or its record expired.
+
+        Returns ``operation_id``, ``status`` (pending | scheduled | processing | completed |
+        failed | error), ``queue_name``, ``priority``, ``processor``, ``attempts``,
+        ``enqueued_at``/``started_at``/``finished_at`` (ISO 8601 UTC), ``worker``,
+        ``last_error``, ``result`` and, while pending, ``position``: items that will be taken
+        before it (its queue's higher tiers counted). Finding the position reads the tier
+        from its taking end inside Redis: O(position), about 1 ms per 10,000 items ahead.
+        """
+        with redis_errors():
+            record = self._client.hgetall(self.config.keys.operation(operation_id))
+            operation = operation_from_record(operation_id, record)
+            if operation is None or operation["status"] != "pending":
+                return operation
+            higher = higher_tier_keys(self.config.keys, operation["queue_name"],
+                                      operation["priority"])  # fmt: skip
+            pipe = self._client.pipeline(transaction=False)
+            for key in higher:
+                pipe.llen(key)
+            self._scripts.position(
+                keys=[self.config.keys.queue(operation["queue_name"], operation["priority"])],
+                args=[envelope_opening(operation_id)], client=pipe,
+            )  # fmt: skip
+            *ahead, index = pipe.execute()
+        operation["position"] = sum(ahead) + index if index >= 0 else None
+        return operation
+
+    def get_workers(self) -> list[dict[str, Any]]:
+        """Live workers (each refreshes its record every few seconds; a dead one expires)."""
+        with redis_errors():
+            ids = self._client.zrange(self.config.keys.workers, 0, -1)
+            pipe = self._client.pipeline(transaction=False)
+            for worker_id in ids:
+                pipe.hgetall(self.config.keys.worker(as_text(cast(bytes, worker_id))))
+            records = pipe.execute() if ids else []
+        return [w for w in map(worker_from_record, records) if w is not None]
 
     def purge_queue(self, queue_name: str, priority: str = "normal") -> int:
         """Delete every waiting item of ``queue_name`` at ``priority``; returns how many."""

@@ -7,10 +7,11 @@ shells only send the plan and hand the answer back, so no rule is written twice.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
-import uuid
+import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,7 +21,12 @@ import redis
 
 from .config import NOTIFY_CAP, QueueConfig
 from .errors import ConfigurationError, QueueUnavailableError
-from .keys import validate_priority, validate_queue_name
+from .keys import (
+    OPERATION_ID_MAX_LENGTH,
+    OPERATION_ID_PATTERN,
+    validate_priority,
+    validate_queue_name,
+)
 from .retry import QueueRetryConfig
 from .scripts import TOO_MANY_QUEUES
 from .serialization import SCHEMA_VERSION, Serializer, as_text, dumps, encode_envelope
@@ -28,12 +34,11 @@ from .types import PRIORITIES, CallableRef, Envelope
 
 #: ``deduplication_key=True`` deduplicates on the processor name plus a hash of the entity.
 DEDUPLICATE_BY_ENTITY = True
-OPERATION_ID_MAX_LENGTH = 128
 
 
 def generate_operation_id() -> str:
-    """A new random operation id (32 hex characters)."""
-    return uuid.uuid4().hex
+    """A new random operation id (32 hex characters, 128 random bits)."""
+    return os.urandom(16).hex()
 
 
 def hash_entity(entity: Any, custom_serializer: Serializer | None = None) -> str:
@@ -52,12 +57,24 @@ class EnqueuePlan:
     args: list[Any]
     results: list[dict[str, Any]] = field(default_factory=list)
 
-    def interpret(self, answer: Sequence[bytes | str]) -> list[dict[str, Any]]:
-        """Mark items whose dedup key was held as duplicates of the holder's operation id."""
-        for result, holder in zip(self.results, answer, strict=False):
+    def interpret(
+        self, answer: Sequence[bytes | str], config: QueueConfig | None = None,
+        started: float | None = None,
+    ) -> list[dict[str, Any]]:  # fmt: skip
+        """Mark items whose dedup key was held as duplicates of the holder's operation id.
+
+        With ``config`` and ``started`` (a batch), also records the batch metric.
+        """
+        for result, holder in zip(self.results, answer, strict=True):
             if holder:
                 result["status"] = "duplicate"
-                result["operation_id"] = holder.decode() if isinstance(holder, bytes) else holder
+                result["operation_id"] = as_text(holder)
+        if config is not None and started is not None and self.results:
+            first = self.results[0]
+            config.metrics.record_batch(
+                "enqueue_batch", len(self.results), 1000 * (config.clock.monotonic() - started),
+                queue=first["queue_name"], priority=first["priority"],
+            )  # fmt: skip
         return self.results
 
 
@@ -82,9 +99,9 @@ def plan_enqueue(
     processor_name = config.registry.name_for(processor)
     queue = validate_queue_name(queue_name or default_queue_name(processor_name))
     priority = validate_priority(priority)
-    retry = retry_config if retry_config is not None else QueueRetryConfig()
-    if not isinstance(retry, QueueRetryConfig):
+    if retry_config is not None and not isinstance(retry_config, QueueRetryConfig):
         raise TypeError("retry_config must be a QueueRetryConfig")
+    retry_dict = retry_config.to_dict() if retry_config is not None else _default_retry_dict()
     success_name = config.registry.name_for(on_success) if on_success is not None else None
     failure_name = config.registry.name_for(on_failure) if on_failure is not None else None
     _validate_timeout(timeout)
@@ -94,14 +111,17 @@ def plan_enqueue(
         raise TypeError("deduplication_key must be a str, True (entity hash) or None")
     ids = list(operation_ids) if operation_ids is not None else [None] * len(entities)
     now = config.clock.time()
-    retry_dict = retry.to_dict()
     keys = [
         config.keys.registry,
         config.keys.notify,
         config.keys.metrics,
         config.keys.queue(queue, priority),
     ]
-    args: list[Any] = [queue, config.max_queues, NOTIFY_CAP, config.backup_ttl, len(entities)]
+    args: list[Any] = [
+        queue, config.max_queues, NOTIFY_CAP, config.backup_ttl, len(entities), priority,
+        processor_name, now,
+    ]  # fmt: skip
+    dedup_keys: list[str] = []
     plan = EnqueuePlan(keys, args)
     for entity, given_id in zip(entities, ids, strict=False):
         op_id = (
@@ -126,12 +146,15 @@ def plan_enqueue(
             "history": [],
         }
         data = encode_envelope(envelope, custom_serializer, config.max_payload_bytes)
+        keys.append(config.keys.operation(op_id))
         if dedup is not None:
-            keys.append(dedup)
-        args.extend((op_id, data, "1" if dedup is not None else "0"))
+            dedup_keys.append(dedup)
+        flags = ("1" if dedup is not None else "0") + ("1" if given_id is not None else "0")
+        args.extend((op_id, data, flags))
         plan.results.append(
             {"operation_id": op_id, "status": "queued", "queue_name": queue, "priority": priority}
         )
+    keys.extend(dedup_keys)
     return plan
 
 
@@ -150,6 +173,12 @@ def plan_enqueue_batch(
     return plan_enqueue(config, entities, processor, **options)
 
 
+@functools.cache
+def _default_retry_dict() -> dict[str, Any]:
+    """``QueueRetryConfig().to_dict()``, built once (enqueue's hot path); never mutated."""
+    return QueueRetryConfig().to_dict()
+
+
 def default_queue_name(processor_name: str) -> str:
     """``"app.tasks:process_data"`` → ``"process_data"`` (the reference's queue naming)."""
     return processor_name.rpartition(":")[2].rpartition(".")[2]
@@ -165,10 +194,11 @@ def _validate_timeout(timeout: float | None) -> None:
 
 
 def _validate_operation_id(operation_id: str) -> str:
-    if not isinstance(operation_id, str) or not 0 < len(operation_id) <= OPERATION_ID_MAX_LENGTH:
-        raise ValueError(f"operation_id must be a str of 1-{OPERATION_ID_MAX_LENGTH} characters")
-    if any(ch.isspace() for ch in operation_id):
-        raise ValueError("operation_id must not contain whitespace")
+    if not isinstance(operation_id, str) or not OPERATION_ID_PATTERN.fullmatch(operation_id):
+        raise ValueError(
+            f"operation_id {operation_id!r} is invalid: use 1-{OPERATION_ID_MAX_LENGTH} "
+            "characters from letters, digits, '_', '.', ':', '-'"
+        )
     return operation_id
 
 

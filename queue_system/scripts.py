@@ -21,6 +21,7 @@ SCRIPT_NAMES = (
     "release",
     "renew",
     "purge",
+    "position",
 )
 
 TOO_MANY_QUEUES = "QS_TOO_MANY_QUEUES"
@@ -46,6 +47,7 @@ class Scripts:
     release: Any
     renew: Any
     purge: Any
+    position: Any
 
     @classmethod
     def register(cls, client: Any) -> Scripts:

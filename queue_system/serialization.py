@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from .errors import DecodeError, SerializationError
-from .keys import QUEUE_NAME_PATTERN
+from .keys import OPERATION_ID_PATTERN, QUEUE_NAME_PATTERN
 from .types import PRIORITIES, Envelope
 
 SCHEMA_VERSION = 1
@@ -40,6 +40,10 @@ def default_json(value: Any) -> Any:
 
 def dumps(value: Any, custom_serializer: Serializer | None = None) -> str:
     """Compact JSON; ``custom_serializer`` handles types JSON lacks, before the defaults."""
+    if custom_serializer is None:
+        return json.dumps(
+            value, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=default_json
+        )
 
     def fallback(obj: Any) -> Any:
         if custom_serializer is not None:
@@ -112,6 +116,8 @@ def decode_envelope(raw: bytes) -> Envelope:
             raise DecodeError(f"envelope field {name!r} has the wrong type", raw)
     if data["priority"] not in PRIORITIES or not QUEUE_NAME_PATTERN.fullmatch(data["queue"]):
         raise DecodeError("envelope has an invalid queue name or priority", raw)
+    if not OPERATION_ID_PATTERN.fullmatch(data["id"]):
+        raise DecodeError("envelope has an invalid operation id", raw)
     if "entity" not in data:
         raise DecodeError("envelope has no entity", raw)
     return cast(Envelope, data)

@@ -28,28 +28,19 @@ import redis
 import redis.asyncio
 
 from .broker import ClaimedItem, Completion, WorkerBroker
-from .clock import to_ms
 from .config import QueueConfig
-from .execution import (
-    InvalidItem,
-    RunnableItem,
-    attempt_record,
-    call_with_timeout,
-    callback_data,
-    dead_letter_record,
-    prepare,
-)
+from .events import WorkerEvents
 from .keys import validate_queue_name
-from .serialization import encode_envelope, envelope_summary
-from .types import Envelope
+from .runner import ItemRunner
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_GRACE_PERIOD_S = 10.0  # stop() waits this long for running items, then releases them
 MAINTENANCE_INTERVAL_S = 0.5  # how often due retries are promoted and dead leases recovered
+SHUTDOWN_WAIT_S = 5.0  # longest wait for the background loops to end once cancelled
 IDLE_WAIT_S = 1.0  # longest block on the wake-up list before re-checking (must be < timeouts)
 BACKOFF_MIN_S, BACKOFF_MAX_S = 0.05, 2.0  # between attempts while Redis is unreachable
-RETRY_PAYLOAD_MAX_BYTES = 64 * 1024 * 1024  # re-encoding a failed item never refuses it
+HEARTBEAT_INTERVAL_S = 5.0  # how often a worker refreshes its record in Redis
 
 
 class QueueWorker:
@@ -94,6 +85,7 @@ class QueueWorker:
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._running = False
         self._finished: asyncio.Event | None = None
+        self.started_at = 0.0
 
     @property
     def running(self) -> bool:
@@ -112,14 +104,20 @@ class QueueWorker:
         self._busy = 0
         self._completions: list[Completion] = []
         self._after_ack: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {}
-        self._callbacks: set[asyncio.Task[None]] = set()
         self._ack_wakeup = asyncio.Event()
         self._ack_lock = asyncio.Lock()
         self._capacity_freed = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._hurry = asyncio.Event()
         self._finished = asyncio.Event()
         self._claim_keys: list[str] = []
         self._outage_logged = False
+        self._closing = False
+        self._give_up_at = float("inf")
+        self._runner = ItemRunner(
+            self.config, self._broker, self._pool, self.work_timeout, self._persist,
+            self._complete, self._forget, WorkerEvents(self.config.metrics, self.worker_id),
+        )  # fmt: skip
         self._executors = [
             asyncio.create_task(self._executor_loop(), name=f"queue-executor-{i}")
             for i in range(self.max_workers)
@@ -129,8 +127,10 @@ class QueueWorker:
             asyncio.create_task(self._ack_loop(), name="queue-acker"),
             asyncio.create_task(self._renew_loop(), name="queue-renewer"),
             asyncio.create_task(self._maintain_loop(), name="queue-maintainer"),
+            asyncio.create_task(self._heartbeat_loop(), name="queue-heartbeat"),
         ]
         self._burst_stop: asyncio.Task[None] | None = None
+        self.started_at = self.config.clock.time()
         self._running = True
         logger.info("worker %s started (max_workers=%d)", self.worker_id, self.max_workers)
 
@@ -142,12 +142,22 @@ class QueueWorker:
 
     async def stop(self, grace_period: float | None = None) -> None:
         """Take no new items, let running ones finish for ``grace_period`` seconds, and put
-        everything not finished back at the head of its tier at once."""
+        everything not finished back at the head of its tier at once.
+
+        Calling it again with ``grace_period=0`` while a stop is under way cuts the wait short
+        (a second Ctrl+C): running items are released at once.
+        """
         if not self._running or self._stopping.is_set():
+            if grace_period == 0 and self._running:
+                self._hurry.set()
             if self._finished is not None:
                 await self._finished.wait()
             return
         grace = self.grace_period if grace_period is None else grace_period
+        # Past this, a stop-time write gives up: leased items then return on lease expiry.
+        self._give_up_at = (
+            self.config.clock.monotonic() + grace + 2 * self.config.connection_timeout
+        )
         self._stopping.set()
         await asyncio.gather(self._fetcher, return_exceptions=True)
         buffered = self._drain_ready()
@@ -156,8 +166,7 @@ class QueueWorker:
             self._held.pop(item.token, None)
         for _ in self._executors:
             self._ready.put_nowait(None)
-        _, late = await asyncio.wait(self._executors, timeout=grace) if grace else (set(), set())
-        for task in late:
+        for task in await self._wait_for_executors(grace):
             task.cancel()
         await asyncio.gather(*self._executors, return_exceptions=True)
         await self._flush_acks()
@@ -165,17 +174,40 @@ class QueueWorker:
         if leftover:
             await self._persist(self._broker.release, leftover)
             logger.warning("worker %s released %d unfinished items", self.worker_id, len(leftover))
-        if self._callbacks:
-            await asyncio.wait(self._callbacks, timeout=max(grace, 1.0))
-        for task in [*self._services, *self._callbacks]:
+        callbacks = set(self._runner.callbacks)
+        if callbacks:
+            await asyncio.wait(callbacks, timeout=max(grace, 1.0))
+        # A cancel landing inside a redis-py call can surface as redis.TimeoutError, which the
+        # loops treat as an outage; the closing flag ends them regardless, within a bound.
+        self._closing = True
+        for task in [*self._services, *callbacks]:
             task.cancel()
-        await asyncio.gather(*self._services, *self._callbacks, return_exceptions=True)
+        await asyncio.wait([*self._services, *callbacks], timeout=SHUTDOWN_WAIT_S)
+        await self._persist(self._broker.unregister)
         self._pool.shutdown(wait=False)
         await self._client.aclose()
         self._running = False
         assert self._finished is not None
         self._finished.set()
         logger.info("worker %s stopped", self.worker_id)
+
+    async def _wait_for_executors(self, grace: float) -> list[asyncio.Task[None]]:
+        """Wait up to ``grace`` seconds (or until hurried) for running items; the late ones."""
+        hurry = asyncio.ensure_future(self._hurry.wait())
+        deadline = self.config.clock.monotonic() + grace
+        pending: set[asyncio.Future[Any]] = {t for t in self._executors if not t.done()}
+        try:
+            while pending and not self._hurry.is_set():
+                remaining = deadline - self.config.clock.monotonic()
+                if remaining <= 0:
+                    break
+                _, pending = await asyncio.wait(
+                    pending | {hurry}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                )
+                pending.discard(hurry)
+        finally:
+            hurry.cancel()
+        return [t for t in self._executors if not t.done()]
 
     # --- fetching -----------------------------------------------------------------------------
 
@@ -196,28 +228,38 @@ class QueueWorker:
                 await self._on_outage(exc)
                 continue
             self._on_redis_ok()
-            for item in items:
-                self._held[item.token] = item
-                self._ready.put_nowait(item)
+            self._accept(items)
             if not items:
-                await self._idle()
+                await self._idle(free)
 
-    async def _idle(self) -> None:
+    def _accept(self, items: list[ClaimedItem]) -> None:
+        for item in items:
+            self._held[item.token] = item
+            self._ready.put_nowait(item)
+
+    async def _idle(self, free: int) -> None:
         """Nothing was claimable: finish a burst, or block until work is signalled."""
         if self.burst:
             if self._held or self._busy:
                 await self._wait_any(self._capacity_freed.wait(), IDLE_WAIT_S)
                 return
             state = await self._broker.maintain(self.config.clock.time())
-            await self._dead_letter_crash_loops(state.crash_looped)
+            await self._runner.dead_letter_crash_loops(state.crash_looped)
             quiet = not (state.promoted or state.requeued or state.delayed or state.in_flight)
             if quiet and not self._held and not await self._anything_waiting():
                 self._burst_stop = asyncio.get_running_loop().create_task(self.stop())
                 await self._stopping.wait()
                 return
-        await self._wait_any(self._broker.wait_for_work(IDLE_WAIT_S), IDLE_WAIT_S + 1)
-        if self.queues is None:
-            await self._refresh_queues()
+        # Wait and claim in one round trip; a stop waits for it (at most IDLE_WAIT_S).
+        wait_s = min(IDLE_WAIT_S, self.config.connection_timeout / 2)
+        try:
+            signalled, items = await self._broker.wait_and_claim(self._claim_keys, free, wait_s)
+        except redis.RedisError as exc:
+            await self._on_outage(exc)
+            return
+        self._accept(items)
+        if signalled and not items and self.queues is None:
+            await self._refresh_queues()  # woken for a queue this worker has not seen yet
 
     async def _anything_waiting(self) -> bool:
         await self._refresh_queues()
@@ -261,97 +303,24 @@ class QueueWorker:
                 return
             self._busy += 1
             try:
-                await self._process(item)
+                await self._runner.run(item)
             except Exception:
                 logger.exception("worker %s: unexpected error on %s", self.worker_id, item.token)
             finally:
                 self._busy -= 1
                 self._capacity_freed.set()
 
-    async def _process(self, item: ClaimedItem) -> None:
-        clock = self.config.clock
-        try:
-            runnable = prepare(item.raw, self.config.registry, self.work_timeout)
-        except InvalidItem as exc:
-            record = dead_letter_record(
-                reason=exc.reason, error_type=type(exc.__cause__ or exc).__name__,
-                message=str(exc), at=clock.time(), envelope=exc.envelope, raw=item.raw,
-            )  # fmt: skip
-            dedup_key = _dedup_of(exc.envelope)
-            await self._finish(
-                item, self._broker.dead_letter, item, record, system_error=True, dedup_key=dedup_key
-            )
-            logger.error("system error (%s) for item %s: %s", exc.reason, item.token, exc)
-            return
-        env = runnable.envelope
-        wait_ms = max(0, to_ms(clock.time() - env["enqueued_at"]))
-        started = clock.monotonic()
-        try:
-            result = await call_with_timeout(
-                runnable.processor, env["entity"], runnable.timeout_s, self._pool
-            )
-        except Exception as exc:
-            if isinstance(exc, asyncio.TimeoutError):
-                exc = TimeoutError(f"processor exceeded its {runnable.timeout_s}s timeout")
-            await self._on_failure(item, runnable, exc, to_ms(clock.monotonic() - started), wait_ms)
-            return
-        run_ms = to_ms(clock.monotonic() - started)
-        if runnable.on_success is not None:
-            data = callback_data(env, result=result)
-            self._after_ack[item.token] = (runnable.on_success, data)
-        self._completions.append(
-            Completion(item, env["id"], env.get("dedup"), run_ms, _queue_priority(env), wait_ms)
-        )
+    def _complete(
+        self, completion: Completion, on_success: Callable[..., Any] | None, data: dict[str, Any]
+    ) -> None:
+        """Queue a successful run for the next batched ack (callbacks fire after the ack)."""
+        if on_success is not None:
+            self._after_ack[completion.item.token] = (on_success, data)
+        self._completions.append(completion)
         self._ack_wakeup.set()
 
-    async def _on_failure(
-        self, item: ClaimedItem, runnable: RunnableItem, exc: BaseException, run_ms: int,
-        wait_ms: int,
-    ) -> None:  # fmt: skip
-        env = runnable.envelope
-        now = self.config.clock.time()
-        history = [*env.get("history", []), attempt_record(exc, now)]
-        failed_runs = env["attempts"] + 1
-        retry = runnable.retry
-        qp = _queue_priority(env)
-        if retry.has_attempts_left(env["attempts"]):
-            due = now + retry.get_delay_for_attempt(failed_runs)
-            if not retry.would_exceed_timeout(env["first_at"], due):
-                retried: Envelope = {**env, "attempts": failed_runs, "history": history,
-                                     "enqueued_at": due}  # fmt: skip
-                raw = encode_envelope(retried, max_bytes=RETRY_PAYLOAD_MAX_BYTES)
-                await self._finish(
-                    item, self._broker.schedule_retry, item, raw, due, run_ms, qp, wait_ms
-                )
-                logger.info("operation %s failed (%s); retry %d due in %.2fs", env["id"],
-                            type(exc).__name__, failed_runs, due - now)  # fmt: skip
-                return
-        final: dict[str, Any] = {**env, "attempts": failed_runs, "history": history}
-        record = dead_letter_record(
-            reason="failed", error_type=type(exc).__name__, message=str(exc) or repr(exc),
-            at=now, envelope=final, history=history,
-        )  # fmt: skip
-        kept = await self._finish(
-            item, self._broker.dead_letter, item, record, system_error=False, run_ms=run_ms,
-            dedup_key=env.get("dedup"),
-        )  # fmt: skip
-        logger.warning("operation %s failed after %d runs: %s", env["id"], failed_runs, exc)
-        if kept and runnable.on_failure is not None:
-            data = callback_data(env, error=str(exc) or repr(exc), error_type=type(exc).__name__,
-                                 history=history)  # fmt: skip
-            data["attempts"] = failed_runs
-            self._spawn_callback(runnable.on_failure, data)
-
-    async def _finish(
-        self, item: ClaimedItem, write: Callable[..., Awaitable[bool]], *args: Any, **kwargs: Any
-    ) -> bool:
-        """Run a fenced write (retry/dead-letter) of ``item``; False when the lease was lost."""
-        held = await self._persist(write, *args, **kwargs)
-        self._held.pop(item.token, None)
-        if not held:
-            logger.warning("worker %s lost the lease on %s; outcome discarded", self.worker_id,
-                           item.token)  # fmt: skip
-        return bool(held)
+    def _forget(self, token: str) -> None:
+        self._held.pop(token, None)
 
     async def _persist(
         self, write: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any
@@ -361,41 +330,20 @@ class QueueWorker:
             try:
                 result = await write(*args, **kwargs)
             except redis.RedisError as exc:
+                if self._stopping.is_set() and self.config.clock.monotonic() > self._give_up_at:
+                    logger.error("worker %s gave up a write while stopping (%s); its items "
+                                 "return to their queues when their leases expire",
+                                 self.worker_id, exc)  # fmt: skip
+                    return None
                 await self._on_outage(exc)
                 continue
             self._on_redis_ok()
             return result
 
-    def _spawn_callback(self, fn: Callable[..., Any], data: dict[str, Any]) -> None:
-        task = asyncio.get_running_loop().create_task(self._run_callback(fn, data))
-        self._callbacks.add(task)
-        task.add_done_callback(self._callbacks.discard)
-
-    async def _run_callback(self, fn: Callable[..., Any], data: dict[str, Any]) -> None:
-        try:
-            await call_with_timeout(fn, data, self.work_timeout, self._pool)
-        except Exception:
-            logger.exception("callback %s failed for operation %s",
-                             getattr(fn, "__qualname__", fn), data.get("operation_id"))  # fmt: skip
-
-    async def _dead_letter_crash_loops(self, looped: list[tuple[ClaimedItem, int]]) -> None:
-        for item, expiries in looped:
-            summary = envelope_summary(item.raw)
-            record = dead_letter_record(
-                reason="crash_loop", error_type="CrashLoop",
-                message=f"lease expired {expiries} times: the item keeps killing or stalling "
-                "its worker", at=self.config.clock.time(), envelope=summary, raw=item.raw,
-            )  # fmt: skip
-            await self._persist(
-                self._broker.dead_letter, item, record, system_error=True,
-                dedup_key=_dedup_of(summary),
-            )  # fmt: skip
-            logger.error("item %s moved to system_errors: crash loop", item.token)
-
     # --- acking, renewing, maintaining --------------------------------------------------------
 
     async def _ack_loop(self) -> None:
-        while True:
+        while not self._closing:
             await self._ack_wakeup.wait()
             self._ack_wakeup.clear()
             await self._flush_acks()
@@ -407,20 +355,24 @@ class QueueWorker:
     async def _flush_acks_locked(self) -> None:
         while self._completions:
             batch, self._completions = self._completions, []
-            results = await self._persist(self._broker.ack, batch)
+            results = await self._persist(self._broker.ack, batch, self.config.clock.time())
+            if results is None:  # gave up while stopping: leases expire, items run again
+                results = [False] * len(batch)
             for completion, acked in zip(batch, results, strict=True):
                 token = completion.item.token
                 self._held.pop(token, None)
+                self._capacity_freed.set()
                 after = self._after_ack.pop(token, None)
                 if not acked:
                     logger.warning("worker %s lost the lease on %s; not acked, no callbacks",
                                    self.worker_id, token)  # fmt: skip
                 elif after is not None:
-                    self._spawn_callback(*after)
+                    self._runner.spawn_callback(*after)
+            self._runner.events.acked(batch, results)
 
     async def _renew_loop(self) -> None:
         interval = self.config.lease_timeout / 3
-        while True:
+        while not self._closing:
             await asyncio.sleep(interval)
             tokens = list(self._held)
             try:
@@ -432,16 +384,46 @@ class QueueWorker:
                 logger.warning("worker %s: lease %s was taken over", self.worker_id, token)
 
     async def _maintain_loop(self) -> None:
-        while True:
+        while not self._closing:
+            now = self.config.clock.time()
             try:
-                state = await self._broker.maintain(self.config.clock.time())
-                await self._dead_letter_crash_loops(state.crash_looped)
-                if state.requeued:
-                    logger.warning("recovered %d items from expired leases", state.requeued)
+                state = await self._broker.maintain(now)
+                await self._runner.dead_letter_crash_loops(state.crash_looped)
+                if self.queues is None:
+                    await self._refresh_queues()
             except redis.RedisError as exc:
                 await self._on_outage(exc)
                 continue
-            await asyncio.sleep(MAINTENANCE_INTERVAL_S)
+            if state.requeued:
+                logger.warning("recovered %d items from expired leases", state.requeued)
+            pause = MAINTENANCE_INTERVAL_S
+            if state.next_due_ms is not None:  # wake for the next due retry, not later
+                pause = min(pause, max(state.next_due_ms / 1000 - now, 0.005))
+            await asyncio.sleep(pause)
+
+    async def _heartbeat_loop(self) -> None:
+        while not self._closing:
+            try:
+                await self._broker.heartbeat(self.heartbeat_record(), HEARTBEAT_INTERVAL_S * 3)
+            except redis.RedisError as exc:
+                await self._on_outage(exc)
+                continue
+            await asyncio.sleep(HEARTBEAT_INTERVAL_S)
+
+    def heartbeat_record(self) -> dict[str, str | int | float]:
+        """What this worker publishes about itself (see ``QueueManager.get_workers``)."""
+        return {
+            "id": self.worker_id,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "queues": ",".join(self.queues) if self.queues else "*",
+            "concurrency": self.max_workers,
+            "started_at": round(self.started_at, 3),
+            "jobs_done": self._runner.events.jobs_done,
+            "jobs_failed": self._runner.events.jobs_failed,
+            "running": self._busy,
+            "last_seen": round(self.config.clock.time(), 3),
+        }
 
     async def _on_outage(self, exc: BaseException) -> None:
         if not self._outage_logged:
@@ -455,13 +437,3 @@ class QueueWorker:
         if self._outage_logged:
             logger.warning("worker %s: Redis is back", self.worker_id)
             self._outage_logged = False
-
-
-def _queue_priority(env: Envelope) -> str:
-    """The ``<queue>:<priority>`` suffix of per-queue counters."""
-    return f"{env['queue']}:{env['priority']}"
-
-
-def _dedup_of(envelope: dict[str, Any] | None) -> str | None:
-    value = (envelope or {}).get("dedup")
-    return value if isinstance(value, str) else None

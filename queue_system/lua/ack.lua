@@ -1,17 +1,18 @@
 -- ack: finish successfully run items whose lease the caller still holds (fencing).
 -- KEYS[1] inflight HASH   KEYS[2] leases ZSET   KEYS[3] metrics HASH
--- KEYS[4..] dedup STRING keys, one per item that has one, in item order
--- ARGV[1] item count N    ARGV[2] metrics TTL (s)
--- ARGV[3..] per item, 6 values: token, operation id, has dedup key (1/0),
---           run time (ms), "<queue>:<priority>" of the item, wait time (ms)
+-- KEYS[4..3+N] the status HASH of each item, in item order
+-- KEYS[4+N..] dedup STRING keys, one per item that has one, in item order
+-- ARGV[1] item count N    ARGV[2] metrics TTL (s)   ARGV[3] finished at (s)
+-- ARGV[4..] per item, 8 values: token, operation id, has dedup key (1/0), run time (ms),
+--           "<queue>:<priority>" of the item, wait time (ms), result (JSON), result TTL (s)
 -- Returns: a list of N integers, 1 = acked, 0 = the lease was lost (another worker owns it:
 --          the caller must not fire callbacks).
 local n = tonumber(ARGV[1])
 local out = {}
-local dedup_index = 4
+local dedup_index = 4 + n
 local acked = 0
 for i = 0, n - 1 do
-  local base = 3 + 6 * i
+  local base = 4 + 8 * i
   local token, op_id, has_dedup = ARGV[base], ARGV[base + 1], ARGV[base + 2]
   local dedup_key = nil
   if has_dedup == '1' then
@@ -28,6 +29,10 @@ for i = 0, n - 1 do
     redis.call('HINCRBY', KEYS[3], 'wait_ms_total:' .. qp, ARGV[base + 5])
     redis.call('HINCRBY', KEYS[3], 'wait_count:' .. qp, 1)
     redis.call('HINCRBY', KEYS[3], 'processed:' .. qp, 1)
+    local status = KEYS[4 + i]
+    redis.call('HSET', status, 'status', 'completed', 'finished_at', ARGV[3],
+      'result', ARGV[base + 6])
+    redis.call('EXPIRE', status, ARGV[base + 7])
     acked = acked + 1
     out[i + 1] = 1
   else

@@ -2,7 +2,7 @@
 -- KEYS[1] inflight HASH   KEYS[2] leases ZSET   KEYS[3] redeliveries HASH   KEYS[4] notify LIST
 -- ARGV[1] max items   ARGV[2] max lease expiries per item   ARGV[3] redeliveries TTL (s)
 -- ARGV[4] lease length (ms)   ARGV[5] caller's worker id   ARGV[6] token sequence start
--- ARGV[7] notify cap
+-- ARGV[7] notify cap   ARGV[8] status record key prefix (queue:op:): requeued ones "pending"
 -- Returns: {requeued count, leases in flight, then per crash-looping item 4 values: new token,
 --          list key, item, expiry count}. An item whose lease has expired ARGV[2] times is not
 --          requeued: it is leased to the caller, who must dead-letter it (system_errors).
@@ -37,6 +37,8 @@ for _, token in ipairs(expired) do
       -- Back at the head of its tier: it was taken before everything still waiting there.
       redis.call('RPUSH', list_key, item)
       requeued = requeued + 1
+      local op_id = string.match(item, '^{"v":1,"id":"([%w_.:%-]+)"')
+      if op_id then redis.call('HSET', ARGV[8] .. op_id, 'status', 'pending') end
     end
   end
 end

@@ -1,7 +1,9 @@
 -- schedule_retry: move a leased item to the delayed set, to be promoted at its due time.
 -- KEYS[1] inflight HASH   KEYS[2] leases ZSET   KEYS[3] delayed ZSET   KEYS[4] metrics HASH
+-- KEYS[5] the item's status HASH
 -- ARGV[1] token   ARGV[2] delayed member "<list key>\n<updated item>"   ARGV[3] due time (ms)
 -- ARGV[4] run time (ms)   ARGV[5] "<queue>:<priority>"   ARGV[6] wait time (ms)   ARGV[7] TTL (s)
+-- ARGV[8] failed runs so far   ARGV[9] last error (JSON)
 -- Returns: 1 = scheduled, 0 = the lease was lost (nothing written).
 if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then
   return 0
@@ -15,4 +17,7 @@ redis.call('HINCRBY', KEYS[4], 'wait_ms_total:' .. ARGV[5], ARGV[6])
 redis.call('HINCRBY', KEYS[4], 'wait_count:' .. ARGV[5], 1)
 redis.call('HINCRBY', KEYS[4], 'processed:' .. ARGV[5], 1)
 redis.call('EXPIRE', KEYS[4], ARGV[7])
+redis.call('HSET', KEYS[5], 'status', 'scheduled', 'attempts', ARGV[8], 'last_error', ARGV[9],
+  'next_run_at', string.format('%.3f', tonumber(ARGV[3]) / 1000))
+redis.call('EXPIRE', KEYS[5], ARGV[7])
 return 1

@@ -99,3 +99,22 @@ def test_stop_is_idempotent(config: QueueConfig) -> None:
         return worker.running
 
     assert asyncio.run(main()) is False
+
+
+def test_second_stop_with_no_grace_cuts_a_stop_short(
+    config: QueueConfig, raw_redis: redis.Redis
+) -> None:
+    QueueManager(config).enqueue({"n": 5}, endless)
+
+    async def main() -> None:
+        worker = QueueWorker(config, max_workers=1, grace_period=3600)
+        await worker.start()
+        await async_wait_until(lambda: STARTED == [5])
+        first = asyncio.create_task(worker.stop())  # would wait an hour for the running item
+        await async_wait_until(lambda: worker._stopping.is_set())
+        await asyncio.wait_for(worker.stop(grace_period=0), timeout=10)
+        await first
+
+    asyncio.run(main())
+    assert waiting_ids(raw_redis, config, "endless") == [5]  # released, not lost
+    assert raw_redis.hlen(config.keys.inflight) == 0

@@ -1,0 +1,208 @@
+"""ItemRunner: runs one claimed item and writes its outcome, fenced by the item's lease.
+
+Outcomes: success (queued for the worker's batched ack), retry (delayed set), ``failures``
+(retries exhausted) or ``system_errors`` (cannot be run). Writes go through the worker's
+``persist`` so a Redis outage only delays them; a lost lease discards the outcome and its
+callbacks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
+from typing import Any, Protocol
+
+from .broker import ClaimedItem, Completion, WorkerBroker
+from .clock import to_ms
+from .config import QueueConfig
+from .events import WorkerEvents
+from .execution import (
+    InvalidItem,
+    RunnableItem,
+    attempt_record,
+    call_with_timeout,
+    callback_data,
+    dead_letter_record,
+    prepare,
+)
+from .serialization import dumps, encode_envelope, envelope_summary
+from .types import Envelope
+
+logger = logging.getLogger("queue_system.worker")
+
+RETRY_PAYLOAD_MAX_BYTES = 64 * 1024 * 1024  # re-encoding a failed item never refuses it
+
+
+class Persist(Protocol):
+    """Runs a Redis write until it succeeds (the worker's outage-tolerant wrapper)."""
+
+    def __call__(self, write: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> Any: ...
+
+
+class ItemRunner:
+    """Runs items for one worker; the worker owns the loops, this owns one item's life."""
+
+    def __init__(
+        self,
+        config: QueueConfig,
+        broker: WorkerBroker,
+        pool: Executor,
+        work_timeout: float,
+        persist: Persist,
+        complete: Callable[[Completion, Callable[..., Any] | None, dict[str, Any]], None],
+        release_token: Callable[[str], None],
+        events: WorkerEvents,
+    ) -> None:
+        self.config = config
+        self.broker = broker
+        self.pool = pool
+        self.work_timeout = work_timeout
+        self.persist = persist
+        self.complete = complete
+        self.release_token = release_token
+        self.events = events
+        self.callbacks: set[asyncio.Task[None]] = set()
+
+    async def run(self, item: ClaimedItem) -> None:
+        """Decode, resolve and run ``item``, then record its outcome."""
+        clock = self.config.clock
+        try:
+            runnable = prepare(item.raw, self.config.registry, self.work_timeout)
+        except InvalidItem as exc:
+            await self._system_error(item, exc)
+            return
+        env = runnable.envelope
+        wait_ms = max(0, to_ms(clock.time() - env["enqueued_at"]))
+        started = clock.monotonic()
+        try:
+            result = await call_with_timeout(
+                runnable.processor, env["entity"], runnable.timeout_s, self.pool
+            )
+        except Exception as exc:
+            await self._failed(item, runnable, exc, to_ms(clock.monotonic() - started), wait_ms)
+            return
+        completion = Completion(
+            item, env["id"], env.get("dedup"), to_ms(clock.monotonic() - started),
+            queue_priority(env), wait_ms, self._result_json(result),
+            self.config.result_ttl_for(env["queue"]), env["processor"],
+        )  # fmt: skip
+        data = callback_data(env, result=result) if runnable.on_success else {}
+        self.complete(completion, runnable.on_success, data)
+
+    def _result_json(self, result: Any) -> str:
+        try:
+            text = dumps(result)
+        except (TypeError, ValueError) as exc:
+            return json.dumps({"unserializable": type(result).__name__, "error": str(exc)})
+        if len(text) > self.config.max_payload_bytes:
+            return json.dumps({"truncated": True, "size": len(text)})
+        return text
+
+    async def _system_error(self, item: ClaimedItem, exc: InvalidItem) -> None:
+        record = dead_letter_record(
+            reason=exc.reason, error_type=type(exc.__cause__ or exc).__name__, message=str(exc),
+            at=self.config.clock.time(), envelope=exc.envelope, raw=item.raw,
+        )  # fmt: skip
+        await self._finish(
+            item, self.broker.dead_letter, item, record, system_error=True,
+            dedup_key=dedup_of(exc.envelope),
+        )  # fmt: skip
+        self.events.system_error(exc.envelope)
+        logger.error("system error (%s) for item %s: %s", exc.reason, item.token, exc)
+
+    async def _failed(
+        self, item: ClaimedItem, runnable: RunnableItem, exc: BaseException, run_ms: int,
+        wait_ms: int,
+    ) -> None:  # fmt: skip
+        env = runnable.envelope
+        now = self.config.clock.time()
+        attempt = attempt_record(exc, now)
+        history = [*env.get("history", []), attempt]
+        failed_runs = env["attempts"] + 1
+        retry = runnable.retry
+        if retry.has_attempts_left(env["attempts"]):
+            due = now + retry.get_delay_for_attempt(failed_runs)
+            if not retry.would_exceed_timeout(env["first_at"], due):
+                retried: Envelope = {**env, "attempts": failed_runs, "history": history,
+                                     "enqueued_at": due}  # fmt: skip
+                raw = encode_envelope(retried, max_bytes=RETRY_PAYLOAD_MAX_BYTES)
+                last_error = {"type": attempt["error_type"], "message": attempt["message"],
+                              "traceback": attempt["traceback"]}  # fmt: skip
+                await self._finish(
+                    item, self.broker.schedule_retry, item, raw, due, operation_id=env["id"],
+                    run_ms=run_ms, queue_priority=queue_priority(env), wait_ms=wait_ms,
+                    attempts=failed_runs, last_error=json.dumps(last_error),
+                )  # fmt: skip
+                self.events.retried(env["queue"], env["priority"], env["processor"])
+                logger.info("operation %s failed (%s); retry %d due in %.2fs", env["id"],
+                            type(exc).__name__, failed_runs, due - now)  # fmt: skip
+                return
+        final: dict[str, Any] = {**env, "attempts": failed_runs, "history": history}
+        record = dead_letter_record(
+            reason="failed", error_type=type(exc).__name__, message=attempt["message"], at=now,
+            envelope=final, history=history,
+        )  # fmt: skip
+        kept = await self._finish(
+            item, self.broker.dead_letter, item, record, system_error=False, run_ms=run_ms,
+            dedup_key=env.get("dedup"), wait_ms=wait_ms,
+        )  # fmt: skip
+        self.events.failed(env["queue"], env["priority"], env["processor"], env["id"])
+        logger.warning("operation %s failed after %d runs: %s", env["id"], failed_runs, exc)
+        if kept and runnable.on_failure is not None:
+            data = callback_data(env, error=attempt["message"], error_type=type(exc).__name__,
+                                 history=history)  # fmt: skip
+            data["attempts"] = failed_runs
+            self.spawn_callback(runnable.on_failure, data)
+
+    async def _finish(
+        self, item: ClaimedItem, write: Callable[..., Awaitable[bool]], *args: Any, **kwargs: Any
+    ) -> bool:
+        """Run a fenced write (retry/dead-letter) of ``item``; False when the lease was lost."""
+        held = await self.persist(write, *args, **kwargs)
+        self.release_token(item.token)
+        if not held:
+            logger.warning("lease on %s was lost; outcome discarded", item.token)
+        return bool(held)
+
+    async def dead_letter_crash_loops(self, looped: list[tuple[ClaimedItem, int]]) -> None:
+        """Move items whose lease kept expiring (they kill their worker) to system_errors."""
+        for item, expiries in looped:
+            summary = envelope_summary(item.raw)
+            record = dead_letter_record(
+                reason="crash_loop", error_type="CrashLoop",
+                message=f"lease expired {expiries} times: the item keeps killing or stalling "
+                "its worker", at=self.config.clock.time(), envelope=summary, raw=item.raw,
+            )  # fmt: skip
+            await self.persist(
+                self.broker.dead_letter, item, record, system_error=True,
+                dedup_key=dedup_of(summary),
+            )  # fmt: skip
+            self.events.system_error(summary)
+            logger.error("item %s moved to system_errors: crash loop", item.token)
+
+    def spawn_callback(self, fn: Callable[..., Any], data: dict[str, Any]) -> None:
+        """Run a callback in the background (tracked so stop() can wait for it)."""
+        task = asyncio.get_running_loop().create_task(self._run_callback(fn, data))
+        self.callbacks.add(task)
+        task.add_done_callback(self.callbacks.discard)
+
+    async def _run_callback(self, fn: Callable[..., Any], data: dict[str, Any]) -> None:
+        try:
+            await call_with_timeout(fn, data, self.work_timeout, self.pool)
+        except Exception:
+            logger.exception("callback %s failed for operation %s",
+                             getattr(fn, "__qualname__", fn), data.get("operation_id"))  # fmt: skip
+
+
+def queue_priority(env: Envelope) -> str:
+    """The ``<queue>:<priority>`` suffix of per-queue counters."""
+    return f"{env['queue']}:{env['priority']}"
+
+
+def dedup_of(envelope: dict[str, Any] | None) -> str | None:
+    """The dedup key an (untrusted) envelope names, if any."""
+    value = (envelope or {}).get("dedup")
+    return value if isinstance(value, str) else None
