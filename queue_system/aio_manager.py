@@ -39,6 +39,7 @@ class AsyncQueueManager:
         self.config = config
         self._client: redis.asyncio.Redis | None = None
         self._scripts: Scripts | None = None
+        self._guard = config.guard
 
     def _connected(self) -> tuple[redis.asyncio.Redis, Scripts]:
         if self._client is None or self._scripts is None:
@@ -69,7 +70,7 @@ class AsyncQueueManager:
         )  # fmt: skip
         _, scripts = self._connected()
         with redis_errors():
-            answer = await scripts.enqueue(keys=plan.keys, args=plan.args)
+            answer = await self._guard.call_async(scripts.enqueue, keys=plan.keys, args=plan.args)
         return plan.interpret(answer)[0]
 
     async def enqueue_batch(
@@ -82,50 +83,57 @@ class AsyncQueueManager:
             return []
         _, scripts = self._connected()
         with redis_errors():
-            answer = await scripts.enqueue(keys=plan.keys, args=plan.args)
+            answer = await self._guard.call_async(scripts.enqueue, keys=plan.keys, args=plan.args)
         return plan.interpret(answer, self.config, started)
 
     async def get_queue_status(self) -> dict[str, int]:
         """See :meth:`QueueManager.get_queue_status`."""
-        client, _ = self._connected()
-        keys = self.config.keys
         with redis_errors():
-            list_keys = status_keys(self.config, await client.smembers(keys.registry))
-            pipe = client.pipeline(transaction=False)
-            add_status_commands(pipe, self.config, list_keys)
-            lengths = await pipe.execute()
-        return status_from_lengths(self.config, list_keys, lengths)
+            return await self._guard.call_async(self._read_status)
+
+    async def _read_status(self) -> dict[str, int]:
+        client, _ = self._connected()
+        list_keys = status_keys(self.config, await client.smembers(self.config.keys.registry))
+        pipe = client.pipeline(transaction=False)
+        add_status_commands(pipe, self.config, list_keys)
+        return status_from_lengths(self.config, list_keys, await pipe.execute())
 
     async def get_operation(self, operation_id: str) -> dict[str, Any] | None:
         """See :meth:`QueueManager.get_operation`."""
-        client, scripts = self._connected()
         with redis_errors():
-            record = await client.hgetall(self.config.keys.operation(operation_id))
-            operation = operation_from_record(operation_id, record)
-            if operation is None or operation["status"] != "pending":
-                return operation
-            higher = higher_tier_keys(self.config.keys, operation["queue_name"],
-                                      operation["priority"])  # fmt: skip
-            pipe = client.pipeline(transaction=False)
-            for key in higher:
-                pipe.llen(key)
-            await scripts.position(
-                keys=[self.config.keys.queue(operation["queue_name"], operation["priority"])],
-                args=[envelope_opening(operation_id)], client=pipe,
-            )  # fmt: skip
-            *ahead, index = await pipe.execute()
+            return await self._guard.call_async(self._read_operation, operation_id)
+
+    async def _read_operation(self, operation_id: str) -> dict[str, Any] | None:
+        client, scripts = self._connected()
+        record = await client.hgetall(self.config.keys.operation(operation_id))
+        operation = operation_from_record(operation_id, record)
+        if operation is None or operation["status"] != "pending":
+            return operation
+        higher = higher_tier_keys(self.config.keys, operation["queue_name"],
+                                  operation["priority"])  # fmt: skip
+        pipe = client.pipeline(transaction=False)
+        for key in higher:
+            pipe.llen(key)
+        await scripts.position(
+            keys=[self.config.keys.queue(operation["queue_name"], operation["priority"])],
+            args=[envelope_opening(operation_id)], client=pipe,
+        )  # fmt: skip
+        *ahead, index = await pipe.execute()
         operation["position"] = sum(ahead) + index if index >= 0 else None
         return operation
 
     async def get_workers(self) -> list[dict[str, Any]]:
         """See :meth:`QueueManager.get_workers`."""
-        client, _ = self._connected()
         with redis_errors():
-            ids = await client.zrange(self.config.keys.workers, 0, -1)
-            pipe = client.pipeline(transaction=False)
-            for worker_id in ids:
-                pipe.hgetall(self.config.keys.worker(as_text(cast(bytes, worker_id))))
-            records = await pipe.execute() if ids else []
+            return await self._guard.call_async(self._read_workers)
+
+    async def _read_workers(self) -> list[dict[str, Any]]:
+        client, _ = self._connected()
+        ids = await client.zrange(self.config.keys.workers, 0, -1)
+        pipe = client.pipeline(transaction=False)
+        for worker_id in ids:
+            pipe.hgetall(self.config.keys.worker(as_text(cast(bytes, worker_id))))
+        records = await pipe.execute() if ids else []
         return [w for w in map(worker_from_record, records) if w is not None]
 
     async def purge_queue(self, queue_name: str, priority: str = "normal") -> int:
@@ -133,7 +141,10 @@ class AsyncQueueManager:
         key = self.config.get_queue_key(queue_name, priority)
         _, scripts = self._connected()
         with redis_errors():
-            return int(await scripts.purge(keys=[key], args=[self.config.keys.dedup_prefix]))
+            purged = await self._guard.call_async(
+                scripts.purge, keys=[key], args=[self.config.keys.dedup_prefix]
+            )
+        return int(purged)
 
     async def aclose(self) -> None:
         """Close this manager's asyncio connections."""

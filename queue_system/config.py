@@ -20,6 +20,7 @@ import redis.asyncio
 from . import connection
 from .clock import Clock, SystemClock
 from .errors import ConfigurationError
+from .guard import RedisGuard
 from .keys import KeySpace, validate_queue_name
 from .metrics import Metrics, compute_metrics
 from .registry import CallableRegistry, callback_key
@@ -113,6 +114,10 @@ class QueueConfig:
         self.metrics = Metrics(logger=logging.getLogger("queue_system.metrics"))
         self.redis_url = redis_url if redis_client is None else None
         self.redis_client = self._sync_client(redis_client, redis_url)
+        self.guard = RedisGuard(
+            connection.server_label(self.redis_client), self.max_connection_retries,
+            self.connection_timeout,
+        )  # fmt: skip
 
     def _sync_client(self, client: redis.Redis | None, url: str | None) -> redis.Redis:
         if client is not None:
@@ -165,6 +170,11 @@ class QueueConfig:
 
     def get_metrics(self) -> dict[str, Any]:
         """Totals shared by every process (from Redis) plus ``local``, this process's view."""
+        result = self.guard.call(self._read_metrics)
+        result["local"] = self.metrics.snapshot()
+        return result
+
+    def _read_metrics(self) -> dict[str, Any]:
         counters = self.redis_client.hgetall(self.keys.metrics)
         names = sorted(as_text(n) for n in self.redis_client.smembers(self.keys.registry))
         pipe = self.redis_client.pipeline(transaction=False)
@@ -177,9 +187,7 @@ class QueueConfig:
             for j, priority in enumerate(PRIORITIES):
                 depths[f"{name}:{priority}"] = int(lengths[i * len(PRIORITIES) + j])
         decoded = {as_text(k): float(v) for k, v in counters.items()}
-        result = compute_metrics(decoded, depths)
-        result["local"] = self.metrics.snapshot()
-        return result
+        return compute_metrics(decoded, depths)
 
     def __repr__(self) -> str:
         where = connection.redact_url(self.redis_url) if self.redis_url else "<client>"

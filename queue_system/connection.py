@@ -40,8 +40,17 @@ def redact_url(url: str) -> str:
     return _PASSWORD_IN_QUERY.sub(r"\1***", _PASSWORD_IN_URL.sub(r"\1***@", url))
 
 
+def server_label(client: redis.Redis) -> str:
+    """``host:port/db`` (or ``socket-path/db``) of a client: names its circuit breaker."""
+    kwargs = client.connection_pool.connection_kwargs
+    where = kwargs.get("path") or f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"
+    return f"{where}/{kwargs.get('db', 0)}"
+
+
 def _retry(max_connection_retries: int) -> Retry:
-    return Retry(ExponentialBackoff(cap=1.0, base=0.05), max_connection_retries)
+    # One immediate reconnect (a pooled connection gone stale after a server restart); further
+    # retries with backoff belong to the caller's guard (queue_system.guard).
+    return Retry(ExponentialBackoff(cap=1.0, base=0.05), min(max_connection_retries, 1))
 
 
 def sync_client_from_url(
@@ -90,7 +99,7 @@ def async_client_like(client: redis.Redis, max_connection_retries: int) -> redis
     return redis.asyncio.Redis(
         **kwargs,
         retry=redis.asyncio.retry.Retry(
-            ExponentialBackoff(cap=1.0, base=0.05), max_connection_retries
+            ExponentialBackoff(cap=1.0, base=0.05), min(max_connection_retries, 1)
         ),
         retry_on_error=[redis.ConnectionError],
         decode_responses=False,

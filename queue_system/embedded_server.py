@@ -82,9 +82,14 @@ def free_loopback_port() -> int:
 class EmbeddedRedis:
     """A Redis-protocol server process on a free loopback port, owned by this object."""
 
-    def __init__(self, binary: str | None = None, port: int | None = None) -> None:
+    def __init__(
+        self, binary: str | None = None, port: int | None = None, *, persistent: bool = False
+    ) -> None:
+        """``persistent``: append-only file with fsync on every write, kept across restarts
+        (so a killed server comes back with every acknowledged write)."""
         self.binary = binary or find_server_binary()
         self.port = port or free_loopback_port()
+        self.persistent = persistent
         self.process: subprocess.Popen[bytes] | None = None
         self._workdir: str | None = None
 
@@ -94,13 +99,16 @@ class EmbeddedRedis:
 
     def start(self) -> EmbeddedRedis:
         """Start the server and wait (bounded) until it answers PING."""
-        self._workdir = tempfile.mkdtemp(prefix="queue-system-redis-")
+        self._workdir = self._workdir or tempfile.mkdtemp(prefix="queue-system-redis-")
+        durability = ["--appendonly", "yes", "--appendfsync", "always"] if self.persistent else [
+            "--appendonly", "no"
+        ]  # fmt: skip
         args = [
             self.binary,
             "--port", str(self.port),
             "--bind", "127.0.0.1",
             "--save", "",
-            "--appendonly", "no",
+            *durability,
             "--dir", self._workdir,
             "--logfile", os.path.join(self._workdir, "server.log"),
         ]  # fmt: skip
@@ -146,6 +154,15 @@ class EmbeddedRedis:
         if self.process is not None and self.process.poll() is None:
             os.kill(self.process.pid, sig)
 
+    def kill(self) -> None:
+        """SIGKILL the server (a crash); a persistent server keeps its data for :meth:`start`."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            if self.process.stderr:
+                self.process.stderr.close()
+            self.process = None
+
     def stop(self) -> None:
         """Stop the server process (by its own PID) and remove its working directory."""
         if self.process is not None:
@@ -165,8 +182,8 @@ class EmbeddedRedis:
             self._workdir = None
 
     def restart(self) -> None:
-        """Stop and start again on the same port (data is not kept)."""
-        self.stop()
+        """Crash and start again on the same port (a persistent server keeps its data)."""
+        self.kill()
         self.start()
 
     def __enter__(self) -> EmbeddedRedis:

@@ -38,6 +38,7 @@ class QueueManager:
         self.config = config
         self._client = config.redis_client
         self._scripts = Scripts.register(self._client)
+        self._guard = config.guard
 
     def enqueue(
         self,
@@ -78,7 +79,7 @@ class QueueManager:
             custom_serializer=custom_serializer,
         )  # fmt: skip
         with redis_errors():
-            answer = self._scripts.enqueue(keys=plan.keys, args=plan.args)
+            answer = self._guard.call(self._scripts.enqueue, keys=plan.keys, args=plan.args)
         return plan.interpret(answer)[0]
 
     def enqueue_batch(
@@ -94,19 +95,20 @@ class QueueManager:
         if plan is None:
             return []
         with redis_errors():
-            answer = self._scripts.enqueue(keys=plan.keys, args=plan.args)
+            answer = self._guard.call(self._scripts.enqueue, keys=plan.keys, args=plan.args)
         return plan.interpret(answer, self.config, started)
 
     def get_queue_status(self) -> dict[str, int]:
         """Depth of every registered queue and tier, plus failures, system errors, in-flight
         and delayed counts, keyed by Redis key: ``{"queue:high:process_data": 5, ...}``."""
-        keys = self.config.keys
         with redis_errors():
-            list_keys = status_keys(self.config, self._client.smembers(keys.registry))
-            pipe = self._client.pipeline(transaction=False)
-            add_status_commands(pipe, self.config, list_keys)
-            lengths = pipe.execute()
-        return status_from_lengths(self.config, list_keys, lengths)
+            return self._guard.call(self._read_status)
+
+    def _read_status(self) -> dict[str, int]:
+        list_keys = status_keys(self.config, self._client.smembers(self.config.keys.registry))
+        pipe = self._client.pipeline(transaction=False)
+        add_status_commands(pipe, self.config, list_keys)
+        return status_from_lengths(self.config, list_keys, pipe.execute())
 
     def get_operation(self, operation_id: str) -> dict[str, Any] | None:
         """Status of one operation, or None if the id is unknown or its record expired.
@@ -119,35 +121,44 @@ class QueueManager:
         from its taking end inside Redis: O(position), about 1 ms per 10,000 items ahead.
         """
         with redis_errors():
-            record = self._client.hgetall(self.config.keys.operation(operation_id))
-            operation = operation_from_record(operation_id, record)
-            if operation is None or operation["status"] != "pending":
-                return operation
-            higher = higher_tier_keys(self.config.keys, operation["queue_name"],
-                                      operation["priority"])  # fmt: skip
-            pipe = self._client.pipeline(transaction=False)
-            for key in higher:
-                pipe.llen(key)
-            self._scripts.position(
-                keys=[self.config.keys.queue(operation["queue_name"], operation["priority"])],
-                args=[envelope_opening(operation_id)], client=pipe,
-            )  # fmt: skip
-            *ahead, index = pipe.execute()
+            return self._guard.call(self._read_operation, operation_id)
+
+    def _read_operation(self, operation_id: str) -> dict[str, Any] | None:
+        record = self._client.hgetall(self.config.keys.operation(operation_id))
+        operation = operation_from_record(operation_id, record)
+        if operation is None or operation["status"] != "pending":
+            return operation
+        higher = higher_tier_keys(self.config.keys, operation["queue_name"],
+                                  operation["priority"])  # fmt: skip
+        pipe = self._client.pipeline(transaction=False)
+        for key in higher:
+            pipe.llen(key)
+        self._scripts.position(
+            keys=[self.config.keys.queue(operation["queue_name"], operation["priority"])],
+            args=[envelope_opening(operation_id)], client=pipe,
+        )  # fmt: skip
+        *ahead, index = pipe.execute()
         operation["position"] = sum(ahead) + index if index >= 0 else None
         return operation
 
     def get_workers(self) -> list[dict[str, Any]]:
         """Live workers (each refreshes its record every few seconds; a dead one expires)."""
         with redis_errors():
-            ids = self._client.zrange(self.config.keys.workers, 0, -1)
-            pipe = self._client.pipeline(transaction=False)
-            for worker_id in ids:
-                pipe.hgetall(self.config.keys.worker(as_text(cast(bytes, worker_id))))
-            records = pipe.execute() if ids else []
+            return self._guard.call(self._read_workers)
+
+    def _read_workers(self) -> list[dict[str, Any]]:
+        ids = self._client.zrange(self.config.keys.workers, 0, -1)
+        pipe = self._client.pipeline(transaction=False)
+        for worker_id in ids:
+            pipe.hgetall(self.config.keys.worker(as_text(cast(bytes, worker_id))))
+        records = pipe.execute() if ids else []
         return [w for w in map(worker_from_record, records) if w is not None]
 
     def purge_queue(self, queue_name: str, priority: str = "normal") -> int:
         """Delete every waiting item of ``queue_name`` at ``priority``; returns how many."""
         key = self.config.get_queue_key(queue_name, priority)
         with redis_errors():
-            return int(self._scripts.purge(keys=[key], args=[self.config.keys.dedup_prefix]))
+            purged = self._guard.call(
+                self._scripts.purge, keys=[key], args=[self.config.keys.dedup_prefix]
+            )
+        return int(purged)

@@ -1,0 +1,91 @@
+"""RedisGuard: producer-side Redis calls under a circuit breaker, retried on dropped connections.
+
+* A dropped connection (``redis.ConnectionError``) is retried with backoff (tenacity, through
+  ``utils.retry_with_backoff``), up to ``max_connection_retries`` times within
+  ``connection_timeout``. Timeouts are not retried: a frozen server would multiply the wait.
+* Failures open the breaker (``utils.circuit_breaker``'s pybreaker adapter), after which calls
+  fail at once with :class:`QueueUnavailableError` instead of waiting on a dead server; after
+  ``REDIS_RECOVERY_S`` one trial call goes through, and a success closes it again.
+* Breakers are named after the server (``redis 127.0.0.1:6379/0``), so every manager of one
+  process that talks to the same server shares one breaker.
+
+The hot path costs one breaker admission: the retry machinery starts only after a failure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import redis
+
+from utils import CircuitBreakerOpenError, breakers, retry_with_backoff
+from utils.breaker import BreakerSettings, CircuitBreaker
+
+from .errors import QueueUnavailableError
+
+R = TypeVar("R")
+
+REDIS_FAILURE_THRESHOLD = 3  # failed calls (within the window) that open the breaker
+REDIS_RECOVERY_S = 5.0  # seconds an open breaker fails calls at once before one trial call
+REDIS_WINDOW_S = 30.0  # failures older than this do not count
+TRANSIENT = (redis.ConnectionError, redis.TimeoutError)
+
+
+class RedisGuard:
+    """Runs Redis calls for one server under its breaker, with connection retries."""
+
+    def __init__(self, server: str, max_connection_retries: int, connection_timeout: float):
+        self.breaker: CircuitBreaker = breakers.get_or_create(
+            f"redis {server}",
+            BreakerSettings(
+                failure_threshold=REDIS_FAILURE_THRESHOLD,
+                recovery_timeout=REDIS_RECOVERY_S,
+                half_open_max_calls=1,
+                window_size=REDIS_WINDOW_S,
+                exceptions=TRANSIENT,
+            ),
+        )
+        self._retry = retry_with_backoff(
+            max_retries=max_connection_retries,
+            base_delay=0.05,
+            max_delay=0.5,
+            exceptions=(redis.ConnectionError,),
+            total_timeout=connection_timeout,
+        )
+
+    def call(self, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+        """``fn(*args, **kwargs)`` guarded; QueueUnavailableError when Redis cannot answer."""
+        try:
+            result: R = self.breaker.call(self._retried, fn, *args, **kwargs)
+            return result
+        except CircuitBreakerOpenError as exc:
+            raise QueueUnavailableError(f"queue unavailable: {exc}") from exc
+
+    async def call_async(self, fn: Callable[..., Awaitable[R]], *args: Any, **kwargs: Any) -> R:
+        """The asyncio twin of :meth:`call`."""
+        try:
+            result: R = await self.breaker.call_asyncio(self._retried_async, fn, *args, **kwargs)
+            return result
+        except CircuitBreakerOpenError as exc:
+            raise QueueUnavailableError(f"queue unavailable: {exc}") from exc
+
+    def _retried(self, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except redis.ConnectionError:
+
+            def attempt() -> R:
+                return fn(*args, **kwargs)
+
+            return self._retry(attempt)()
+
+    async def _retried_async(self, fn: Callable[..., Awaitable[R]], *args: Any, **kwargs: Any) -> R:
+        try:
+            return await fn(*args, **kwargs)
+        except redis.ConnectionError:
+
+            async def attempt() -> R:
+                return await fn(*args, **kwargs)
+
+            return await self._retry(attempt)()
