@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import redis.asyncio
 
 from .config import QueueConfig
+from .health import system_health
 from .operations import (
     envelope_opening,
     higher_tier_keys,
@@ -121,6 +123,11 @@ class AsyncQueueManager:
         *ahead, index = await pipe.execute()
         operation["position"] = sum(ahead) + index if index >= 0 else None
         return operation
+
+    async def get_system_health(self) -> dict[str, Any]:
+        """See :meth:`QueueManager.get_system_health` (runs in a thread: it has its own
+        short-timeout client)."""
+        return await asyncio.to_thread(system_health, self.config)
 
     async def get_workers(self) -> list[dict[str, Any]]:
         """See :meth:`QueueManager.get_workers`."""

@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 from .config import QueueConfig
+from .health import system_health
 from .operations import (
     envelope_opening,
     higher_tier_keys,
@@ -118,7 +119,8 @@ class QueueManager:
         ``enqueued_at``/``started_at``/``finished_at`` (ISO 8601 UTC), ``worker``,
         ``last_error``, ``result`` and, while pending, ``position``: items that will be taken
         before it (its queue's higher tiers counted). Finding the position reads the tier
-        from its taking end inside Redis: O(position), about 1 ms per 10,000 items ahead.
+        from its taking end inside Redis: O(position), about 7 ms per 10,000 items ahead
+        (measured: 0.4 ms at position 0, 70 ms at position 99,999), blocking Redis meanwhile.
         """
         with redis_errors():
             return self._guard.call(self._read_operation, operation_id)
@@ -140,6 +142,14 @@ class QueueManager:
         *ahead, index = pipe.execute()
         operation["position"] = sum(ahead) + index if index >= 0 else None
         return operation
+
+    def get_system_health(self) -> dict[str, Any]:
+        """Redis reachability, per-queue depths and ages, workers, server version and memory.
+
+        Answers within ``connection_timeout`` + 1 s even when Redis is down or frozen, with
+        ``redis_connected: False``; it never raises for that.
+        """
+        return system_health(self.config)
 
     def get_workers(self) -> list[dict[str, Any]]:
         """Live workers (each refreshes its record every few seconds; a dead one expires)."""

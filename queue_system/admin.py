@@ -1,0 +1,492 @@
+"""QueueAdmin: system health, and inspection, replay and purge of dead letters.
+
+Dead letters live in two capped lists, newest first: ``failures`` (retries exhausted) and
+``system_errors`` (items that could not be run). Each record is JSON (``types.DeadLetter``).
+Reading one means scanning its list in chunks of ``SCAN_CHUNK`` records: O(records).
+
+A requeue or purge removes the exact bytes of each record it read (LREM), atomically with the
+push back onto the waiting list for a requeue (``lua/requeue.lua``). A record another operator
+took first is simply not found, so concurrent operators never duplicate or lose an item. A pass
+during which others removed records (which shifts the chunks, so some may have been skipped) is
+repeated, at most ``MAX_PASSES`` times; records already seen are not parsed twice.
+
+Example::
+
+    admin = QueueAdmin(config)
+    admin.list_dead_letters(queue="emails", error_type="TimeoutError", limit=20)
+    admin.requeue(all=True, queue="emails", priority="high", dry_run=True)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import hashlib
+import json
+import logging
+import socket
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, TypedDict, cast
+
+from .config import NOTIFY_CAP, QueueConfig
+from .errors import DecodeError, SerializationError
+from .execution import decode_raw
+from .health import system_health
+from .keys import validate_priority
+from .scripts import script_source
+from .serialization import SCHEMA_VERSION, decode_envelope, encode_envelope
+from .types import Envelope
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+logger = logging.getLogger(__name__)
+
+SCAN_CHUNK = 500  # records read per round trip
+MAX_PASSES = 10  # requeue/purge passes while other writers keep changing the list
+DEFAULT_LIST_LIMIT = 100
+LOGGED_IDS_MAX = 100  # operation ids written in one requeue/purge log record
+
+Since = float | int | dt.datetime | None
+# Queues a write of one record on a pipeline; the int is the LREM direction (1 or -1).
+_Write = Callable[[Any, int], None]
+
+
+class Filters(TypedDict, total=False):
+    """The filter keywords of every dead-letter method."""
+
+    queue: str | None
+    processor: str | None
+    error_type: str | None
+    since: Since
+    until: Since
+
+
+@dataclass(frozen=True)
+class DeadLetterFilter:
+    """Which records an operation applies to; every given criterion must hold.
+
+    ``processor`` matches the stored name (``"app.tasks:send_email"``) or its last part
+    (``"send_email"``); ``error_type`` matches the exception type name or the ``reason``
+    (``"unknown_processor"``); ``since``/``until`` bound ``at`` (epoch seconds, inclusive).
+    """
+
+    queue: str | None = None
+    processor: str | None = None
+    error_type: str | None = None
+    since: float | None = None
+    until: float | None = None
+    operation_ids: frozenset[str] | None = None
+
+    @classmethod
+    def build(
+        cls, operation_ids: frozenset[str] | None = None, **filters: Unpack[Filters]
+    ) -> DeadLetterFilter:
+        """A filter from keywords; ``since``/``until`` as epoch seconds or datetimes."""
+        since, until = filters.get("since"), filters.get("until")
+        return cls(
+            filters.get("queue"), filters.get("processor"), filters.get("error_type"),
+            to_epoch(since, "since"), to_epoch(until, "until"), operation_ids,
+        )  # fmt: skip
+
+    def matches(self, record: dict[str, Any] | None) -> bool:
+        """True if ``record`` (None: unreadable) meets every criterion."""
+        if record is None:
+            return self == DeadLetterFilter()
+        processor, at = record.get("processor") or "", record.get("at")
+        at = float(at) if isinstance(at, (int, float)) and not isinstance(at, bool) else None
+        short = processor.rpartition(":")[2].rpartition(".")[2]
+        return (
+            (self.queue is None or record.get("queue") == self.queue)
+            and (self.processor is None or self.processor in (processor, short))
+            and (self.error_type in (None, record.get("error_type"), record.get("reason")))
+            and (self.since is None or (at is not None and at >= self.since))
+            and (self.until is None or (at is not None and at <= self.until))
+            and (self.operation_ids is None or record.get("operation_id") in self.operation_ids)
+        )
+
+    def could_match(self, raw: bytes) -> bool:
+        """A cheap necessary condition on the raw bytes (skips parsing most non-matches)."""
+        if self.queue is not None and f'"{self.queue}"'.encode() not in raw:
+            return False
+        return self.operation_ids is None or any(
+            f'"{op_id}"'.encode() in raw for op_id in self.operation_ids
+        )
+
+
+@dataclass
+class _Outcome:
+    operation_ids: list[str] = field(default_factory=list)
+    skipped: list[dict[str, str | None]] = field(default_factory=list)
+
+
+class QueueAdmin:
+    """Operations on a namespace: health, and the dead-letter lists.
+
+    Args:
+        config: the namespace and Redis connection (the same one workers use).
+    """
+
+    def __init__(self, config: QueueConfig) -> None:
+        self.config = config
+        self._client = config.redis_client
+        self._requeue = self._client.register_script(script_source("requeue"))
+
+    def get_system_health(self) -> dict[str, Any]:
+        """Redis, per-queue and worker figures, in seed 004's shape plus server details.
+
+        Answers within ``connection_timeout + 0.9`` s and never raises for an outage: a down or
+        frozen server gives ``redis_connected: False`` with ``error`` set and figures None.
+
+        Returns:
+            ``redis_connected``, ``checked_at`` (ISO 8601 UTC), ``error``, ``latency_ms``,
+            ``redis_version``, ``server``, ``used_memory_bytes``, ``queue_stats`` (per queue:
+            ``high``, ``normal``, ``low``, ``queue_size``, ``in_flight``, ``scheduled_jobs``,
+            ``failed_jobs``, ``system_errors``, ``oldest_age_s``), ``totals`` and ``workers``
+            (``count`` with a heartbeat in the last 30 s, ``active`` running items now).
+        """
+        return system_health(self.config)
+
+    def list_dead_letters(
+        self,
+        *,
+        system_errors: bool = False,
+        limit: int | None = DEFAULT_LIST_LIMIT,
+        **filters: Unpack[Filters],
+    ) -> list[dict[str, Any]]:
+        """Records of ``failures`` (or ``system_errors``), newest first, filtered.
+
+        Args:
+            system_errors: read ``system_errors`` instead of ``failures``.
+            filters: ``queue``, ``processor``, ``error_type``, ``since``, ``until``: see
+                :class:`DeadLetterFilter` (times: epoch seconds or datetimes, naive = UTC).
+            limit: most records returned (None: all).
+        """
+        flt = DeadLetterFilter.build(**filters)
+        found: list[dict[str, Any]] = []
+        for _, record in self._scan(self._list_key(system_errors), flt):
+            if limit is not None and len(found) >= limit:
+                break
+            found.append(record or {})
+        return found
+
+    def get_dead_letter(
+        self, operation_id: str, system_errors: bool = False
+    ) -> dict[str, Any] | None:
+        """The newest record of ``operation_id`` (full history and payload), or None."""
+        flt = DeadLetterFilter(operation_ids=frozenset([operation_id]))
+        for _, record in self._scan(self._list_key(system_errors), flt):
+            return record
+        return None
+
+    def requeue(
+        self,
+        *,
+        system_errors: bool = False,
+        operation_ids: Iterable[str] | None = None,
+        all: bool = False,
+        priority: str | None = None,
+        dry_run: bool = False,
+        limit: int | None = None,
+        **filters: Unpack[Filters],
+    ) -> dict[str, Any]:
+        """Put dead letters back on their queues as fresh items (attempts 0, no history).
+
+        Each item keeps its operation id, goes to the back of its queue (at ``priority`` if
+        given) and its status record becomes ``pending``. An item whose payload cannot be
+        decoded is skipped, with the reason, and stays where it is.
+
+        Args:
+            operation_ids / all: the records to act on (one of them is required); the filters
+                narrow either (see :meth:`list_dead_letters`).
+            priority: new priority for every requeued item.
+            dry_run: count what would be requeued; write nothing.
+            limit: most items requeued.
+
+        Returns:
+            ``{"count", "operation_ids", "skipped": [{"operation_id", "reason"}],
+            "not_found": [ids asked for but not requeued], "dry_run", "list"}``.
+
+        Raises:
+            ValueError: neither ``operation_ids`` nor ``all``, or an invalid ``priority``.
+        """
+        new_priority = validate_priority(priority) if priority is not None else None
+        ids = _selection(operation_ids, all)
+        flt = DeadLetterFilter.build(ids, **filters)
+        list_key = self._list_key(system_errors)
+        now = self.config.clock.time()
+
+        def build(raw: bytes, record: dict[str, Any] | None) -> _Write | str:
+            try:
+                return self._requeue_write(list_key, raw, record, new_priority, now)
+            except (DecodeError, SerializationError) as exc:
+                return str(exc)
+
+        outcome = self._mutate(list_key, flt, build, dry_run=dry_run, limit=limit)
+        return self._report("requeue", system_errors, outcome, ids, dry_run, flt)
+
+    def purge(
+        self,
+        *,
+        system_errors: bool = False,
+        operation_ids: Iterable[str] | None = None,
+        all: bool = False,
+        dry_run: bool = False,
+        limit: int | None = None,
+        **filters: Unpack[Filters],
+    ) -> dict[str, Any]:
+        """Delete dead letters for good; same selection and result as :meth:`requeue`."""
+        ids = _selection(operation_ids, all)
+        flt = DeadLetterFilter.build(ids, **filters)
+        list_key = self._list_key(system_errors)
+
+        def build(raw: bytes, record: dict[str, Any] | None) -> _Write:
+            return lambda pipe, direction: pipe.lrem(list_key, direction, raw)
+
+        outcome = self._mutate(list_key, flt, build, dry_run=dry_run, limit=limit)
+        return self._report("purge", system_errors, outcome, ids, dry_run, flt)
+
+    def export(
+        self,
+        *,
+        system_errors: bool = False,
+        limit: int | None = None,
+        **filters: Unpack[Filters],
+    ) -> Iterator[str]:
+        """Yield matching records as JSON lines (the stored text, no newline), newest first."""
+        flt = DeadLetterFilter.build(**filters)
+        for count, (raw, _) in enumerate(self._scan(self._list_key(system_errors), flt)):
+            if limit is not None and count >= limit:
+                return
+            yield raw.decode("utf-8", "replace")
+
+    # --- internals -----------------------------------------------------------------------------
+
+    def _list_key(self, system_errors: bool) -> str:
+        return self.config.keys.system_errors if system_errors else self.config.keys.failures
+
+    def _chunk(self, list_key: str, start: int) -> list[bytes]:
+        return cast("list[bytes]", self._client.lrange(list_key, start, start + SCAN_CHUNK - 1))
+
+    def _scan(
+        self, list_key: str, flt: DeadLetterFilter
+    ) -> Iterator[tuple[bytes, dict[str, Any] | None]]:
+        """Matching records, newest first, each once even if new records shift the chunks."""
+        seen: set[bytes] = set()
+        index = 0
+        while chunk := self._chunk(list_key, index):
+            index += len(chunk)
+            for raw in chunk:
+                if not flt.could_match(raw):
+                    continue
+                record = parse_record(raw)
+                digest = hashlib.sha1(raw, usedforsecurity=False).digest()
+                if flt.matches(record) and digest not in seen:
+                    seen.add(digest)
+                    yield raw, record
+
+    def _mutate(
+        self,
+        list_key: str,
+        flt: DeadLetterFilter,
+        build: Callable[[bytes, dict[str, Any] | None], _Write | str],
+        *,
+        dry_run: bool,
+        limit: int | None,
+    ) -> _Outcome:
+        outcome = _Outcome()
+        seen: set[bytes] = set()
+        for _ in range(MAX_PASSES):
+            length = int(self._client.llen(list_key))
+            index = removed = 0
+            while chunk := self._chunk(list_key, index):
+                todo: list[tuple[int, bytes, dict[str, Any] | None]] = []
+                for offset, raw in enumerate(chunk):
+                    digest = hashlib.sha1(raw, usedforsecurity=False).digest()
+                    if digest in seen:
+                        continue
+                    seen.add(digest)
+                    if flt.could_match(raw):
+                        record = parse_record(raw)
+                        if flt.matches(record):
+                            todo.append((index + offset, raw, record))
+                done = self._apply(list_key, todo, length, build, outcome, dry_run, limit)
+                removed += done
+                index += len(chunk) - done
+                if _full(outcome, limit):
+                    break
+            # New records (LPUSH at the head) only make the scan re-read some; records removed
+            # by another operator ahead of the cursor may have been skipped: scan again.
+            settled = int(self._client.llen(list_key)) >= length - removed
+            if dry_run or settled or _full(outcome, limit):
+                break
+        return outcome
+
+    def _apply(
+        self,
+        list_key: str,
+        todo: list[tuple[int, bytes, dict[str, Any] | None]],
+        length: int,
+        build: Callable[[bytes, dict[str, Any] | None], _Write | str],
+        outcome: _Outcome,
+        dry_run: bool,
+        limit: int | None,
+    ) -> int:
+        """Write one chunk's matches in one pipeline; returns how many records it removed."""
+        pipe = self._client.pipeline(transaction=False)
+        pending: list[str | None] = []
+        for position, raw, record in todo:
+            op_id = (record or {}).get("operation_id")
+            op_id = op_id if isinstance(op_id, str) else None
+            write = build(raw, record)
+            if isinstance(write, str):
+                outcome.skipped.append({"operation_id": op_id, "reason": write})
+                continue
+            if _full(outcome, limit, len(pending)):
+                break
+            if dry_run:
+                outcome.operation_ids.append(op_id or "")
+                continue
+            # LREM walks from the end nearer the record (a requeue of all is then O(records)).
+            write(pipe, 1 if position < length // 2 else -1)
+            pending.append(op_id)
+        if not pending:
+            return 0
+        removed = 0
+        for op_id, answer in zip(pending, pipe.execute(), strict=True):
+            if int(answer):
+                removed += 1
+                outcome.operation_ids.append(op_id or "")
+        return removed
+
+    def _requeue_write(
+        self,
+        list_key: str,
+        raw: bytes,
+        record: dict[str, Any] | None,
+        priority: str | None,
+        now: float,
+    ) -> _Write:
+        env = stored_envelope(record)
+        fresh: Envelope = {"v": SCHEMA_VERSION, "id": env["id"], **env}  # v, id stay first
+        fresh["attempts"] = 0
+        fresh["history"] = []
+        fresh["first_at"] = fresh["enqueued_at"] = now
+        if priority is not None:
+            fresh["priority"] = validate_priority(priority)
+        data = encode_envelope(fresh, max_bytes=self.config.max_payload_bytes)
+        keys = self.config.keys
+        script_keys = [
+            list_key,
+            keys.queue(fresh["queue"], fresh["priority"]),
+            keys.registry,
+            keys.notify,
+            keys.operation(fresh["id"]),
+        ]
+        dedup = fresh.get("dedup")
+        if isinstance(dedup, str) and dedup.startswith(keys.dedup_prefix):
+            script_keys.append(dedup)
+        args: list[Any] = [
+            raw, 0, data, fresh["queue"], fresh["priority"], fresh["processor"], now,
+            NOTIFY_CAP, self.config.backup_ttl, fresh["id"],
+        ]  # fmt: skip
+
+        def write(pipe: Any, direction: int) -> None:
+            args[1] = direction
+            self._requeue(keys=script_keys, args=args, client=pipe)
+
+        return write
+
+    def _report(
+        self,
+        action: str,
+        system_errors: bool,
+        outcome: _Outcome,
+        ids: frozenset[str] | None,
+        dry_run: bool,
+        flt: DeadLetterFilter,
+    ) -> dict[str, Any]:
+        list_name = "system_errors" if system_errors else "failures"
+        handled = set(outcome.operation_ids) | {s["operation_id"] for s in outcome.skipped}
+        result = {
+            "count": len(outcome.operation_ids),
+            "operation_ids": outcome.operation_ids,
+            "skipped": outcome.skipped,
+            "not_found": sorted(ids - handled) if ids is not None else [],
+            "dry_run": dry_run,
+            "list": list_name,
+        }
+        dry = " (dry run, nothing written)" if dry_run else ""
+        logger.info(
+            "%s: %d %s record(s)%s", action, result["count"], list_name, dry,
+            extra={
+                "action": action,
+                "count": result["count"],
+                **operator_identity(),
+                "list": list_name,
+                "dry_run": dry_run,
+                "skipped": len(outcome.skipped),
+                "operation_ids": outcome.operation_ids[:LOGGED_IDS_MAX],
+                "filters": {
+                    k: v for k, v in asdict(flt).items() if v is not None and k != "operation_ids"
+                },
+            },
+        )  # fmt: skip
+        return result
+
+
+def to_epoch(value: Since, name: str) -> float | None:
+    """Epoch seconds from a number or a datetime (a naive datetime is taken as UTC)."""
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        aware = value if value.tzinfo is not None else value.replace(tzinfo=dt.timezone.utc)
+        return aware.timestamp()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be epoch seconds or a datetime, got {value!r}")
+    return float(value)
+
+
+def parse_record(raw: bytes) -> dict[str, Any] | None:
+    """A dead-letter record as a dict, or None if the bytes are not a JSON object."""
+    try:
+        record = json.loads(raw)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def stored_envelope(record: dict[str, Any] | None) -> Envelope:
+    """The item a record holds: its raw bytes if kept, else its envelope; DecodeError if
+    neither is a valid envelope (undecodable items cannot be requeued)."""
+    if record is None:
+        raise DecodeError("the dead-letter record itself is not JSON", b"")
+    raw, envelope = record.get("raw"), record.get("envelope")
+    if isinstance(raw, str):
+        return decode_envelope(decode_raw(raw))
+    if isinstance(envelope, dict):
+        return decode_envelope(json.dumps(envelope).encode())
+    raise DecodeError("the record holds no item", b"")
+
+
+def _selection(operation_ids: Iterable[str] | None, all_records: bool) -> frozenset[str] | None:
+    if isinstance(operation_ids, str):
+        raise TypeError("operation_ids must be a list of ids, not a str")
+    ids = frozenset(operation_ids) if operation_ids is not None else None
+    if not ids and not all_records:
+        raise ValueError("give operation_ids, or all=True to act on every matching record")
+    return ids
+
+
+def _full(outcome: _Outcome, limit: int | None, pending: int = 0) -> bool:
+    return limit is not None and len(outcome.operation_ids) + pending >= limit
+
+
+def operator_identity() -> dict[str, str]:
+    """Who runs this process: ``{"user", "host"}`` for audit log records."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no login name (some containers)
+        user = "unknown"
+    return {"user": user, "host": socket.gethostname()}

@@ -1,0 +1,244 @@
+"""System health: one snapshot of Redis, every queue and the live workers, in bounded time.
+
+The snapshot is read on a dedicated client (timeouts of ``connection_timeout``, no retries) in
+a helper thread that the caller waits for at most ``connection_timeout + HEALTH_MARGIN_S``: a
+server that is down or frozen (SIGSTOP) gives ``redis_connected: false`` in bounded time and
+never an exception. The reads are pipelined but not atomic; counts are a moment's view.
+
+Cost: a few pipelined round trips plus one pass over the in-flight hash, the delayed set and
+both dead-letter lists (read in chunks of ``SCAN_CHUNK``), so O(queues + in flight + delayed +
+dead letters). Waiting items are only counted (LLEN), never read, except the head of each list.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import threading
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any, cast
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from .config import QueueConfig
+from .connection import connection_kwargs
+from .serialization import as_text
+from .types import PRIORITIES
+
+HEALTH_MARGIN_S = 0.9  # the answer comes within connection_timeout + this
+WORKER_FRESH_S = 30.0  # a worker whose last heartbeat is older is not counted
+SCAN_CHUNK = 1000  # members read per round trip when counting delayed items and dead letters
+# The queue of a dead-letter record, read without parsing the whole record: a key can only be
+# followed by an unescaped quote outside JSON strings, and every "queue" in a record (top level
+# or in its envelope) names the same queue.
+_RECORD_QUEUE = re.compile(rb'"queue":\s*"([A-Za-z0-9][A-Za-z0-9_.\-]{0,127})"')
+
+
+def health_client(config: QueueConfig) -> redis.Redis:
+    """A client like ``config.redis_client`` that waits at most ``connection_timeout`` per
+    command and never retries (the engine's client reconnects, which would multiply waits)."""
+    kwargs = connection_kwargs(config.redis_client)
+    path = kwargs.pop("path", None)
+    if path is not None:
+        kwargs["unix_socket_path"] = path
+    kwargs.update(
+        socket_timeout=config.connection_timeout,
+        socket_connect_timeout=config.connection_timeout,
+        retry=Retry(NoBackoff(), 0),
+        decode_responses=False,
+    )
+    return redis.Redis(**kwargs)
+
+
+def system_health(config: QueueConfig) -> dict[str, Any]:
+    """The health snapshot; see :meth:`queue_system.admin.QueueAdmin.get_system_health`."""
+    deadline_s = config.connection_timeout + HEALTH_MARGIN_S
+    box: dict[str, Any] = {}
+    done = threading.Event()
+
+    def collect() -> None:
+        client = health_client(config)
+        try:
+            box["result"] = _snapshot(client, config, box)
+        except redis.RedisError as exc:
+            box["redis_error"] = exc
+        except Exception as exc:  # a bug, not an outage: re-raised in the caller
+            box["bug"] = exc
+        finally:
+            client.close()
+            done.set()
+
+    # A daemon thread: if the server froze, it ends on its own socket timeout after we return.
+    threading.Thread(target=collect, name="queue-system-health", daemon=True).start()
+    if not done.wait(deadline_s):
+        return unavailable(
+            config, f"no complete answer within {deadline_s:.1f}s", connected=bool(box.get("ping"))
+        )
+    if "bug" in box:
+        raise box["bug"]
+    if isinstance(box.get("redis_error"), redis.TimeoutError):
+        return unavailable(config, f"no answer within {config.connection_timeout}s (frozen?)")
+    if "redis_error" in box:
+        return unavailable(config, f"{type(box['redis_error']).__name__}: {box['redis_error']}")
+    result: dict[str, Any] = box["result"]
+    return result
+
+
+def unavailable(config: QueueConfig, error: str, *, connected: bool = False) -> dict[str, Any]:
+    """The snapshot when Redis did not answer (every figure unknown: None)."""
+    return {
+        "redis_connected": connected,
+        "checked_at": _iso(config.clock.time()),
+        "error": error,
+        "latency_ms": None,
+        "redis_version": None,
+        "server": None,
+        "used_memory_bytes": None,
+        "queue_stats": {},
+        "totals": None,
+        "workers": None,
+    }
+
+
+def _snapshot(client: redis.Redis, config: QueueConfig, box: dict[str, Any]) -> dict[str, Any]:
+    keys, clock = config.keys, config.clock
+    started = clock.monotonic()
+    client.ping()
+    box["ping"] = True
+    latency_ms = (clock.monotonic() - started) * 1000
+    now = clock.time()
+    pipe = client.pipeline(transaction=False)
+    pipe.info("server")
+    pipe.info("memory")
+    pipe.smembers(keys.registry)
+    pipe.llen(keys.failures)
+    pipe.llen(keys.system_errors)
+    pipe.hvals(keys.inflight)
+    pipe.zcard(keys.delayed)
+    pipe.zrangebyscore(keys.workers, int((now - WORKER_FRESH_S) * 1000), "+inf")
+    server, memory, registered, n_failed, n_errors, inflight, n_delayed, worker_ids = pipe.execute()
+    in_flight = _count_by_queue(config, (v.partition(b"\n")[0] for v in inflight))
+    scheduled = _count_by_queue(config, _delayed_list_keys(client, config, int(n_delayed)))
+    failed = _count_record_queues(client, keys.failures, int(n_failed))
+    errors = _count_record_queues(client, keys.system_errors, int(n_errors))
+    names = sorted(
+        {as_text(n) for n in registered}
+        | set(in_flight)
+        | set(scheduled)
+        | set(failed)
+        | set(errors)
+    )
+    pipe = client.pipeline(transaction=False)
+    for name in names:
+        for priority in PRIORITIES:
+            pipe.llen(keys.queue(name, priority))
+            pipe.lindex(keys.queue(name, priority), -1)
+    for worker_id in worker_ids:
+        pipe.hget(keys.worker(as_text(worker_id)), "running")
+    replies = pipe.execute()
+    stats: dict[str, dict[str, Any]] = {}
+    for i, name in enumerate(names):
+        tiers = replies[i * 2 * len(PRIORITIES) : (i + 1) * 2 * len(PRIORITIES)]
+        depths: dict[str, int] = {p: int(tiers[2 * j]) for j, p in enumerate(PRIORITIES)}
+        ages = [now - t for t in map(_enqueued_at, tiers[1::2]) if t is not None]
+        stats[name] = {
+            **depths,
+            "queue_size": sum(depths.values()),
+            "in_flight": in_flight[name],
+            "scheduled_jobs": scheduled[name],
+            "failed_jobs": failed[name],
+            "system_errors": errors[name],
+            "oldest_age_s": round(max(0.0, max(ages)), 3) if ages else None,
+        }
+    running = replies[len(names) * 2 * len(PRIORITIES) :]
+    return {
+        "redis_connected": True,
+        "checked_at": _iso(now),
+        "error": None,
+        "latency_ms": round(latency_ms, 3),
+        "redis_version": _text(server.get("redis_version")),
+        "server": _server_name(server),
+        "used_memory_bytes": int(memory.get("used_memory", 0)),
+        "queue_stats": stats,
+        "totals": {
+            "queue_size": sum(s["queue_size"] for s in stats.values()),
+            "in_flight": len(inflight),
+            "scheduled_jobs": int(n_delayed),
+            "failed_jobs": int(n_failed),
+            "system_errors": int(n_errors),
+        },
+        "workers": {
+            "count": len(worker_ids),
+            "active": sum(1 for r in running if r is not None and _int(r) > 0),
+        },
+    }
+
+
+def _count_by_queue(config: QueueConfig, list_keys: Iterable[bytes]) -> Counter[str]:
+    """How many of ``list_keys`` (waiting-list key names) belong to each queue."""
+    counts: Counter[str] = Counter()
+    for key in list_keys:
+        parsed = config.keys.parse_queue(key.decode("utf-8", "replace"))
+        if parsed is not None:
+            counts[parsed[0]] += 1
+    return counts
+
+
+def _delayed_list_keys(client: redis.Redis, config: QueueConfig, total: int) -> list[bytes]:
+    """The list key of every delayed member ("<list key>\\n<item>"), read in chunks."""
+    found: list[bytes] = []
+    for start in range(0, total, SCAN_CHUNK):
+        members = cast(
+            "list[bytes]", client.zrange(config.keys.delayed, start, start + SCAN_CHUNK - 1)
+        )
+        found.extend(m.partition(b"\n")[0] for m in members)
+    return found
+
+
+def _count_record_queues(client: redis.Redis, list_key: str, total: int) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    for start in range(0, total, SCAN_CHUNK):
+        records = cast("list[bytes]", client.lrange(list_key, start, start + SCAN_CHUNK - 1))
+        for record in records:
+            match = _RECORD_QUEUE.search(record)
+            if match:
+                counts[match.group(1).decode()] += 1
+    return counts
+
+
+def _enqueued_at(raw: bytes | None) -> float | None:
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw).get("enqueued_at")
+    except (ValueError, AttributeError):
+        return None
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def _server_name(info: dict[str, Any]) -> str:
+    """``"valkey 9.1.2"`` or ``"redis 7.2.4"``: what actually answers."""
+    name = _text(info.get("server_name")) or "redis"
+    version = _text(info.get(f"{name}_version")) or _text(info.get("redis_version"))
+    return f"{name} {version}"
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _int(value: bytes | str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        return 0
+
+
+def _iso(epoch_s: float) -> str:
+    return dt.datetime.fromtimestamp(epoch_s, tz=dt.timezone.utc).isoformat(timespec="seconds")
