@@ -395,9 +395,9 @@ class Metrics:
             if self._failure_reported:
                 return
             self._failure_reported = True
-        # The reporting logger may hold the broken handler itself.
+        # Report on the library logger, not the metric logger: the broken handler sits there.
         with contextlib.suppress(Exception):
-            logging.getLogger(__name__).warning(
+            logging.getLogger("queue_system").warning(
                 "metrics update failed; further failures are not reported: %r", exc
             )
 

@@ -261,10 +261,10 @@ def test_broken_handler_is_reported_once_and_counting_goes_on(
 ) -> None:
     logger.addHandler(BrokenHandler())
     metrics = Metrics(logger)
-    with caplog.at_level(logging.WARNING, logger="queue_system.metrics"):
+    with caplog.at_level(logging.WARNING, logger="queue_system"):
         for _ in range(3):
             metrics.update("failed")
-    warnings = [r for r in caplog.records if r.name == "queue_system.metrics"]
+    warnings = [r for r in caplog.records if r.name == "queue_system"]
     assert len(warnings) == 1
     assert "log shipper down" in warnings[0].getMessage()
     assert metrics.snapshot() == {"failed": 3.0}
@@ -275,10 +275,10 @@ def test_bad_update_is_reported_not_raised(
 ) -> None:
     metrics = Metrics(logger)
     metrics.update("processed")
-    with caplog.at_level(logging.WARNING, logger="queue_system.metrics"):
+    with caplog.at_level(logging.WARNING, logger="queue_system"):
         metrics.update("processed", "lots")  # type: ignore[arg-type]
         metrics.update("processed", kind="gauge")  # a counter already
-    assert len([r for r in caplog.records if r.name == "queue_system.metrics"]) == 1
+    assert len([r for r in caplog.records if r.name == "queue_system"]) == 1
     assert metrics.snapshot() == {"processed": 1.0}
 
 
