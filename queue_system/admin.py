@@ -19,27 +19,39 @@ Example::
 
 from __future__ import annotations
 
-import datetime as dt
 import getpass
 import hashlib
-import json
 import logging
 import socket
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, TypedDict, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from .config import NOTIFY_CAP, QueueConfig
+from .dead_letters import (
+    DeadLetterFilter,
+    Filters,
+    Since,
+    parse_record,
+    selected_ids,
+    stored_envelope,
+    to_epoch,
+)
 from .errors import DecodeError, SerializationError
-from .execution import decode_raw
 from .health import system_health
 from .keys import validate_priority
 from .scripts import script_source
-from .serialization import SCHEMA_VERSION, decode_envelope, encode_envelope
+from .serialization import SCHEMA_VERSION, encode_envelope
 from .types import Envelope
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
+
+__all__ = [  # with the record helpers of dead_letters, re-exported: importable from here as before
+    "DEFAULT_LIST_LIMIT", "LOGGED_IDS_MAX", "MAX_PASSES", "SCAN_CHUNK", "DeadLetterFilter",
+    "Filters", "QueueAdmin", "Since", "operator_identity", "parse_record", "stored_envelope",
+    "to_epoch",
+]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
@@ -48,71 +60,8 @@ MAX_PASSES = 10  # requeue/purge passes while other writers keep changing the li
 DEFAULT_LIST_LIMIT = 100
 LOGGED_IDS_MAX = 100  # operation ids written in one requeue/purge log record
 
-Since = float | int | dt.datetime | None
 # Queues a write of one record on a pipeline; the int is the LREM direction (1 or -1).
 _Write = Callable[[Any, int], None]
-
-
-class Filters(TypedDict, total=False):
-    """The filter keywords of every dead-letter method."""
-
-    queue: str | None
-    processor: str | None
-    error_type: str | None
-    since: Since
-    until: Since
-
-
-@dataclass(frozen=True)
-class DeadLetterFilter:
-    """Which records an operation applies to; every given criterion must hold.
-
-    ``processor`` matches the stored name (``"app.tasks:send_email"``) or its last part
-    (``"send_email"``); ``error_type`` matches the exception type name or the ``reason``
-    (``"unknown_processor"``); ``since``/``until`` bound ``at`` (epoch seconds, inclusive).
-    """
-
-    queue: str | None = None
-    processor: str | None = None
-    error_type: str | None = None
-    since: float | None = None
-    until: float | None = None
-    operation_ids: frozenset[str] | None = None
-
-    @classmethod
-    def build(
-        cls, operation_ids: frozenset[str] | None = None, **filters: Unpack[Filters]
-    ) -> DeadLetterFilter:
-        """A filter from keywords; ``since``/``until`` as epoch seconds or datetimes."""
-        since, until = filters.get("since"), filters.get("until")
-        return cls(
-            filters.get("queue"), filters.get("processor"), filters.get("error_type"),
-            to_epoch(since, "since"), to_epoch(until, "until"), operation_ids,
-        )  # fmt: skip
-
-    def matches(self, record: dict[str, Any] | None) -> bool:
-        """True if ``record`` (None: unreadable) meets every criterion."""
-        if record is None:
-            return self == DeadLetterFilter()
-        processor, at = record.get("processor") or "", record.get("at")
-        at = float(at) if isinstance(at, (int, float)) and not isinstance(at, bool) else None
-        short = processor.rpartition(":")[2].rpartition(".")[2]
-        return (
-            (self.queue is None or record.get("queue") == self.queue)
-            and (self.processor is None or self.processor in (processor, short))
-            and (self.error_type in (None, record.get("error_type"), record.get("reason")))
-            and (self.since is None or (at is not None and at >= self.since))
-            and (self.until is None or (at is not None and at <= self.until))
-            and (self.operation_ids is None or record.get("operation_id") in self.operation_ids)
-        )
-
-    def could_match(self, raw: bytes) -> bool:
-        """A cheap necessary condition on the raw bytes (skips parsing most non-matches)."""
-        if self.queue is not None and f'"{self.queue}"'.encode() not in raw:
-            return False
-        return self.operation_ids is None or any(
-            f'"{op_id}"'.encode() in raw for op_id in self.operation_ids
-        )
 
 
 @dataclass
@@ -212,7 +161,7 @@ class QueueAdmin:
             ValueError: neither ``operation_ids`` nor ``all``, or an invalid ``priority``.
         """
         new_priority = validate_priority(priority) if priority is not None else None
-        ids = _selection(operation_ids, all)
+        ids = selected_ids(operation_ids, all)
         flt = DeadLetterFilter.build(ids, **filters)
         list_key = self._list_key(system_errors)
         now = self.config.clock.time()
@@ -237,7 +186,7 @@ class QueueAdmin:
         **filters: Unpack[Filters],
     ) -> dict[str, Any]:
         """Delete dead letters for good; same selection and result as :meth:`requeue`."""
-        ids = _selection(operation_ids, all)
+        ids = selected_ids(operation_ids, all)
         flt = DeadLetterFilter.build(ids, **filters)
         list_key = self._list_key(system_errors)
 
@@ -434,49 +383,6 @@ class QueueAdmin:
             },
         )  # fmt: skip
         return result
-
-
-def to_epoch(value: Since, name: str) -> float | None:
-    """Epoch seconds from a number or a datetime (a naive datetime is taken as UTC)."""
-    if value is None:
-        return None
-    if isinstance(value, dt.datetime):
-        aware = value if value.tzinfo is not None else value.replace(tzinfo=dt.timezone.utc)
-        return aware.timestamp()
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be epoch seconds or a datetime, got {value!r}")
-    return float(value)
-
-
-def parse_record(raw: bytes) -> dict[str, Any] | None:
-    """A dead-letter record as a dict, or None if the bytes are not a JSON object."""
-    try:
-        record = json.loads(raw)
-    except ValueError:
-        return None
-    return record if isinstance(record, dict) else None
-
-
-def stored_envelope(record: dict[str, Any] | None) -> Envelope:
-    """The item a record holds: its raw bytes if kept, else its envelope; DecodeError if
-    neither is a valid envelope (undecodable items cannot be requeued)."""
-    if record is None:
-        raise DecodeError("the dead-letter record itself is not JSON", b"")
-    raw, envelope = record.get("raw"), record.get("envelope")
-    if isinstance(raw, str):
-        return decode_envelope(decode_raw(raw))
-    if isinstance(envelope, dict):
-        return decode_envelope(json.dumps(envelope).encode())
-    raise DecodeError("the record holds no item", b"")
-
-
-def _selection(operation_ids: Iterable[str] | None, all_records: bool) -> frozenset[str] | None:
-    if isinstance(operation_ids, str):
-        raise TypeError("operation_ids must be a list of ids, not a str")
-    ids = frozenset(operation_ids) if operation_ids is not None else None
-    if not ids and not all_records:
-        raise ValueError("give operation_ids, or all=True to act on every matching record")
-    return ids
 
 
 def _full(outcome: _Outcome, limit: int | None, pending: int = 0) -> bool:

@@ -17,8 +17,9 @@ LAYERS = {
     "connection": 4, "scripts": 4, "metrics": 4, "logs": 4, "guard": 4, "embedded_server": 4,
     "config": 5,
     "producer": 6, "manager": 6, "aio_manager": 6, "operations": 6, "execution": 6,
-    "broker": 6, "events": 6, "runner": 6, "worker": 6, "admin": 6, "health": 6,
-    "cli": 7, "__main__": 7, "__init__": 7,
+    "broker": 6, "events": 6, "runner": 6, "worker": 6, "admin": 6, "dead_letters": 6,
+    "health": 6,
+    "cli": 7, "cli_failures": 7, "cli_render": 7, "__main__": 7, "__init__": 7,
 }  # fmt: skip
 
 
