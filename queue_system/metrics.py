@@ -6,8 +6,8 @@ Three parts, each usable alone:
   *logged* value and the current one (table-tested in ``tests/unit/test_metrics_policy.py``).
 * :class:`Metrics` keeps this process's values and emits one ``"Queue metric update"``
   record per update the policy lets through. It never raises into the caller.
-* :func:`compute_metrics` turns the counter hash every process shares in Redis (written by the
-  Lua scripts under the field names defined here) into the ``get_metrics()`` dict.
+* :func:`compute_metrics` (in :mod:`queue_system.counters`, re-exported here) turns the
+  counter hash every process shares in Redis into the ``get_metrics()`` dict.
 
 No Redis I/O happens in this module.
 """
@@ -22,6 +22,28 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypedDict
+
+from .counters import (  # re-exported: part of this module's documented surface
+    COUNTER_FIELDS,
+    ENQUEUED,
+    FAILED,
+    PROCESS_TIME_MS_TOTAL,
+    PROCESSED,
+    RETRIED,
+    SUCCEEDED,
+    SYSTEM_ERRORS,
+    compute_metrics,
+    processed_field,
+    wait_count_field,
+    wait_total_field,
+)
+
+__all__ = [
+    "COUNTER_FIELDS", "ENQUEUED", "FAILED", "PROCESSED", "PROCESS_TIME_MS_TOTAL", "RECORD_MESSAGE",
+    "RETRIED", "SUCCEEDED", "SYSTEM_ERRORS", "Metrics", "MetricsContext", "compute_metrics",
+    "infer_kind", "is_error_metric", "processed_field", "series_key", "should_log",
+    "wait_count_field", "wait_total_field",
+]  # fmt: skip
 
 MetricKind = Literal["counter", "average", "gauge"]
 METRIC_KINDS: tuple[MetricKind, ...] = ("counter", "average", "gauge")
@@ -46,44 +68,6 @@ ERROR_METRICS = frozenset({"failed", "system_errors", "errors"})
 ERROR_SUFFIXES = ("_error", "_errors", "_failed")
 #: Names set directly (not summed) when no kind is given; ``avg_*`` names are averages.
 GAUGE_METRICS = frozenset({"success_rate"})
-
-# --- Shared counter hash (one Redis HASH, written by the Lua scripts) -----------------------
-
-ENQUEUED = "enqueued"
-PROCESSED = "processed"
-SUCCEEDED = "succeeded"
-FAILED = "failed"
-RETRIED = "retried"
-SYSTEM_ERRORS = "system_errors"
-#: Sum of the run time (ms) of every processed item.
-PROCESS_TIME_MS_TOTAL = "process_time_ms_total"
-COUNTER_FIELDS = (ENQUEUED, PROCESSED, SUCCEEDED, FAILED, RETRIED, SYSTEM_ERRORS)
-
-_WAIT_MS_TOTAL = "wait_ms_total:"
-_WAIT_COUNT = "wait_count:"
-_PROCESSED_BY_QUEUE = "processed:"
-
-
-def wait_total_field(queue: str, priority: str) -> str:
-    """Hash field summing the ms items of ``queue``/``priority`` waited before they started."""
-    return f"{_WAIT_MS_TOTAL}{queue}:{priority}"
-
-
-def wait_count_field(queue: str, priority: str) -> str:
-    """Hash field counting the items of ``queue``/``priority`` whose wait was added."""
-    return f"{_WAIT_COUNT}{queue}:{priority}"
-
-
-def processed_field(queue: str, priority: str) -> str:
-    """Hash field counting the processed items of ``queue``/``priority``."""
-    return f"{_PROCESSED_BY_QUEUE}{queue}:{priority}"
-
-
-def _queue_priority(suffix: str) -> tuple[str, str]:
-    # Queue names may contain ":"; priorities never do, so split on the last one.
-    queue, _, priority = suffix.rpartition(":")
-    return queue, priority
-
 
 # --- The policy -----------------------------------------------------------------------------
 
@@ -400,51 +384,3 @@ class Metrics:
             logging.getLogger("queue_system").warning(
                 "metrics update failed; further failures are not reported: %r", exc
             )
-
-
-# --- Shared totals --------------------------------------------------------------------------
-
-
-def compute_metrics(
-    counters: Mapping[str, int | float], depths: Mapping[str, int] | None = None
-) -> dict[str, Any]:
-    """Build the ``get_metrics()`` dict from the shared counter hash and the list lengths.
-
-    Args:
-        counters: the Redis counter hash, decoded (field -> number); missing fields count 0.
-        depths: ``"<queue>:<priority>"`` -> length of that waiting list.
-
-    Returns:
-        ``enqueued``, ``processed``, ``succeeded``, ``failed``, ``retried``, ``system_errors``
-        (ints); ``success_rate``: percent of finished items that succeeded
-        (succeeded / (succeeded + failed + system_errors) * 100, 0.0 while none finished);
-        ``avg_process_time``: mean run time in ms of processed items (0.0 while none);
-        ``queues``: ``{queue: {priority: {"depth", "avg_wait_ms", "processed"}}}`` for every
-        queue/priority seen in ``depths`` or in the per-queue fields.
-    """
-    result: dict[str, Any] = {name: int(counters.get(name, 0)) for name in COUNTER_FIELDS}
-    finished = result[SUCCEEDED] + result[FAILED] + result[SYSTEM_ERRORS]
-    result["success_rate"] = result[SUCCEEDED] / finished * 100 if finished else 0.0
-    processed = result[PROCESSED]
-    total_ms = float(counters.get(PROCESS_TIME_MS_TOTAL, 0))
-    result["avg_process_time"] = total_ms / processed if processed else 0.0
-
-    # (queue, priority) -> [depth, wait ms total, wait count, processed]
-    rows: dict[tuple[str, str], list[float]] = {}
-    for field, amount in counters.items():
-        for column, prefix in enumerate((_WAIT_MS_TOTAL, _WAIT_COUNT, _PROCESSED_BY_QUEUE), 1):
-            if field.startswith(prefix):
-                row = rows.setdefault(_queue_priority(field[len(prefix) :]), [0.0] * 4)
-                row[column] = float(amount)
-    for queue_priority, length in (depths or {}).items():
-        rows.setdefault(_queue_priority(queue_priority), [0.0] * 4)[0] = length
-
-    queues: dict[str, dict[str, dict[str, int | float]]] = {}
-    for (queue, priority), (depth, wait_ms, waits, done) in sorted(rows.items()):
-        queues.setdefault(queue, {})[priority] = {
-            "depth": int(depth),
-            "avg_wait_ms": wait_ms / waits if waits else 0.0,
-            "processed": int(done),
-        }
-    result["queues"] = queues
-    return result

@@ -1,0 +1,91 @@
+"""The counter hash every process shares in Redis, and the ``get_metrics()`` view of it.
+
+The Lua scripts increment these fields in the same step as the state change they count (no
+extra round trip per job); :func:`compute_metrics` turns the hash into the public dict. Pure;
+no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+ENQUEUED = "enqueued"
+PROCESSED = "processed"
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+RETRIED = "retried"
+SYSTEM_ERRORS = "system_errors"
+#: Sum of the run time (ms) of every processed item.
+PROCESS_TIME_MS_TOTAL = "process_time_ms_total"
+COUNTER_FIELDS = (ENQUEUED, PROCESSED, SUCCEEDED, FAILED, RETRIED, SYSTEM_ERRORS)
+
+_WAIT_MS_TOTAL = "wait_ms_total:"
+_WAIT_COUNT = "wait_count:"
+_PROCESSED_BY_QUEUE = "processed:"
+
+
+def wait_total_field(queue: str, priority: str) -> str:
+    """Hash field summing the ms items of ``queue``/``priority`` waited before they started."""
+    return f"{_WAIT_MS_TOTAL}{queue}:{priority}"
+
+
+def wait_count_field(queue: str, priority: str) -> str:
+    """Hash field counting the items of ``queue``/``priority`` whose wait was added."""
+    return f"{_WAIT_COUNT}{queue}:{priority}"
+
+
+def processed_field(queue: str, priority: str) -> str:
+    """Hash field counting the processed items of ``queue``/``priority``."""
+    return f"{_PROCESSED_BY_QUEUE}{queue}:{priority}"
+
+
+def _queue_priority(suffix: str) -> tuple[str, str]:
+    # Queue names may contain ":"; priorities never do, so split on the last one.
+    queue, _, priority = suffix.rpartition(":")
+    return queue, priority
+
+
+def compute_metrics(
+    counters: Mapping[str, int | float], depths: Mapping[str, int] | None = None
+) -> dict[str, Any]:
+    """Build the ``get_metrics()`` dict from the shared counter hash and the list lengths.
+
+    Args:
+        counters: the Redis counter hash, decoded (field -> number); missing fields count 0.
+        depths: ``"<queue>:<priority>"`` -> length of that waiting list.
+
+    Returns:
+        ``enqueued``, ``processed``, ``succeeded``, ``failed``, ``retried``, ``system_errors``
+        (ints); ``success_rate``: percent of finished items that succeeded
+        (succeeded / (succeeded + failed + system_errors) * 100, 0.0 while none finished);
+        ``avg_process_time``: mean run time in ms of processed items (0.0 while none);
+        ``queues``: ``{queue: {priority: {"depth", "avg_wait_ms", "processed"}}}`` for every
+        queue/priority seen in ``depths`` or in the per-queue fields.
+    """
+    result: dict[str, Any] = {name: int(counters.get(name, 0)) for name in COUNTER_FIELDS}
+    finished = result[SUCCEEDED] + result[FAILED] + result[SYSTEM_ERRORS]
+    result["success_rate"] = result[SUCCEEDED] / finished * 100 if finished else 0.0
+    processed = result[PROCESSED]
+    total_ms = float(counters.get(PROCESS_TIME_MS_TOTAL, 0))
+    result["avg_process_time"] = total_ms / processed if processed else 0.0
+
+    # (queue, priority) -> [depth, wait ms total, wait count, processed]
+    rows: dict[tuple[str, str], list[float]] = {}
+    for field, amount in counters.items():
+        for column, prefix in enumerate((_WAIT_MS_TOTAL, _WAIT_COUNT, _PROCESSED_BY_QUEUE), 1):
+            if field.startswith(prefix):
+                row = rows.setdefault(_queue_priority(field[len(prefix) :]), [0.0] * 4)
+                row[column] = float(amount)
+    for queue_priority, length in (depths or {}).items():
+        rows.setdefault(_queue_priority(queue_priority), [0.0] * 4)[0] = length
+
+    queues: dict[str, dict[str, dict[str, int | float]]] = {}
+    for (queue, priority), (depth, wait_ms, waits, done) in sorted(rows.items()):
+        queues.setdefault(queue, {})[priority] = {
+            "depth": int(depth),
+            "avg_wait_ms": wait_ms / waits if waits else 0.0,
+            "processed": int(done),
+        }
+    result["queues"] = queues
+    return result
