@@ -31,6 +31,7 @@ from .broker import ClaimedItem, Completion, WorkerBroker
 from .config import QueueConfig
 from .events import WorkerEvents
 from .keys import validate_queue_name
+from .outage import RedisOutage
 from .runner import ItemRunner
 
 logger = logging.getLogger(__name__)
@@ -39,7 +40,6 @@ DEFAULT_GRACE_PERIOD_S = 10.0  # stop() waits this long for running items, then 
 MAINTENANCE_INTERVAL_S = 0.5  # how often due retries are promoted and dead leases recovered
 SHUTDOWN_WAIT_S = 5.0  # longest wait for the background loops to end once cancelled
 IDLE_WAIT_S = 1.0  # longest block on the wake-up list before re-checking (must be < timeouts)
-BACKOFF_MIN_S, BACKOFF_MAX_S = 0.05, 2.0  # between attempts while Redis is unreachable
 HEARTBEAT_INTERVAL_S = 5.0  # how often a worker refreshes its record in Redis
 
 
@@ -111,11 +111,10 @@ class QueueWorker:
         self._hurry = asyncio.Event()
         self._finished = asyncio.Event()
         self._claim_keys: list[str] = []
-        self._outage_logged = False
+        self._outage = RedisOutage(self.worker_id, self.config.clock)
         self._closing = False
-        self._give_up_at = float("inf")
         self._runner = ItemRunner(
-            self.config, self._broker, self._pool, self.work_timeout, self._persist,
+            self.config, self._broker, self._pool, self.work_timeout, self._outage.persist,
             self._complete, self._forget, WorkerEvents(self.config.metrics, self.worker_id),
         )  # fmt: skip
         self._executors = [
@@ -155,13 +154,13 @@ class QueueWorker:
             return
         grace = self.grace_period if grace_period is None else grace_period
         # Past this, a stop-time write gives up: leased items then return on lease expiry.
-        self._give_up_at = (
+        self._outage.give_up_at = (
             self.config.clock.monotonic() + grace + 2 * self.config.connection_timeout
         )
         self._stopping.set()
         await asyncio.gather(self._fetcher, return_exceptions=True)
         buffered = self._drain_ready()
-        await self._persist(self._broker.release, [i.token for i in buffered])
+        await self._outage.persist(self._broker.release, [i.token for i in buffered])
         for item in buffered:
             self._held.pop(item.token, None)
         for _ in self._executors:
@@ -172,7 +171,7 @@ class QueueWorker:
         await self._flush_acks()
         leftover = list(self._held)
         if leftover:
-            await self._persist(self._broker.release, leftover)
+            await self._outage.persist(self._broker.release, leftover)
             logger.warning("worker %s released %d unfinished items", self.worker_id, len(leftover))
         callbacks = set(self._runner.callbacks)
         if callbacks:
@@ -183,7 +182,7 @@ class QueueWorker:
         for task in [*self._services, *callbacks]:
             task.cancel()
         await asyncio.wait([*self._services, *callbacks], timeout=SHUTDOWN_WAIT_S)
-        await self._persist(self._broker.unregister)
+        await self._outage.persist(self._broker.unregister)
         self._pool.shutdown(wait=False)
         await self._client.aclose()
         self._running = False
@@ -225,9 +224,9 @@ class QueueWorker:
             try:
                 items = await self._broker.claim(self._claim_keys, free)
             except redis.RedisError as exc:
-                await self._on_outage(exc)
+                await self._outage.wait(exc)
                 continue
-            self._on_redis_ok()
+            self._outage.recovered()
             self._accept(items)
             if not items:
                 await self._idle(free)
@@ -255,7 +254,7 @@ class QueueWorker:
         try:
             signalled, items = await self._broker.wait_and_claim(self._claim_keys, free, wait_s)
         except redis.RedisError as exc:
-            await self._on_outage(exc)
+            await self._outage.wait(exc)
             return
         self._accept(items)
         if signalled and not items and self.queues is None:
@@ -284,7 +283,7 @@ class QueueWorker:
                     task.cancel()
             await asyncio.gather(work, stop, return_exceptions=True)
         if work.done() and not work.cancelled() and isinstance(work.exception(), redis.RedisError):
-            await self._on_outage(work.exception())  # type: ignore[arg-type]
+            await self._outage.wait(work.exception())  # type: ignore[arg-type]
 
     def _drain_ready(self) -> list[ClaimedItem]:
         items = []
@@ -322,24 +321,6 @@ class QueueWorker:
     def _forget(self, token: str) -> None:
         self._held.pop(token, None)
 
-    async def _persist(
-        self, write: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any
-    ) -> Any:
-        """Run ``write(*args, **kwargs)`` until Redis accepts it (an outage only delays it)."""
-        while True:
-            try:
-                result = await write(*args, **kwargs)
-            except redis.RedisError as exc:
-                if self._stopping.is_set() and self.config.clock.monotonic() > self._give_up_at:
-                    logger.error("worker %s gave up a write while stopping (%s); its items "
-                                 "return to their queues when their leases expire",
-                                 self.worker_id, exc)  # fmt: skip
-                    return None
-                await self._on_outage(exc)
-                continue
-            self._on_redis_ok()
-            return result
-
     # --- acking, renewing, maintaining --------------------------------------------------------
 
     async def _ack_loop(self) -> None:
@@ -355,7 +336,7 @@ class QueueWorker:
     async def _flush_acks_locked(self) -> None:
         while self._completions:
             batch, self._completions = self._completions, []
-            results = await self._persist(self._broker.ack, batch, self.config.clock.time())
+            results = await self._outage.persist(self._broker.ack, batch, self.config.clock.time())
             if results is None:  # gave up while stopping: leases expire, items run again
                 results = [False] * len(batch)
             for completion, acked in zip(batch, results, strict=True):
@@ -378,7 +359,7 @@ class QueueWorker:
             try:
                 lost = await self._broker.renew(tokens)
             except redis.RedisError as exc:
-                await self._on_outage(exc)
+                await self._outage.wait(exc)
                 continue
             for token in lost:
                 logger.warning("worker %s: lease %s was taken over", self.worker_id, token)
@@ -392,7 +373,7 @@ class QueueWorker:
                 if self.queues is None:
                     await self._refresh_queues()
             except redis.RedisError as exc:
-                await self._on_outage(exc)
+                await self._outage.wait(exc)
                 continue
             if state.requeued:
                 logger.warning("recovered %d items from expired leases", state.requeued)
@@ -406,7 +387,7 @@ class QueueWorker:
             try:
                 await self._broker.heartbeat(self.heartbeat_record(), HEARTBEAT_INTERVAL_S * 3)
             except redis.RedisError as exc:
-                await self._on_outage(exc)
+                await self._outage.wait(exc)
                 continue
             await asyncio.sleep(HEARTBEAT_INTERVAL_S)
 
@@ -424,16 +405,3 @@ class QueueWorker:
             "running": self._busy,
             "last_seen": round(self.config.clock.time(), 3),
         }
-
-    async def _on_outage(self, exc: BaseException) -> None:
-        if not self._outage_logged:
-            logger.error("worker %s: Redis unavailable (%s); retrying", self.worker_id, exc)
-            self._outage_logged = True
-            self._backoff = BACKOFF_MIN_S
-        await asyncio.sleep(self._backoff)
-        self._backoff = min(self._backoff * 2, BACKOFF_MAX_S)
-
-    def _on_redis_ok(self) -> None:
-        if self._outage_logged:
-            logger.warning("worker %s: Redis is back", self.worker_id)
-            self._outage_logged = False

@@ -15,7 +15,7 @@ LAYERS = {
     "errors": 2, "types": 2, "clock": 2,
     "keys": 3, "serialization": 3, "retry": 3, "registry": 3,
     "connection": 4, "scripts": 4, "metrics": 4, "counters": 4, "logs": 4, "guard": 4,
-    "embedded_server": 4,
+    "embedded_server": 4, "outage": 4,
     "config": 5,
     "producer": 6, "manager": 6, "aio_manager": 6, "operations": 6, "execution": 6,
     "broker": 6, "events": 6, "runner": 6, "worker": 6, "admin": 6, "dead_letters": 6,
