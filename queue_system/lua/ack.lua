@@ -8,6 +8,15 @@
 -- Returns: a list of N integers, 1 = acked, 0 = the lease was lost (another worker owns it:
 --          the caller must not fire callbacks).
 local n = tonumber(ARGV[1])
+-- Counter increments are summed per field and written once per batch (server CPU).
+local totals, order = {}, {}
+local function add(field, amount)
+  if not totals[field] then
+    totals[field] = 0
+    order[#order + 1] = field
+  end
+  totals[field] = totals[field] + tonumber(amount)
+end
 local out = {}
 local dedup_index = 4 + n
 local acked = 0
@@ -25,10 +34,10 @@ for i = 0, n - 1 do
       redis.call('DEL', dedup_key)
     end
     local qp = ARGV[base + 4]
-    redis.call('HINCRBY', KEYS[3], 'process_time_ms_total', ARGV[base + 3])
-    redis.call('HINCRBY', KEYS[3], 'wait_ms_total:' .. qp, ARGV[base + 5])
-    redis.call('HINCRBY', KEYS[3], 'wait_count:' .. qp, 1)
-    redis.call('HINCRBY', KEYS[3], 'processed:' .. qp, 1)
+    add('process_time_ms_total', ARGV[base + 3])
+    add('wait_ms_total:' .. qp, ARGV[base + 5])
+    add('wait_count:' .. qp, 1)
+    add('processed:' .. qp, 1)
     local status = KEYS[4 + i]
     redis.call('HSET', status, 'status', 'completed', 'finished_at', ARGV[3],
       'result', ARGV[base + 6])
@@ -38,6 +47,9 @@ for i = 0, n - 1 do
   else
     out[i + 1] = 0
   end
+end
+for _, field in ipairs(order) do
+  redis.call('HINCRBY', KEYS[3], field, totals[field])
 end
 if acked > 0 then
   redis.call('HINCRBY', KEYS[3], 'processed', acked)
