@@ -368,3 +368,29 @@ def test_bare_use_is_a_clear_type_error() -> None:
 
     with pytest.raises(TypeError, match=r"@circuit_breaker\(\)"):
         circuit_breaker(f)  # type: ignore[arg-type]
+
+
+def test_reference_snippet_redis_operations_as_written() -> None:
+    # The reference's "Circuit Breaker" snippet, as written (the shared registry is reset).
+    attempts: list[int] = []
+    try:
+        with freeze_time(START) as frozen:
+
+            @circuit_breaker(name="redis_operations", failure_threshold=5, recovery_timeout=30.0)
+            def redis_operation() -> str:
+                attempts.append(1)
+                if len(attempts) <= 5:
+                    raise ConnectionError("redis down")
+                return "ok"
+
+            for _ in range(5):
+                with pytest.raises(ConnectionError):
+                    redis_operation()
+            with pytest.raises(CircuitBreakerOpenError, match="redis_operations"):
+                redis_operation()  # open: rejected at once
+            assert len(attempts) == 5
+            frozen.tick(30.1)
+            assert redis_operation() == "ok"  # the trial call after 30 s closes it
+            assert breaker("redis_operations").current_state == "closed"
+    finally:
+        breakers.reset()
