@@ -35,7 +35,12 @@ class RedisOutage:
     async def wait(self, exc: BaseException) -> None:
         """Redis failed: log it (once per outage) and back off before the next attempt."""
         if not self._down:
-            logger.error("worker %s: Redis unavailable (%s); retrying", self.worker_id, exc)
+            if isinstance(exc, redis.ResponseError):  # Redis answered: not an outage
+                logger.error("worker %s: Redis rejected a command (%s); this is a bug or a "
+                             "misconfigured server, not an outage; retrying",
+                             self.worker_id, exc)  # fmt: skip
+            else:
+                logger.error("worker %s: Redis unavailable (%s); retrying", self.worker_id, exc)
             self._down = True
             self._backoff = BACKOFF_MIN_S
         await asyncio.sleep(self._backoff)
