@@ -10,11 +10,9 @@ from .config import QueueConfig
 from .errors import (
     ConfigurationError,
     DecodeError,
-    LeaseLostError,
     ProcessingError,
     QueueSystemError,
     QueueUnavailableError,
-    ScriptError,
     SerializationError,
     UnknownProcessorError,
 )
@@ -26,7 +24,6 @@ __all__ = [
     "AsyncQueueManager",
     "ConfigurationError",
     "DecodeError",
-    "LeaseLostError",
     "ProcessingError",
     "QueueConfig",
     "QueueManager",
@@ -34,7 +31,6 @@ __all__ = [
     "QueueSystemError",
     "QueueUnavailableError",
     "QueueWorker",
-    "ScriptError",
     "SerializationError",
     "UnknownProcessorError",
 ]

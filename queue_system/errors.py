@@ -7,10 +7,8 @@
     ├── QueueUnavailableError       Redis cannot be reached (down, frozen, breaker open)
     ├── SerializationError          an entity cannot be encoded as JSON or is too large
     │   └── DecodeError             an item read back from Redis is not a valid envelope
-    ├── ScriptError                 a Lua script answered with an unexpected result
     └── ProcessingError             an item cannot be run
-        ├── UnknownProcessorError   a name is neither registered nor allow-listed
-        └── LeaseLostError          another worker took this item over (fencing)
+        └── UnknownProcessorError   a name is neither registered nor allow-listed
 
 Bad arguments to public methods raise ``ValueError``/``TypeError`` naming the argument.
 """
@@ -42,17 +40,9 @@ class DecodeError(SerializationError):
         self.raw = raw
 
 
-class ScriptError(QueueSystemError):
-    """Raised when a Lua script returns something the library did not expect."""
-
-
 class ProcessingError(QueueSystemError):
     """Raised when a claimed item cannot be run at all (not a failure of the processor)."""
 
 
 class UnknownProcessorError(ProcessingError):
     """Raised when a processor or callback name is neither registered nor allow-listed."""
-
-
-class LeaseLostError(ProcessingError):
-    """Raised when a worker's lease on an item was taken over by another worker."""

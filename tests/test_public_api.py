@@ -26,10 +26,9 @@ LAYERS = {
 
 def test_queue_system_exports_the_documented_api() -> None:
     assert set(queue_system.__all__) == {
-        "AsyncQueueManager", "ConfigurationError", "DecodeError", "LeaseLostError",
-        "ProcessingError", "QueueConfig", "QueueManager", "QueueRetryConfig", "QueueSystemError",
-        "QueueUnavailableError", "QueueWorker", "ScriptError", "SerializationError",
-        "UnknownProcessorError",
+        "AsyncQueueManager", "ConfigurationError", "DecodeError", "ProcessingError", "QueueConfig",
+        "QueueManager", "QueueRetryConfig", "QueueSystemError", "QueueUnavailableError",
+        "QueueWorker", "SerializationError", "UnknownProcessorError",
     }  # fmt: skip
     for name in queue_system.__all__:
         assert getattr(queue_system, name).__doc__
