@@ -32,9 +32,6 @@ from .scripts import TOO_MANY_QUEUES
 from .serialization import SCHEMA_VERSION, Serializer, as_text, dumps, encode_envelope
 from .types import PRIORITIES, CallableRef, Envelope
 
-#: ``deduplication_key=True`` deduplicates on the processor name plus a hash of the entity.
-DEDUPLICATE_BY_ENTITY = True
-
 
 def generate_operation_id() -> str:
     """A new random operation id (32 hex characters, 128 random bits)."""
