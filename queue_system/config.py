@@ -17,15 +17,15 @@ from typing import Any
 import redis
 import redis.asyncio
 
-from . import connection
-from .clock import Clock, SystemClock
-from .errors import ConfigurationError
-from .guard import RedisGuard
-from .keys import KeySpace, validate_queue_name
-from .metrics import Metrics, compute_metrics
-from .registry import CallableRegistry, callback_key
-from .serialization import DEFAULT_MAX_PAYLOAD_BYTES, as_text
-from .types import PRIORITIES
+from queue_system.core.clock import Clock, SystemClock
+from queue_system.core.envelope import DEFAULT_MAX_PAYLOAD_BYTES, as_text
+from queue_system.core.registry import CallableRegistry, callback_key
+from queue_system.core.types import PRIORITIES
+from queue_system.engine import connection
+from queue_system.engine.guard import RedisGuard
+from queue_system.engine.keys import KeySpace, validate_queue_name
+from queue_system.errors import ConfigurationError
+from queue_system.metrics.local import Metrics, compute_metrics
 
 DEFAULT_BACKUP_TTL_S = 86400 * 7  # TTL of dead letters, dedup keys and counters: 7 days
 DEFAULT_LEASE_TIMEOUT_S = 30.0  # a claimed item returns to its queue this long after its

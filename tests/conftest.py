@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from queue_system import QueueConfig, QueueManager, QueueWorker
-from queue_system.embedded_server import EmbeddedRedis
+from queue_system.engine.embedded_server import EmbeddedRedis
 
 BURST_TIMEOUT_S = 30.0
 

@@ -20,7 +20,7 @@ from types import ModuleType
 import pytest
 import redis
 
-from queue_system.embedded_server import EmbeddedRedis
+from queue_system.engine.embedded_server import EmbeddedRedis
 from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,7 +10,7 @@ from typing import Any
 import redis
 
 from queue_system import QueueConfig, QueueManager, QueueWorker
-from queue_system.broker import Completion, WorkerBroker
+from queue_system.worker.store import Completion, WorkerBroker
 from tests.conftest import run_burst
 from tests.support.waiting import async_wait_until
 

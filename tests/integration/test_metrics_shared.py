@@ -23,7 +23,7 @@ import pytest
 import redis
 
 from queue_system import QueueConfig, QueueManager, QueueRetryConfig
-from queue_system.metrics import series_key
+from queue_system.metrics.local import series_key
 from tests.conftest import run_burst
 from tests.support.waiting import wait_until
 

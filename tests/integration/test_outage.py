@@ -20,7 +20,7 @@ import pytest
 import redis
 
 from queue_system import QueueConfig, QueueManager, QueueUnavailableError
-from queue_system.embedded_server import EmbeddedRedis
+from queue_system.engine.embedded_server import EmbeddedRedis
 from tests.support.waiting import wait_until
 from utils import breakers
 

@@ -1,6 +1,6 @@
 import pytest
 
-from queue_system.keys import KeySpace
+from queue_system.engine.keys import KeySpace
 
 
 def test_reference_key_names_are_pinned() -> None:

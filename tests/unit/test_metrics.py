@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from queue_system import metrics as metrics_module
 from queue_system.logs import setup_json_logging
-from queue_system.metrics import (
+from queue_system.metrics import local as metrics_module
+from queue_system.metrics.local import (
     RECORD_MESSAGE,
     Metrics,
     compute_metrics,

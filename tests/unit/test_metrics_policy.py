@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from queue_system.metrics import (
+from queue_system.metrics.local import (
     AVERAGE_CHANGE_PERCENT,
     LARGE_COUNTER_MIN,
     LARGE_COUNTER_STEP_PERCENT,

@@ -3,8 +3,8 @@ import asyncio
 import pytest
 import redis
 
-from queue_system.clock import SystemClock
-from queue_system.outage import RedisOutage
+from queue_system.core.clock import SystemClock
+from queue_system.engine.outage import RedisOutage
 
 
 def test_error_replies_are_not_reported_as_outages(caplog: pytest.LogCaptureFixture) -> None:

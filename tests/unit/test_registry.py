@@ -2,8 +2,8 @@ import json as json_module
 
 import pytest
 
+from queue_system.core.registry import CallableRegistry, qualified_name
 from queue_system.errors import UnknownProcessorError
-from queue_system.registry import CallableRegistry, qualified_name
 
 
 def double(x: int) -> int:

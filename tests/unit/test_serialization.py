@@ -4,8 +4,8 @@ import uuid
 
 import pytest
 
+from queue_system.core.envelope import SCHEMA_VERSION, decode_envelope, encode_envelope
 from queue_system.errors import DecodeError, SerializationError
-from queue_system.serialization import SCHEMA_VERSION, decode_envelope, encode_envelope
 
 
 def envelope(**overrides: object) -> dict:

@@ -1,7 +1,7 @@
 """WorkerEvents: turns worker outcomes into metric updates (the event-driven JSON log records).
 
 Shared totals live in Redis, written by the same scripts that change an item's state; these
-are the process-local updates whose logging follows the policy in :mod:`queue_system.metrics`.
+are the process-local updates whose logging follows the policy in :mod:`queue_system.metrics.local`.
 Successes are reported once per ack batch (aggregated per queue, priority and processor), so
 the cost does not grow with each job. A failing observer never breaks processing.
 """
@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from .broker import Completion
-from .metrics import Metrics
+from queue_system.metrics.local import Metrics
+from queue_system.worker.store import Completion
 
 Labels = tuple[str, str, str]  # queue, priority, processor
 

@@ -20,11 +20,11 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import DecodeError
-from .registry import CallableRegistry
-from .retry import QueueRetryConfig
-from .serialization import decode_envelope, envelope_summary
-from .types import AttemptRecord, DeadLetter, Envelope
+from queue_system.core.envelope import decode_envelope, envelope_summary
+from queue_system.core.registry import CallableRegistry
+from queue_system.core.retry_policy import QueueRetryConfig
+from queue_system.core.types import AttemptRecord, DeadLetter, Envelope
+from queue_system.errors import DecodeError
 
 TRACEBACK_MAX_CHARS = 4000  # per attempt record, so history cannot blow up an item
 _HAS_ASYNCIO_TIMEOUT = sys.version_info >= (3, 11)

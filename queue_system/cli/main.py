@@ -26,18 +26,24 @@ import click
 from rich.console import Group, RenderableType
 from rich.live import Live
 
-from .admin import QueueAdmin, operator_identity
-from .cli_failures import failures
-from .cli_render import make_console, pairs_table, print_json, status_view, workers_table
-from .config import QueueConfig
-from .connection import DEFAULT_REDIS_URL, REDIS_URL_ENV_VAR, redact_url
-from .logs import setup_json_logging
-from .manager import QueueManager
-from .types import PRIORITIES
-from .worker import DEFAULT_GRACE_PERIOD_S, QueueWorker
+from queue_system.cli.failures import failures
+from queue_system.cli.render import (
+    make_console,
+    pairs_table,
+    print_json,
+    status_view,
+    workers_table,
+)
+from queue_system.config import QueueConfig
+from queue_system.core.types import PRIORITIES
+from queue_system.engine.connection import DEFAULT_REDIS_URL, REDIS_URL_ENV_VAR, redact_url
+from queue_system.logs import setup_json_logging
+from queue_system.ops.admin import QueueAdmin, operator_identity
+from queue_system.producer.sync import QueueManager
+from queue_system.worker.loops import DEFAULT_GRACE_PERIOD_S, QueueWorker
 
-logger = logging.getLogger(__name__)
-DEMO_PATH = Path(__file__).resolve().parents[1] / "examples" / "demo.py"
+logger = logging.getLogger("queue_system.cli")
+DEMO_PATH = Path(__file__).resolve().parents[2] / "examples" / "demo.py"
 
 
 @dataclass

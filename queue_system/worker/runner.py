@@ -15,11 +15,11 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from typing import Any, Protocol
 
-from .broker import ClaimedItem, Completion, WorkerBroker
-from .clock import to_ms
-from .config import QueueConfig
-from .events import WorkerEvents
-from .execution import (
+from queue_system.config import QueueConfig
+from queue_system.core.clock import to_ms
+from queue_system.core.envelope import dumps, encode_envelope, envelope_summary
+from queue_system.core.types import Envelope
+from queue_system.worker.call import (
     InvalidItem,
     RunnableItem,
     attempt_record,
@@ -28,8 +28,8 @@ from .execution import (
     dead_letter_record,
     prepare,
 )
-from .serialization import dumps, encode_envelope, envelope_summary
-from .types import Envelope
+from queue_system.worker.events import WorkerEvents
+from queue_system.worker.store import ClaimedItem, Completion, WorkerBroker
 
 logger = logging.getLogger("queue_system.worker")
 

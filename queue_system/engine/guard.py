@@ -19,10 +19,9 @@ from typing import Any, TypeVar
 
 import redis
 
+from queue_system.errors import QueueUnavailableError
 from utils import CircuitBreakerOpenError, breakers, retry_with_backoff
 from utils.breaker import BreakerSettings, CircuitBreaker
-
-from .errors import QueueUnavailableError
 
 R = TypeVar("R")
 

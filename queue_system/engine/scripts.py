@@ -29,7 +29,7 @@ TOO_MANY_QUEUES = "QS_TOO_MANY_QUEUES"
 
 def script_source(name: str) -> str:
     """The text of ``lua/<name>.lua`` shipped with the package."""
-    lua_dir = resources.files("queue_system").joinpath("lua")
+    lua_dir = resources.files("queue_system.engine").joinpath("lua")
     return lua_dir.joinpath(f"{name}.lua").read_text("utf-8")
 
 

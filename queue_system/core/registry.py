@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .errors import UnknownProcessorError
+from queue_system.errors import UnknownProcessorError
 
 NAME_MAX_LENGTH = 256
 

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from .errors import ConfigurationError
+from queue_system.errors import ConfigurationError
 
 SERVER_ENV_VAR = "QUEUE_SYSTEM_REDIS_SERVER"
 STARTUP_TIMEOUT_S = 10.0

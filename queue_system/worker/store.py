@@ -14,12 +14,12 @@ from typing import Any
 import redis.asyncio
 import redis.exceptions
 
-from .clock import to_ms
-from .config import NOTIFY_CAP, QueueConfig
-from .keys import OPERATION_ID_PATTERN, KeySpace
-from .scripts import Scripts
-from .serialization import as_text
-from .types import DeadLetter
+from queue_system.config import NOTIFY_CAP, QueueConfig
+from queue_system.core.clock import to_ms
+from queue_system.core.envelope import as_text
+from queue_system.core.types import DeadLetter
+from queue_system.engine.keys import OPERATION_ID_PATTERN, KeySpace
+from queue_system.engine.scripts import Scripts
 
 CLAIM_LIMIT = 1000  # most items one maintenance call moves (promote / recover)
 

@@ -19,18 +19,18 @@ from typing import Any
 
 import redis
 
-from .config import NOTIFY_CAP, QueueConfig
-from .errors import ConfigurationError, QueueUnavailableError
-from .keys import (
+from queue_system.config import NOTIFY_CAP, QueueConfig
+from queue_system.core.envelope import SCHEMA_VERSION, Serializer, as_text, dumps, encode_envelope
+from queue_system.core.retry_policy import QueueRetryConfig
+from queue_system.core.types import PRIORITIES, CallableRef, Envelope
+from queue_system.engine.keys import (
     OPERATION_ID_MAX_LENGTH,
     OPERATION_ID_PATTERN,
     validate_priority,
     validate_queue_name,
 )
-from .retry import QueueRetryConfig
-from .scripts import TOO_MANY_QUEUES
-from .serialization import SCHEMA_VERSION, Serializer, as_text, dumps, encode_envelope
-from .types import PRIORITIES, CallableRef, Envelope
+from queue_system.engine.scripts import TOO_MANY_QUEUES
+from queue_system.errors import ConfigurationError, QueueUnavailableError
 
 
 def generate_operation_id() -> str:

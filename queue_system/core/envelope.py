@@ -15,9 +15,9 @@ import uuid
 from collections.abc import Callable
 from typing import Any, cast
 
-from .errors import DecodeError, SerializationError
-from .keys import OPERATION_ID_PATTERN, QUEUE_NAME_PATTERN
-from .types import PRIORITIES, Envelope
+from queue_system.core.types import PRIORITIES, Envelope
+from queue_system.engine.keys import OPERATION_ID_PATTERN, QUEUE_NAME_PATTERN
+from queue_system.errors import DecodeError, SerializationError
 
 SCHEMA_VERSION = 1
 DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024  # 1 MiB per encoded item

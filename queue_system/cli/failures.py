@@ -1,6 +1,6 @@
 """The ``queue-system failures`` commands: list, show, requeue, purge and export dead letters.
 
-Each command is one :class:`~queue_system.admin.QueueAdmin` call on the namespace of the global
+Each command is one :class:`~queue_system.ops.admin.QueueAdmin` call on the namespace of the global
 options; ``--system-errors`` switches every command from ``failures`` to ``system_errors``.
 """
 
@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 from rich.table import Table
 
-from .admin import QueueAdmin
-from .cli_render import make_console, pairs_table, print_json, truncate, utc_time
-from .clock import SystemClock
-from .types import PRIORITIES
+from queue_system.cli.render import make_console, pairs_table, print_json, truncate, utc_time
+from queue_system.core.clock import SystemClock
+from queue_system.core.types import PRIORITIES
+from queue_system.ops.admin import QueueAdmin
 
 if TYPE_CHECKING:
-    from .cli import State
+    from queue_system.cli.main import State
 
 F = TypeVar("F", bound=Callable[..., Any])
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}

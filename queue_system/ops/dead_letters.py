@@ -1,8 +1,8 @@
 """Dead-letter records: the filter every admin operation takes, and parsing stored records.
 
-Pure helpers for :class:`queue_system.admin.QueueAdmin` (no Redis I/O): :class:`DeadLetterFilter`
-decides which records an operation applies to, :func:`parse_record` reads one record and
-:func:`stored_envelope` recovers the item it holds.
+Pure helpers for :class:`queue_system.ops.admin.QueueAdmin` (no Redis I/O):
+:class:`DeadLetterFilter` decides which records an operation applies to, :func:`parse_record`
+reads one record and :func:`stored_envelope` recovers the item it holds.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypedDict
 
-from .errors import DecodeError
-from .execution import decode_raw
-from .serialization import decode_envelope
-from .types import Envelope
+from queue_system.core.envelope import decode_envelope
+from queue_system.core.types import Envelope
+from queue_system.errors import DecodeError
+from queue_system.worker.call import decode_raw
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack

@@ -27,8 +27,13 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
-from .config import NOTIFY_CAP, QueueConfig
-from .dead_letters import (
+from queue_system.config import NOTIFY_CAP, QueueConfig
+from queue_system.core.envelope import SCHEMA_VERSION, encode_envelope
+from queue_system.core.types import Envelope
+from queue_system.engine.keys import validate_priority
+from queue_system.engine.scripts import script_source
+from queue_system.errors import DecodeError, SerializationError
+from queue_system.ops.dead_letters import (
     DeadLetterFilter,
     Filters,
     Since,
@@ -37,12 +42,7 @@ from .dead_letters import (
     stored_envelope,
     to_epoch,
 )
-from .errors import DecodeError, SerializationError
-from .health import system_health
-from .keys import validate_priority
-from .scripts import script_source
-from .serialization import SCHEMA_VERSION, encode_envelope
-from .types import Envelope
+from queue_system.ops.health import system_health
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -53,7 +53,7 @@ __all__ = [  # with the record helpers of dead_letters, re-exported: importable 
     "to_epoch",
 ]  # fmt: skip
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("queue_system.admin")  # the audit log's name
 
 SCAN_CHUNK = 500  # records read per round trip
 MAX_PASSES = 10  # requeue/purge passes while other writers keep changing the list

@@ -6,7 +6,7 @@ Three parts, each usable alone:
   *logged* value and the current one (table-tested in ``tests/unit/test_metrics_policy.py``).
 * :class:`Metrics` keeps this process's values and emits one ``"Queue metric update"``
   record per update the policy lets through. It never raises into the caller.
-* :func:`compute_metrics` (in :mod:`queue_system.counters`, re-exported here) turns the
+* :func:`compute_metrics` (in :mod:`queue_system.metrics.shared`, re-exported here) turns the
   counter hash every process shares in Redis into the ``get_metrics()`` dict.
 
 No Redis I/O happens in this module.
@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypedDict
 
-from .counters import (  # re-exported: part of this module's documented surface
+from queue_system.metrics.shared import (  # re-exported: part of this module's documented surface
     COUNTER_FIELDS,
     ENQUEUED,
     FAILED,
@@ -211,7 +211,7 @@ class Metrics:
     def __init__(
         self, logger: logging.Logger | None = None, context: MetricsContext | None = None
     ) -> None:
-        self._logger = logger or logging.getLogger(__name__)
+        self._logger = logger or logging.getLogger("queue_system.metrics")
         self._lock = threading.Lock()
         self._series: dict[str, _Series] = {}
         self._context: MetricsContext = {"host": socket.gethostname()}

@@ -8,15 +8,19 @@ from typing import Any, cast
 
 import redis.asyncio
 
-from .config import QueueConfig
-from .health import system_health
-from .operations import (
+from queue_system.config import QueueConfig
+from queue_system.core.envelope import as_text
+from queue_system.core.retry_policy import QueueRetryConfig
+from queue_system.core.types import CallableRef
+from queue_system.engine.scripts import Scripts
+from queue_system.ops.health import system_health
+from queue_system.ops.reads import (
     envelope_opening,
     higher_tier_keys,
     operation_from_record,
     worker_from_record,
 )
-from .producer import (
+from queue_system.producer.plan import (
     add_status_commands,
     plan_enqueue,
     plan_enqueue_batch,
@@ -24,10 +28,6 @@ from .producer import (
     status_from_lengths,
     status_keys,
 )
-from .retry import QueueRetryConfig
-from .scripts import Scripts
-from .serialization import as_text
-from .types import CallableRef
 
 
 class AsyncQueueManager:

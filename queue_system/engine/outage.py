@@ -15,7 +15,7 @@ from typing import Any
 
 import redis
 
-from .clock import Clock
+from queue_system.core.clock import Clock
 
 logger = logging.getLogger("queue_system.worker")
 

@@ -27,7 +27,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from .types import PRIORITIES, Priority
+from queue_system.core.types import PRIORITIES, Priority
 
 QUEUE_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
 PREFIX_PATTERN = re.compile(r"[A-Za-z0-9_.\-{}]+:")

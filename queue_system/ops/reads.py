@@ -13,9 +13,9 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from .keys import KeySpace
-from .serialization import as_text
-from .types import PRIORITIES
+from queue_system.core.envelope import as_text
+from queue_system.core.types import PRIORITIES
+from queue_system.engine.keys import KeySpace
 
 _TIME_FIELDS = ("enqueued_at", "started_at", "finished_at", "next_run_at")
 

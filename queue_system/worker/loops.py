@@ -27,14 +27,14 @@ from typing import Any
 import redis
 import redis.asyncio
 
-from .broker import ClaimedItem, Completion, WorkerBroker
-from .config import QueueConfig
-from .events import WorkerEvents
-from .keys import validate_queue_name
-from .outage import RedisOutage
-from .runner import ItemRunner
+from queue_system.config import QueueConfig
+from queue_system.engine.keys import validate_queue_name
+from queue_system.engine.outage import RedisOutage
+from queue_system.worker.events import WorkerEvents
+from queue_system.worker.runner import ItemRunner
+from queue_system.worker.store import ClaimedItem, Completion, WorkerBroker
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("queue_system.worker")
 
 DEFAULT_GRACE_PERIOD_S = 10.0  # stop() waits this long for running items, then releases them
 MAINTENANCE_INTERVAL_S = 0.5  # how often due retries are promoted and dead leases recovered

@@ -24,10 +24,10 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from .config import QueueConfig
-from .connection import connection_kwargs
-from .serialization import as_text
-from .types import PRIORITIES
+from queue_system.config import QueueConfig
+from queue_system.core.envelope import as_text
+from queue_system.core.types import PRIORITIES
+from queue_system.engine.connection import connection_kwargs
 
 HEALTH_MARGIN_S = 0.9  # the answer comes within connection_timeout + this
 WORKER_FRESH_S = 30.0  # a worker whose last heartbeat is older is not counted
@@ -55,7 +55,7 @@ def health_client(config: QueueConfig) -> redis.Redis:
 
 
 def system_health(config: QueueConfig) -> dict[str, Any]:
-    """The health snapshot; see :meth:`queue_system.admin.QueueAdmin.get_system_health`."""
+    """The health snapshot; see :meth:`queue_system.ops.admin.QueueAdmin.get_system_health`."""
     deadline_s = config.connection_timeout + HEALTH_MARGIN_S
     box: dict[str, Any] = {}
     done = threading.Event()

@@ -1,0 +1,1 @@
+"""The ``queue-system`` command: one module per command group, ``render`` for output."""

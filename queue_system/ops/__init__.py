@@ -1,0 +1,1 @@
+"""Operator tooling: status and operation reads, system health, dead-letter administration."""

@@ -1,0 +1,1 @@
+"""Putting work on queues: the sans-IO enqueue plan and its sync and asyncio shells."""
