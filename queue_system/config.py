@@ -17,13 +17,14 @@ from typing import Any
 import redis
 import redis.asyncio
 
+from queue_system.core.checks import require_positive, validate_queue_name
 from queue_system.core.clock import Clock, SystemClock
 from queue_system.core.envelope import DEFAULT_MAX_PAYLOAD_BYTES, as_text
 from queue_system.core.registry import CallableRegistry, callback_key
 from queue_system.core.types import PRIORITIES
 from queue_system.engine import connection
 from queue_system.engine.guard import RedisGuard
-from queue_system.engine.keys import KeySpace, validate_queue_name
+from queue_system.engine.keys import KeySpace
 from queue_system.errors import ConfigurationError
 from queue_system.metrics.local import Metrics, compute_metrics
 
@@ -80,16 +81,16 @@ class QueueConfig:
         queue_result_ttls: Mapping[str, int] | None = None,
         clock: Clock | None = None,
     ) -> None:
-        _require_positive("backup_ttl", backup_ttl)
-        _require_positive("connection_timeout", connection_timeout)
-        _require_positive("lease_timeout", lease_timeout)
-        _require_positive("max_payload_bytes", max_payload_bytes)
-        _require_positive("max_deliveries", max_deliveries)
-        _require_positive("dead_letter_cap", dead_letter_cap)
-        _require_positive("max_queues", max_queues)
-        _require_positive("result_ttl", result_ttl)
+        require_positive("backup_ttl", backup_ttl)
+        require_positive("connection_timeout", connection_timeout)
+        require_positive("lease_timeout", lease_timeout)
+        require_positive("max_payload_bytes", max_payload_bytes)
+        require_positive("max_deliveries", max_deliveries)
+        require_positive("dead_letter_cap", dead_letter_cap)
+        require_positive("max_queues", max_queues)
+        require_positive("result_ttl", result_ttl)
         for ttl in (queue_result_ttls or {}).values():
-            _require_positive("queue_result_ttls[]", ttl)
+            require_positive("queue_result_ttls[]", ttl)
         if max_connection_retries < 0:
             raise ValueError("max_connection_retries must be >= 0")
         if allowed_modules and isinstance(allowed_modules, str):
@@ -192,8 +193,3 @@ class QueueConfig:
     def __repr__(self) -> str:
         where = connection.redact_url(self.redis_url) if self.redis_url else "<client>"
         return f"QueueConfig(redis={where!r}, queue_prefix={self.queue_prefix!r})"
-
-
-def _require_positive(name: str, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{name} must be a number > 0, got {value!r}")

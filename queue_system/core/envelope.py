@@ -15,8 +15,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any, cast
 
+from queue_system.core.checks import OPERATION_ID_PATTERN, QUEUE_NAME_PATTERN
 from queue_system.core.types import PRIORITIES, Envelope
-from queue_system.engine.keys import OPERATION_ID_PATTERN, QUEUE_NAME_PATTERN
 from queue_system.errors import DecodeError, SerializationError
 
 SCHEMA_VERSION = 1

@@ -27,30 +27,10 @@ import hashlib
 import re
 from dataclasses import dataclass
 
+from queue_system.core.checks import QUEUE_NAME_PATTERN, validate_priority, validate_queue_name
 from queue_system.core.types import PRIORITIES, Priority
 
-QUEUE_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
 PREFIX_PATTERN = re.compile(r"[A-Za-z0-9_.\-{}]+:")
-OPERATION_ID_MAX_LENGTH = 128
-# Lua scripts read ids back from an envelope's opening bytes: keep them plain.
-OPERATION_ID_PATTERN = re.compile(rf"[A-Za-z0-9_.:\-]{{1,{OPERATION_ID_MAX_LENGTH}}}")
-
-
-def validate_queue_name(queue_name: str) -> str:
-    """Return ``queue_name`` if it is safe inside a key, else raise ValueError."""
-    if not isinstance(queue_name, str) or not QUEUE_NAME_PATTERN.fullmatch(queue_name):
-        raise ValueError(
-            f"queue_name {queue_name!r} is invalid: use 1-128 characters from "
-            "letters, digits, '_', '.', '-', starting with a letter or digit"
-        )
-    return queue_name
-
-
-def validate_priority(priority: str) -> Priority:
-    """Return ``priority`` if it is one of high/normal/low, else raise ValueError."""
-    if priority not in PRIORITIES:
-        raise ValueError(f"priority {priority!r} is invalid: use one of {', '.join(PRIORITIES)}")
-    return priority  # type: ignore[return-value,unused-ignore]
 
 
 @dataclass(frozen=True)

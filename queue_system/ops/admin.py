@@ -28,30 +28,17 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 from queue_system.config import NOTIFY_CAP, QueueConfig
+from queue_system.core.checks import validate_priority
 from queue_system.core.envelope import SCHEMA_VERSION, encode_envelope
+from queue_system.core.records import parse_record, stored_envelope
 from queue_system.core.types import Envelope
-from queue_system.engine.keys import validate_priority
 from queue_system.engine.scripts import script_source
 from queue_system.errors import DecodeError, SerializationError
-from queue_system.ops.dead_letters import (
-    DeadLetterFilter,
-    Filters,
-    Since,
-    parse_record,
-    selected_ids,
-    stored_envelope,
-    to_epoch,
-)
+from queue_system.ops.dead_letters import DeadLetterFilter, Filters, selected_ids
 from queue_system.ops.health import system_health
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
-
-__all__ = [  # with the record helpers of dead_letters, re-exported: importable from here as before
-    "DEFAULT_LIST_LIMIT", "LOGGED_IDS_MAX", "MAX_PASSES", "SCAN_CHUNK", "DeadLetterFilter",
-    "Filters", "QueueAdmin", "Since", "operator_identity", "parse_record", "stored_envelope",
-    "to_epoch",
-]  # fmt: skip
 
 logger = logging.getLogger("queue_system.admin")  # the audit log's name
 

@@ -1,22 +1,15 @@
-"""Dead-letter records: the filter every admin operation takes, and parsing stored records.
+"""Which dead letters an admin operation applies to: the filter every QueueAdmin method takes.
 
-Pure helpers for :class:`queue_system.ops.admin.QueueAdmin` (no Redis I/O):
-:class:`DeadLetterFilter` decides which records an operation applies to, :func:`parse_record`
-reads one record and :func:`stored_envelope` recovers the item it holds.
+Pure (no Redis I/O): :class:`DeadLetterFilter` decides which records an operation applies to;
+reading and building the records themselves is :mod:`queue_system.core.records`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypedDict
-
-from queue_system.core.envelope import decode_envelope
-from queue_system.core.types import Envelope
-from queue_system.errors import DecodeError
-from queue_system.worker.call import decode_raw
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -96,28 +89,6 @@ def to_epoch(value: Since, name: str) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be epoch seconds or a datetime, got {value!r}")
     return float(value)
-
-
-def parse_record(raw: bytes) -> dict[str, Any] | None:
-    """A dead-letter record as a dict, or None if the bytes are not a JSON object."""
-    try:
-        record = json.loads(raw)
-    except ValueError:
-        return None
-    return record if isinstance(record, dict) else None
-
-
-def stored_envelope(record: dict[str, Any] | None) -> Envelope:
-    """The item a record holds: its raw bytes if kept, else its envelope; DecodeError if
-    neither is a valid envelope (undecodable items cannot be requeued)."""
-    if record is None:
-        raise DecodeError("the dead-letter record itself is not JSON", b"")
-    raw, envelope = record.get("raw"), record.get("envelope")
-    if isinstance(raw, str):
-        return decode_envelope(decode_raw(raw))
-    if isinstance(envelope, dict):
-        return decode_envelope(json.dumps(envelope).encode())
-    raise DecodeError("the record holds no item", b"")
 
 
 def selected_ids(operation_ids: Iterable[str] | None, all_records: bool) -> frozenset[str] | None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import math
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -20,15 +19,15 @@ from typing import Any
 import redis
 
 from queue_system.config import NOTIFY_CAP, QueueConfig
+from queue_system.core.checks import (
+    validate_operation_id,
+    validate_priority,
+    validate_queue_name,
+    validate_timeout,
+)
 from queue_system.core.envelope import SCHEMA_VERSION, Serializer, as_text, dumps, encode_envelope
 from queue_system.core.retry_policy import QueueRetryConfig
 from queue_system.core.types import PRIORITIES, CallableRef, Envelope
-from queue_system.engine.keys import (
-    OPERATION_ID_MAX_LENGTH,
-    OPERATION_ID_PATTERN,
-    validate_priority,
-    validate_queue_name,
-)
 from queue_system.engine.scripts import TOO_MANY_QUEUES
 from queue_system.errors import ConfigurationError, QueueUnavailableError
 
@@ -101,7 +100,7 @@ def plan_enqueue(
     retry_dict = retry_config.to_dict() if retry_config is not None else _default_retry_dict()
     success_name = config.registry.name_for(on_success) if on_success is not None else None
     failure_name = config.registry.name_for(on_failure) if on_failure is not None else None
-    _validate_timeout(timeout)
+    validate_timeout(timeout)
     if custom_serializer is not None and not callable(custom_serializer):
         raise TypeError("custom_serializer must be callable (a json.dumps default= function)")
     if deduplication_key is not None and not isinstance(deduplication_key, (str, bool)):
@@ -121,9 +120,7 @@ def plan_enqueue(
     dedup_keys: list[str] = []
     plan = EnqueuePlan(keys, args)
     for entity, given_id in zip(entities, ids, strict=False):
-        op_id = (
-            _validate_operation_id(given_id) if given_id is not None else generate_operation_id()
-        )
+        op_id = validate_operation_id(given_id) if given_id is not None else generate_operation_id()
         dedup = _dedup_key(config, deduplication_key, processor_name, entity, custom_serializer)
         envelope: Envelope = {
             "v": SCHEMA_VERSION,
@@ -179,24 +176,6 @@ def _default_retry_dict() -> dict[str, Any]:
 def default_queue_name(processor_name: str) -> str:
     """``"app.tasks:process_data"`` → ``"process_data"`` (the reference's queue naming)."""
     return processor_name.rpartition(":")[2].rpartition(".")[2]
-
-
-def _validate_timeout(timeout: float | None) -> None:
-    if timeout is None:
-        return
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise TypeError(f"timeout must be a number of seconds or None, got {timeout!r}")
-    if not math.isfinite(timeout) or timeout <= 0:
-        raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
-
-
-def _validate_operation_id(operation_id: str) -> str:
-    if not isinstance(operation_id, str) or not OPERATION_ID_PATTERN.fullmatch(operation_id):
-        raise ValueError(
-            f"operation_id {operation_id!r} is invalid: use 1-{OPERATION_ID_MAX_LENGTH} "
-            "characters from letters, digits, '_', '.', ':', '-'"
-        )
-    return operation_id
 
 
 def _dedup_key(

@@ -1,4 +1,4 @@
-"""Running one claimed item: decode, resolve, call with a timeout, and describe the outcome.
+"""Running one claimed item: decode and resolve it, then call its processor with a timeout.
 
 Sync processors and callbacks run in the worker's thread pool with a copy of the caller's
 ``contextvars`` context; async ones run on the event loop. A timeout stops the *wait*: an
@@ -9,12 +9,10 @@ until it returns (its result is then discarded).
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextvars
 import functools
 import inspect
 import sys
-import traceback
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -23,10 +21,9 @@ from typing import Any
 from queue_system.core.envelope import decode_envelope, envelope_summary
 from queue_system.core.registry import CallableRegistry
 from queue_system.core.retry_policy import QueueRetryConfig
-from queue_system.core.types import AttemptRecord, DeadLetter, Envelope
+from queue_system.core.types import Envelope
 from queue_system.errors import DecodeError
 
-TRACEBACK_MAX_CHARS = 4000  # per attempt record, so history cannot blow up an item
 _HAS_ASYNCIO_TIMEOUT = sys.version_info >= (3, 11)
 
 
@@ -112,80 +109,3 @@ async def _bounded(awaitable: Awaitable[Any], timeout_s: float) -> Any:
         task.cancel()
         raise TimeoutError(f"processor exceeded its {timeout_s}s timeout")
     return task.result()
-
-
-def attempt_record(exc: BaseException, at: float) -> AttemptRecord:
-    """What one failed run leaves in the item's history."""
-    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    return {
-        "at": at,
-        "error_type": type(exc).__name__,
-        "message": str(exc) or repr(exc),
-        "traceback": text[-TRACEBACK_MAX_CHARS:],
-    }
-
-
-def dead_letter_record(
-    *,
-    reason: str,
-    error_type: str,
-    message: str,
-    at: float,
-    envelope: dict[str, Any] | None,
-    raw: bytes | None = None,
-    history: list[AttemptRecord] | None = None,
-) -> DeadLetter:
-    """A failures / system_errors record: the reason, the item, and its raw bytes if needed.
-
-    ``raw`` is stored as text when it is UTF-8, else as ``"base64:<data>"``.
-    """
-    env = envelope or {}
-    stored_raw: str | None = None
-    if raw is not None:
-        try:
-            stored_raw = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            stored_raw = "base64:" + base64.b64encode(raw).decode()
-    return {
-        "operation_id": _str_or_none(env.get("id")),
-        "reason": reason,
-        "error_type": error_type,
-        "message": message,
-        "at": at,
-        "queue": _str_or_none(env.get("queue")),
-        "priority": _str_or_none(env.get("priority")),
-        "processor": _str_or_none(env.get("processor")),
-        "attempts": env.get("attempts", 0) if isinstance(env.get("attempts"), int) else 0,
-        "history": history if history is not None else _history(env),
-        "envelope": envelope,
-        "raw": stored_raw,
-    }
-
-
-def decode_raw(stored: str) -> bytes:
-    """Inverse of the ``raw`` encoding in :func:`dead_letter_record`."""
-    if stored.startswith("base64:"):
-        return base64.b64decode(stored[len("base64:") :])
-    return stored.encode("utf-8")
-
-
-def callback_data(envelope: Envelope, **extra: Any) -> dict[str, Any]:
-    """The dict passed to ``on_success`` / ``on_failure``."""
-    return {
-        "operation_id": envelope["id"],
-        "queue_name": envelope["queue"],
-        "priority": envelope["priority"],
-        "processor": envelope["processor"],
-        "entity": envelope["entity"],
-        "attempts": envelope["attempts"],
-        **extra,
-    }
-
-
-def _str_or_none(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _history(env: dict[str, Any]) -> list[AttemptRecord]:
-    history = env.get("history")
-    return history if isinstance(history, list) else []

@@ -28,7 +28,7 @@ import redis
 import redis.asyncio
 
 from queue_system.config import QueueConfig
-from queue_system.engine.keys import validate_queue_name
+from queue_system.core.checks import validate_queue_name
 from queue_system.engine.outage import RedisOutage
 from queue_system.worker.events import WorkerEvents
 from queue_system.worker.runner import ItemRunner

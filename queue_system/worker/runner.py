@@ -18,16 +18,9 @@ from typing import Any, Protocol
 from queue_system.config import QueueConfig
 from queue_system.core.clock import to_ms
 from queue_system.core.envelope import dumps, encode_envelope, envelope_summary
+from queue_system.core.records import attempt_record, callback_data, dead_letter_record
 from queue_system.core.types import Envelope
-from queue_system.worker.call import (
-    InvalidItem,
-    RunnableItem,
-    attempt_record,
-    call_with_timeout,
-    callback_data,
-    dead_letter_record,
-    prepare,
-)
+from queue_system.worker.call import InvalidItem, RunnableItem, call_with_timeout, prepare
 from queue_system.worker.events import WorkerEvents
 from queue_system.worker.store import ClaimedItem, Completion, WorkerBroker
 

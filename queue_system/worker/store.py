@@ -15,10 +15,11 @@ import redis.asyncio
 import redis.exceptions
 
 from queue_system.config import NOTIFY_CAP, QueueConfig
+from queue_system.core.checks import OPERATION_ID_PATTERN
 from queue_system.core.clock import to_ms
 from queue_system.core.envelope import as_text
 from queue_system.core.types import DeadLetter
-from queue_system.engine.keys import OPERATION_ID_PATTERN, KeySpace
+from queue_system.engine.keys import KeySpace
 from queue_system.engine.scripts import Scripts
 
 CLAIM_LIMIT = 1000  # most items one maintenance call moves (promote / recover)

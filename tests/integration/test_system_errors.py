@@ -8,7 +8,7 @@ import pytest
 import redis
 
 from queue_system import QueueConfig, QueueManager
-from queue_system.worker.call import decode_raw
+from queue_system.core.records import decode_raw
 from tests.conftest import run_burst
 
 RAN: list[object] = []
