@@ -26,7 +26,8 @@ from queue_system.engine import connection
 from queue_system.engine.guard import RedisGuard
 from queue_system.engine.keys import KeySpace
 from queue_system.errors import ConfigurationError
-from queue_system.metrics.local import Metrics, compute_metrics
+from queue_system.metrics.local import Metrics
+from queue_system.metrics.shared import compute_metrics
 
 DEFAULT_BACKUP_TTL_S = 86400 * 7  # TTL of dead letters, dedup keys and counters: 7 days
 DEFAULT_LEASE_TIMEOUT_S = 30.0  # a claimed item returns to its queue this long after its

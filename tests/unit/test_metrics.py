@@ -17,12 +17,10 @@ import pytest
 
 from queue_system.logs import setup_json_logging
 from queue_system.metrics import local as metrics_module
-from queue_system.metrics.local import (
-    RECORD_MESSAGE,
-    Metrics,
+from queue_system.metrics.local import RECORD_MESSAGE, Metrics, series_key
+from queue_system.metrics.shared import (
     compute_metrics,
     processed_field,
-    series_key,
     wait_count_field,
     wait_total_field,
 )

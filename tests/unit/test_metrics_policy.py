@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from queue_system.metrics.local import (
+from queue_system.metrics.policy import (
     AVERAGE_CHANGE_PERCENT,
     LARGE_COUNTER_MIN,
     LARGE_COUNTER_STEP_PERCENT,
