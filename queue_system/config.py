@@ -19,15 +19,17 @@ import redis.asyncio
 
 from queue_system.core.checks import require_positive, validate_queue_name
 from queue_system.core.clock import Clock, SystemClock
-from queue_system.core.envelope import DEFAULT_MAX_PAYLOAD_BYTES, as_text
+from queue_system.core.envelope import DEFAULT_MAX_PAYLOAD_BYTES
 from queue_system.core.registry import CallableRegistry, callback_key
-from queue_system.core.types import PRIORITIES
+from queue_system.core.types import MetricsSnapshot
 from queue_system.engine import connection
 from queue_system.engine.guard import RedisGuard
 from queue_system.engine.keys import KeySpace
+from queue_system.engine.plans import run_sync
+from queue_system.engine.scripts import Scripts
 from queue_system.errors import ConfigurationError
 from queue_system.metrics.local import Metrics
-from queue_system.metrics.shared import compute_metrics
+from queue_system.metrics.shared import read_metrics
 
 DEFAULT_BACKUP_TTL_S = 86400 * 7  # TTL of dead letters, dedup keys and counters: 7 days
 DEFAULT_LEASE_TIMEOUT_S = 30.0  # a claimed item returns to its queue this long after its
@@ -116,6 +118,7 @@ class QueueConfig:
         self.metrics = Metrics(logger=logging.getLogger("queue_system.metrics"))
         self.redis_url = redis_url if redis_client is None else None
         self.redis_client = self._sync_client(redis_client, redis_url)
+        self._registered_scripts: Scripts | None = None
         self.guard = RedisGuard(
             connection.server_label(self.redis_client), self.max_connection_retries,
             self.connection_timeout,
@@ -170,26 +173,19 @@ class QueueConfig:
         """Update a process-local metric; logs it when the event-driven policy says so."""
         self.metrics.update(metric_name, value, force_log)
 
-    def get_metrics(self) -> dict[str, Any]:
+    def get_metrics(self) -> MetricsSnapshot:
         """Totals shared by every process (from Redis) plus ``local``, this process's view."""
-        result = self.guard.call(self._read_metrics)
+        scripts = self._scripts()
+        result = self.guard.call(
+            lambda: run_sync(self.redis_client, scripts, read_metrics(self.keys))
+        )
         result["local"] = self.metrics.snapshot()
         return result
 
-    def _read_metrics(self) -> dict[str, Any]:
-        counters = self.redis_client.hgetall(self.keys.metrics)
-        names = sorted(as_text(n) for n in self.redis_client.smembers(self.keys.registry))
-        pipe = self.redis_client.pipeline(transaction=False)
-        for name in names:
-            for priority in PRIORITIES:
-                pipe.llen(self.keys.queue(name, priority))
-        lengths = pipe.execute() if names else []
-        depths = {}
-        for i, name in enumerate(names):
-            for j, priority in enumerate(PRIORITIES):
-                depths[f"{name}:{priority}"] = int(lengths[i * len(PRIORITIES) + j])
-        decoded = {as_text(k): float(v) for k, v in counters.items()}
-        return compute_metrics(decoded, depths)
+    def _scripts(self) -> Scripts:
+        if self._registered_scripts is None:
+            self._registered_scripts = Scripts.register(self.redis_client)
+        return self._registered_scripts
 
     def __repr__(self) -> str:
         where = connection.redact_url(self.redis_url) if self.redis_url else "<client>"

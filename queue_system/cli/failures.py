@@ -17,7 +17,7 @@ from rich.table import Table
 
 from queue_system.cli.render import make_console, pairs_table, print_json, truncate, utc_time
 from queue_system.core.clock import SystemClock
-from queue_system.core.types import PRIORITIES
+from queue_system.core.types import PRIORITIES, DeadLetterReport
 from queue_system.ops.admin import QueueAdmin
 
 if TYPE_CHECKING:
@@ -189,15 +189,15 @@ def _need_selection(operation_ids: tuple[str, ...], all_: bool) -> None:
         raise click.UsageError("give OPERATION_IDS, or --all (narrowed by the filters)")
 
 
-def _print_result(verb: str, result: dict[str, Any], as_json: bool) -> None:
+def _print_result(verb: str, result: DeadLetterReport, as_json: bool) -> None:
     if as_json:
         print_json(result)
     else:
         would = f"would be {verb}" if result["dry_run"] else verb
         ids = ", ".join(result["operation_ids"][:20])
         more = " ..." if result["count"] > 20 else ""
-        click.echo(f"{result['count']} {result['list']} records {would}{': ' if ids else ''}"
-                   f"{ids}{more}")  # fmt: skip
+        listed = f": {ids}{more}" if ids else ""
+        click.echo(f"{result['count']} {result['list']} records {would}{listed}")
         for skip in result["skipped"]:
             click.echo(f"skipped {skip['operation_id']}: {skip['reason']}", err=True)
         if result["not_found"]:

@@ -260,12 +260,14 @@ def health(as_json: bool) -> None:
     result = QueueAdmin(state.config).get_system_health()
     if as_json:
         print_json(result)
-    elif result["redis_connected"] and result["totals"] is not None:
+    elif result["totals"] is not None and result["workers"] is not None:
         totals, workers = result["totals"], result["workers"]
-        click.echo(f"ok: {result['server']} at {redact_url(state.url)} answered in "
-                   f"{result['latency_ms']:.1f} ms; {len(result['queue_stats'])} queues, "
-                   f"{totals['queue_size']} waiting, {totals['failed_jobs']} failures, "
-                   f"{workers['count']} workers")  # fmt: skip
+        click.echo(
+            f"ok: {result['server']} at {redact_url(state.url)} answered in "
+            f"{result['latency_ms'] or 0:.1f} ms; {len(result['queue_stats'])} queues, "
+            f"{totals['queue_size']} waiting, {totals['failed_jobs']} failures, "
+            f"{workers['count']} workers"
+        )
     else:
         click.echo(f"DOWN: {redact_url(state.url)}: {result['error']}", err=True)
     sys.exit(0 if result["redis_connected"] else 1)

@@ -10,12 +10,15 @@ import json
 import os
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import click
 from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
+
+from queue_system.core.types import HealthSnapshot, WorkerInfo
 
 
 def make_console() -> Console:
@@ -30,39 +33,51 @@ def print_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, default=str))
 
 
-def status_view(health: dict[str, Any], where: str) -> RenderableType:
-    """The ``status`` view of a health dict; ``where`` names the server and prefix."""
-    if not health["redis_connected"]:
+_TIERS = ("high", "normal", "low")
+_ELSEWHERE = ("in_flight", "scheduled_jobs", "failed_jobs", "system_errors")
+_STATUS_COLUMNS = (
+    "queue",
+    *_TIERS,
+    "in flight",
+    "scheduled",
+    "failed",
+    "system errors",
+    "oldest waiting",
+)
+
+
+def status_view(health: HealthSnapshot, where: str) -> RenderableType:
+    """The ``status`` view of a health snapshot; ``where`` names the server and prefix."""
+    totals, workers = health["totals"], health["workers"]
+    if not health["redis_connected"] or totals is None or workers is None:
         return Text(f"Redis {where}: NOT ANSWERING ({health['error']})", style="bold red")
-    workers, totals, stats = health["workers"], health["totals"], health["queue_stats"]
-    memory = health["used_memory_bytes"] / 1024 / 1024
-    header = Text(f"Redis {where} | {health['server']} | memory {memory:.1f} MiB | "
-                  f"latency {health['latency_ms']:.1f} ms\n{totals['queue_size']} waiting | "
-                  f"workers {workers['count']} ({workers['active']} active) | "
-                  f"checked {health['checked_at']}")  # fmt: skip
+    memory_mib = (health["used_memory_bytes"] or 0) / 1024 / 1024
+    header = Text(
+        f"Redis {where} | {health['server']} | memory {memory_mib:.1f} MiB | "
+        f"latency {health['latency_ms'] or 0:.1f} ms\n"
+        f"{totals['queue_size']} waiting | "
+        f"workers {workers['count']} ({workers['active']} active) | "
+        f"checked {health['checked_at']}"
+    )
     table = Table()
-    columns = ("queue", "high", "normal", "low", "in flight", "scheduled", "failed",
-               "system errors", "oldest waiting")  # fmt: skip
-    for i, column in enumerate(columns):
+    for i, column in enumerate(_STATUS_COLUMNS):
         table.add_column(column, justify="left" if i == 0 else "right", no_wrap=True)
-    tiers = ("high", "normal", "low")
-    for name, s in stats.items():
-        counts = (s[f] for f in (*tiers, "in_flight", "scheduled_jobs", "failed_jobs",
-                                 "system_errors"))  # fmt: skip
-        table.add_row(name, *map(str, counts), age(s["oldest_age_s"]))
+    rows: dict[str, dict[str, Any]] = {n: dict(s) for n, s in health["queue_stats"].items()}
+    for name, row in rows.items():
+        counts = [str(row[f]) for f in (*_TIERS, *_ELSEWHERE)]
+        table.add_row(name, *counts, age(row["oldest_age_s"]))
     table.add_section()
-    table.add_row("total", *(str(sum(s[t] for s in stats.values())) for t in tiers),
-                  *(str(totals[f]) for f in ("in_flight", "scheduled_jobs", "failed_jobs",
-                                             "system_errors")), "")  # fmt: skip
+    tier_totals = [str(sum(row[t] for row in rows.values())) for t in _TIERS]
+    total_fields: dict[str, Any] = dict(totals)
+    table.add_row("total", *tier_totals, *(str(total_fields[f]) for f in _ELSEWHERE), "")
     return Group(header, table)
 
 
-def workers_table(found: list[dict[str, Any]]) -> Table:
+def workers_table(found: Sequence[WorkerInfo]) -> Table:
     """One row per live worker."""
     table = Table(title=f"workers ({len(found)})")
-    columns = ("id", "host", "pid", "queues", "concurrency", "running", "done", "failed",
-               "started (UTC)", "last seen")  # fmt: skip
-    for column in columns:
+    columns = ["id", "host", "pid", "queues", "concurrency", "running", "done", "failed"]
+    for column in [*columns, "started (UTC)", "last seen"]:
         table.add_column(column, overflow="fold")
     for w in found:
         queues = w.get("queues")

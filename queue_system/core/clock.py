@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from typing import Protocol
 
@@ -31,3 +32,9 @@ class SystemClock:
 def to_ms(seconds: float) -> int:
     """Seconds (float) → whole milliseconds, the unit every Redis score and ARGV time uses."""
     return int(seconds * 1000)
+
+
+def iso_utc(epoch_s: float) -> str:
+    """Epoch seconds → ISO 8601 UTC with milliseconds: the one time format of the public API
+    (``2026-11-23T16:08:00.123+00:00``)."""
+    return dt.datetime.fromtimestamp(epoch_s, dt.timezone.utc).isoformat(timespec="milliseconds")

@@ -59,3 +59,141 @@ class DeadLetter(TypedDict):
     history: list[AttemptRecord]
     envelope: JSONDict | None
     raw: str | None
+
+
+# --- What the public API returns -------------------------------------------------------------
+# Times are ISO 8601 UTC strings (core.clock.iso_utc) or None.
+
+#: ``get_queue_status()``: Redis key -> count, for every waiting list and tier, plus
+#: ``failures``, ``system_errors``, in flight (``inflight``) and delayed (``delayed``).
+QueueStatus = dict[str, int]
+
+
+class EnqueueResult(TypedDict):
+    """What ``enqueue`` returns for one item (and ``enqueue_batch`` for each)."""
+
+    operation_id: str
+    status: Literal["queued", "duplicate"]
+    queue_name: str
+    priority: Priority
+
+
+class OperationInfo(TypedDict):
+    """``get_operation()``: the status record of one operation."""
+
+    operation_id: str
+    status: str | None
+    queue_name: str | None
+    priority: str | None
+    processor: str | None
+    attempts: int
+    worker: str | None
+    last_error: Any
+    result: Any
+    position: int | None
+    enqueued_at: str | None
+    started_at: str | None
+    finished_at: str | None
+    next_run_at: str | None
+
+
+class WorkerInfo(TypedDict):
+    """``get_workers()``: one live worker, as its last heartbeat described it."""
+
+    id: str | None
+    host: str | None
+    pid: int
+    queues: list[str] | None
+    concurrency: int
+    started_at: str | None
+    jobs_done: int
+    jobs_failed: int
+    running: int
+    last_seen: str | None
+
+
+class QueueStats(TypedDict):
+    """One queue in a health snapshot: depth per tier and where its other items are."""
+
+    high: int
+    normal: int
+    low: int
+    queue_size: int
+    in_flight: int
+    scheduled_jobs: int
+    failed_jobs: int
+    system_errors: int
+    oldest_age_s: float | None
+
+
+class HealthTotals(TypedDict):
+    """The namespace's totals in a health snapshot."""
+
+    queue_size: int
+    in_flight: int
+    scheduled_jobs: int
+    failed_jobs: int
+    system_errors: int
+
+
+class WorkerCounts(TypedDict):
+    """Live workers in a health snapshot: heartbeat in the last 30 s, and running items now."""
+
+    count: int
+    active: int
+
+
+class HealthSnapshot(TypedDict):
+    """``get_system_health()``: figures are None when Redis did not answer."""
+
+    redis_connected: bool
+    checked_at: str
+    error: str | None
+    latency_ms: float | None
+    redis_version: str | None
+    server: str | None
+    used_memory_bytes: int | None
+    queue_stats: dict[str, QueueStats]
+    totals: HealthTotals | None
+    workers: WorkerCounts | None
+
+
+class TierMetrics(TypedDict):
+    """One queue and priority in ``get_metrics()["queues"]``."""
+
+    depth: int
+    avg_wait_ms: float
+    processed: int
+
+
+class MetricsSnapshot(TypedDict, total=False):
+    """``get_metrics()``: totals shared by every process, and this process's ``local`` view."""
+
+    enqueued: int
+    processed: int
+    succeeded: int
+    failed: int
+    retried: int
+    system_errors: int
+    success_rate: float
+    avg_process_time: float
+    queues: dict[str, dict[str, TierMetrics]]
+    local: dict[str, float]
+
+
+class SkippedRecord(TypedDict):
+    """A dead letter a requeue left where it was, and why."""
+
+    operation_id: str | None
+    reason: str | None
+
+
+class DeadLetterReport(TypedDict):
+    """What ``QueueAdmin.requeue`` and ``QueueAdmin.purge`` did (or would do, ``dry_run``)."""
+
+    count: int
+    operation_ids: list[str]
+    skipped: list[SkippedRecord]
+    not_found: list[str]
+    dry_run: bool
+    list: str

@@ -2,13 +2,18 @@
 
 The Lua scripts increment these fields in the same step as the state change they count (no
 extra round trip per job); :func:`compute_metrics` turns the hash into the public dict. Pure;
-no I/O.
+no I/O: :func:`read_metrics` is a plan that a shell runs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
+
+from queue_system.core.envelope import as_text
+from queue_system.core.types import PRIORITIES, MetricsSnapshot, TierMetrics
+from queue_system.engine.keys import KeySpace
+from queue_system.engine.plans import Command, Plan
 
 ENQUEUED = "enqueued"
 PROCESSED = "processed"
@@ -48,7 +53,7 @@ def _queue_priority(suffix: str) -> tuple[str, str]:
 
 def compute_metrics(
     counters: Mapping[str, int | float], depths: Mapping[str, int] | None = None
-) -> dict[str, Any]:
+) -> MetricsSnapshot:
     """Build the ``get_metrics()`` dict from the shared counter hash and the list lengths.
 
     Args:
@@ -80,7 +85,7 @@ def compute_metrics(
     for queue_priority, length in (depths or {}).items():
         rows.setdefault(_queue_priority(queue_priority), [0.0] * 4)[0] = length
 
-    queues: dict[str, dict[str, dict[str, int | float]]] = {}
+    queues: dict[str, dict[str, TierMetrics]] = {}
     for (queue, priority), (depth, wait_ms, waits, done) in sorted(rows.items()):
         queues.setdefault(queue, {})[priority] = {
             "depth": int(depth),
@@ -88,4 +93,14 @@ def compute_metrics(
             "processed": int(done),
         }
     result["queues"] = queues
-    return result
+    return cast(MetricsSnapshot, result)
+
+
+def read_metrics(keys: KeySpace) -> Plan[MetricsSnapshot]:
+    """Plan: the shared counter hash and every registered queue's depth per tier, as the
+    ``get_metrics()`` dict (without ``local``)."""
+    counters, names = yield [Command("hgetall", keys.metrics), Command("smembers", keys.registry)]
+    tiers = [(name, p) for name in sorted(map(as_text, names)) for p in PRIORITIES]
+    lengths = yield [Command("llen", keys.queue(name, p)) for name, p in tiers]
+    depths = {f"{name}:{p}": int(n) for (name, p), n in zip(tiers, lengths, strict=True)}
+    return compute_metrics({as_text(k): float(v) for k, v in counters.items()}, depths)

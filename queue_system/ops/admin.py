@@ -31,7 +31,13 @@ from queue_system.config import NOTIFY_CAP, QueueConfig
 from queue_system.core.checks import validate_priority
 from queue_system.core.envelope import SCHEMA_VERSION, encode_envelope
 from queue_system.core.records import parse_record, stored_envelope
-from queue_system.core.types import Envelope
+from queue_system.core.types import (
+    DeadLetter,
+    DeadLetterReport,
+    Envelope,
+    HealthSnapshot,
+    SkippedRecord,
+)
 from queue_system.engine.scripts import script_source
 from queue_system.errors import DecodeError, SerializationError
 from queue_system.ops.dead_letters import DeadLetterFilter, Filters, selected_ids
@@ -54,7 +60,7 @@ _Write = Callable[[Any, int], None]
 @dataclass
 class _Outcome:
     operation_ids: list[str] = field(default_factory=list)
-    skipped: list[dict[str, str | None]] = field(default_factory=list)
+    skipped: list[SkippedRecord] = field(default_factory=list)
 
 
 class QueueAdmin:
@@ -69,7 +75,7 @@ class QueueAdmin:
         self._client = config.redis_client
         self._requeue = self._client.register_script(script_source("requeue"))
 
-    def get_system_health(self) -> dict[str, Any]:
+    def get_system_health(self) -> HealthSnapshot:
         """Redis, per-queue and worker figures, in seed 004's shape plus server details.
 
         Answers within ``connection_timeout + 0.9`` s and never raises for an outage: a down or
@@ -90,8 +96,10 @@ class QueueAdmin:
         system_errors: bool = False,
         limit: int | None = DEFAULT_LIST_LIMIT,
         **filters: Unpack[Filters],
-    ) -> list[dict[str, Any]]:
+    ) -> list[DeadLetter]:
         """Records of ``failures`` (or ``system_errors``), newest first, filtered.
+
+        Records are read back as stored: one written by another version may lack fields.
 
         Args:
             system_errors: read ``system_errors`` instead of ``failures``.
@@ -100,20 +108,18 @@ class QueueAdmin:
             limit: most records returned (None: all).
         """
         flt = DeadLetterFilter.build(**filters)
-        found: list[dict[str, Any]] = []
+        found: list[DeadLetter] = []
         for _, record in self._scan(self._list_key(system_errors), flt):
             if limit is not None and len(found) >= limit:
                 break
-            found.append(record or {})
+            found.append(cast(DeadLetter, record or {}))
         return found
 
-    def get_dead_letter(
-        self, operation_id: str, system_errors: bool = False
-    ) -> dict[str, Any] | None:
+    def get_dead_letter(self, operation_id: str, system_errors: bool = False) -> DeadLetter | None:
         """The newest record of ``operation_id`` (full history and payload), or None."""
         flt = DeadLetterFilter(operation_ids=frozenset([operation_id]))
         for _, record in self._scan(self._list_key(system_errors), flt):
-            return record
+            return cast(DeadLetter, record)
         return None
 
     def requeue(
@@ -126,7 +132,7 @@ class QueueAdmin:
         dry_run: bool = False,
         limit: int | None = None,
         **filters: Unpack[Filters],
-    ) -> dict[str, Any]:
+    ) -> DeadLetterReport:
         """Put dead letters back on their queues as fresh items (attempts 0, no history).
 
         Each item keeps its operation id, goes to the back of its queue (at ``priority`` if
@@ -171,7 +177,7 @@ class QueueAdmin:
         dry_run: bool = False,
         limit: int | None = None,
         **filters: Unpack[Filters],
-    ) -> dict[str, Any]:
+    ) -> DeadLetterReport:
         """Delete dead letters for good; same selection and result as :meth:`requeue`."""
         ids = selected_ids(operation_ids, all)
         flt = DeadLetterFilter.build(ids, **filters)
@@ -342,10 +348,10 @@ class QueueAdmin:
         ids: frozenset[str] | None,
         dry_run: bool,
         flt: DeadLetterFilter,
-    ) -> dict[str, Any]:
+    ) -> DeadLetterReport:
         list_name = "system_errors" if system_errors else "failures"
         handled = set(outcome.operation_ids) | {s["operation_id"] for s in outcome.skipped}
-        result = {
+        result: DeadLetterReport = {
             "count": len(outcome.operation_ids),
             "operation_ids": outcome.operation_ids,
             "skipped": outcome.skipped,

@@ -12,7 +12,6 @@ dead letters). Waiting items are only counted (LLEN), never read, except the hea
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import re
 import threading
@@ -25,8 +24,9 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from queue_system.config import QueueConfig
+from queue_system.core.clock import iso_utc
 from queue_system.core.envelope import as_text
-from queue_system.core.types import PRIORITIES
+from queue_system.core.types import PRIORITIES, HealthSnapshot, QueueStats
 from queue_system.engine.connection import connection_kwargs
 
 HEALTH_MARGIN_S = 0.9  # the answer comes within connection_timeout + this
@@ -54,7 +54,7 @@ def health_client(config: QueueConfig) -> redis.Redis:
     return redis.Redis(**kwargs)
 
 
-def system_health(config: QueueConfig) -> dict[str, Any]:
+def system_health(config: QueueConfig) -> HealthSnapshot:
     """The health snapshot; see :meth:`queue_system.ops.admin.QueueAdmin.get_system_health`."""
     deadline_s = config.connection_timeout + HEALTH_MARGIN_S
     box: dict[str, Any] = {}
@@ -84,15 +84,15 @@ def system_health(config: QueueConfig) -> dict[str, Any]:
         return unavailable(config, f"no answer within {config.connection_timeout}s (frozen?)")
     if "redis_error" in box:
         return unavailable(config, f"{type(box['redis_error']).__name__}: {box['redis_error']}")
-    result: dict[str, Any] = box["result"]
+    result: HealthSnapshot = box["result"]
     return result
 
 
-def unavailable(config: QueueConfig, error: str, *, connected: bool = False) -> dict[str, Any]:
+def unavailable(config: QueueConfig, error: str, *, connected: bool = False) -> HealthSnapshot:
     """The snapshot when Redis did not answer (every figure unknown: None)."""
     return {
         "redis_connected": connected,
-        "checked_at": _iso(config.clock.time()),
+        "checked_at": iso_utc(config.clock.time()),
         "error": error,
         "latency_ms": None,
         "redis_version": None,
@@ -104,7 +104,7 @@ def unavailable(config: QueueConfig, error: str, *, connected: bool = False) -> 
     }
 
 
-def _snapshot(client: redis.Redis, config: QueueConfig, box: dict[str, Any]) -> dict[str, Any]:
+def _snapshot(client: redis.Redis, config: QueueConfig, box: dict[str, Any]) -> HealthSnapshot:
     keys, clock = config.keys, config.clock
     started = clock.monotonic()
     client.ping()
@@ -140,13 +140,15 @@ def _snapshot(client: redis.Redis, config: QueueConfig, box: dict[str, Any]) -> 
     for worker_id in worker_ids:
         pipe.hget(keys.worker(as_text(worker_id)), "running")
     replies = pipe.execute()
-    stats: dict[str, dict[str, Any]] = {}
+    stats: dict[str, QueueStats] = {}
     for i, name in enumerate(names):
         tiers = replies[i * 2 * len(PRIORITIES) : (i + 1) * 2 * len(PRIORITIES)]
         depths: dict[str, int] = {p: int(tiers[2 * j]) for j, p in enumerate(PRIORITIES)}
         ages = [now - t for t in map(_enqueued_at, tiers[1::2]) if t is not None]
         stats[name] = {
-            **depths,
+            "high": depths["high"],
+            "normal": depths["normal"],
+            "low": depths["low"],
             "queue_size": sum(depths.values()),
             "in_flight": in_flight[name],
             "scheduled_jobs": scheduled[name],
@@ -157,7 +159,7 @@ def _snapshot(client: redis.Redis, config: QueueConfig, box: dict[str, Any]) -> 
     running = replies[len(names) * 2 * len(PRIORITIES) :]
     return {
         "redis_connected": True,
-        "checked_at": _iso(now),
+        "checked_at": iso_utc(now),
         "error": None,
         "latency_ms": round(latency_ms, 3),
         "redis_version": _text(server.get("redis_version")),
@@ -238,7 +240,3 @@ def _int(value: bytes | str) -> int:
         return int(value)
     except ValueError:
         return 0
-
-
-def _iso(epoch_s: float) -> str:
-    return dt.datetime.fromtimestamp(epoch_s, tz=dt.timezone.utc).isoformat(timespec="seconds")

@@ -1,4 +1,7 @@
-"""Reading an operation's status record and the live-worker records (shared, no I/O).
+"""Read plans for the status views: queue depths, one operation, live workers. No I/O here.
+
+Each ``read_*`` function is a plan (see :mod:`queue_system.engine.plans`): the sync and asyncio
+managers run the same plan, so each conversation with Redis is written once.
 
 An operation's life: ``pending`` → ``processing`` → ``completed``, or → ``scheduled`` (waiting
 for a retry) → ``pending`` ..., ending ``failed`` (retries exhausted) or ``error`` (system
@@ -8,33 +11,79 @@ expired id reads as ``None``.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from collections.abc import Mapping
 from typing import Any
 
+from queue_system.core.clock import iso_utc
 from queue_system.core.envelope import as_text
-from queue_system.core.types import PRIORITIES
+from queue_system.core.types import PRIORITIES, OperationInfo, QueueStatus, WorkerInfo
 from queue_system.engine.keys import KeySpace
+from queue_system.engine.plans import Command, Plan
 
 _TIME_FIELDS = ("enqueued_at", "started_at", "finished_at", "next_run_at")
 
 
-def iso_utc(epoch_s: float | None) -> str | None:
-    """Epoch seconds → ISO 8601 UTC (``2026-11-23T16:08:00.123000+00:00``)."""
-    if epoch_s is None:
-        return None
-    return dt.datetime.fromtimestamp(epoch_s, dt.timezone.utc).isoformat()
+def read_queue_status(keys: KeySpace) -> Plan[QueueStatus]:
+    """Plan: the depth of every registered queue and tier, then failures, system errors, in
+    flight and delayed, keyed by Redis key (``{"queue:high:emails": 5, ...}``)."""
+    (names,) = yield [Command("smembers", keys.registry)]
+    list_keys = [keys.queue(name, p) for name in sorted(map(as_text, names)) for p in PRIORITIES]
+    totals = [keys.failures, keys.system_errors, keys.inflight, keys.delayed]
+    replies = yield [
+        *(Command("llen", key) for key in list_keys),
+        Command("llen", keys.failures),
+        Command("llen", keys.system_errors),
+        Command("hlen", keys.inflight),
+        Command("zcard", keys.delayed),
+    ]
+    return {key: int(n) for key, n in zip([*list_keys, *totals], replies, strict=True)}
+
+
+def read_operation(keys: KeySpace, operation_id: str) -> Plan[OperationInfo | None]:
+    """Plan: the status of one operation and, while it waits, its position.
+
+    The position is how many items will be taken before it: its queue's higher tiers, plus
+    the items ahead of it in its own tier (``position.lua`` reads the tier from its taking end
+    inside Redis: O(position), about 7 ms per 10,000 items ahead, blocking Redis meanwhile).
+    """
+    (record,) = yield [Command("hgetall", keys.operation(operation_id))]
+    operation = operation_from_record(operation_id, record)
+    if operation is None or operation["status"] != "pending":
+        return operation
+    queue_name, priority = operation["queue_name"], operation["priority"]
+    if queue_name is None or priority not in PRIORITIES:
+        return operation
+    higher = PRIORITIES[: PRIORITIES.index(priority)]  # type: ignore[arg-type,unused-ignore]
+    *ahead, index = yield [
+        *(Command("llen", keys.queue(queue_name, tier)) for tier in higher),
+        Command(
+            "position",
+            envelope_opening(operation_id),
+            keys=[keys.queue(queue_name, priority)],
+            script=True,
+        ),
+    ]
+    operation["position"] = sum(map(int, ahead)) + int(index) if int(index) >= 0 else None
+    return operation
+
+
+def read_workers(keys: KeySpace) -> Plan[list[WorkerInfo]]:
+    """Plan: every live worker's record (each refreshes it; a dead one expires)."""
+    (ids,) = yield [Command("zrange", keys.workers, 0, -1)]
+    records = yield [Command("hgetall", keys.worker(as_text(worker_id))) for worker_id in ids]
+    return [w for w in map(worker_from_record, records) if w is not None]
 
 
 def operation_from_record(
     operation_id: str, record: Mapping[bytes | str, bytes | str]
-) -> dict[str, Any] | None:
+) -> OperationInfo | None:
     """The public dict for ``get_operation`` from a ``queue:op:<id>`` hash (None if empty)."""
     if not record:
         return None
     fields = {as_text(k): as_text(v) for k, v in record.items()}
-    operation: dict[str, Any] = {
+    times = {name: _time(fields.get(name)) for name in _TIME_FIELDS}
+    return {
         "operation_id": operation_id,
         "status": fields.get("status"),
         "queue_name": fields.get("queue"),
@@ -45,17 +94,11 @@ def operation_from_record(
         "last_error": _json_or_none(fields.get("last_error")),
         "result": _json_or_none(fields.get("result")),
         "position": None,
+        "enqueued_at": times["enqueued_at"],
+        "started_at": times["started_at"],
+        "finished_at": times["finished_at"],
+        "next_run_at": times["next_run_at"],
     }
-    for name in _TIME_FIELDS:
-        value = fields.get(name)
-        operation[name] = iso_utc(float(value)) if value else None
-    return operation
-
-
-def higher_tier_keys(keys: KeySpace, queue_name: str, priority: str) -> list[str]:
-    """The waiting lists of ``queue_name`` whose items are all taken before ``priority``'s."""
-    tiers = PRIORITIES[: PRIORITIES.index(priority)]  # type: ignore[arg-type,unused-ignore]
-    return [keys.queue(queue_name, tier) for tier in tiers]
 
 
 def envelope_opening(operation_id: str) -> str:
@@ -63,7 +106,7 @@ def envelope_opening(operation_id: str) -> str:
     return '{"v":1,"id":"' + operation_id + '"'
 
 
-def worker_from_record(record: Mapping[bytes | str, bytes | str]) -> dict[str, Any] | None:
+def worker_from_record(record: Mapping[bytes | str, bytes | str]) -> WorkerInfo | None:
     """The public dict for ``get_workers`` from a ``queue:worker:<id>`` hash."""
     if not record:
         return None
@@ -75,12 +118,16 @@ def worker_from_record(record: Mapping[bytes | str, bytes | str]) -> dict[str, A
         "pid": int(fields.get("pid", "0")),
         "queues": None if queues == "*" else queues.split(","),
         "concurrency": int(fields.get("concurrency", "0")),
-        "started_at": iso_utc(float(fields["started_at"])) if "started_at" in fields else None,
+        "started_at": _time(fields.get("started_at")),
         "jobs_done": int(fields.get("jobs_done", "0")),
         "jobs_failed": int(fields.get("jobs_failed", "0")),
         "running": int(fields.get("running", "0")),
-        "last_seen": iso_utc(float(fields["last_seen"])) if "last_seen" in fields else None,
+        "last_seen": _time(fields.get("last_seen")),
     }
+
+
+def _time(value: str | None) -> str | None:
+    return iso_utc(float(value)) if value else None
 
 
 def _json_or_none(text: str | None) -> Any:

@@ -4,30 +4,26 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from typing import Any, cast
+from typing import Any, TypeVar
 
 import redis.asyncio
 
 from queue_system.config import QueueConfig
-from queue_system.core.envelope import as_text
 from queue_system.core.retry_policy import QueueRetryConfig
-from queue_system.core.types import CallableRef
+from queue_system.core.types import (
+    CallableRef,
+    HealthSnapshot,
+    OperationInfo,
+    QueueStatus,
+    WorkerInfo,
+)
+from queue_system.engine.plans import Plan, run_async
 from queue_system.engine.scripts import Scripts
 from queue_system.ops.health import system_health
-from queue_system.ops.reads import (
-    envelope_opening,
-    higher_tier_keys,
-    operation_from_record,
-    worker_from_record,
-)
-from queue_system.producer.plan import (
-    add_status_commands,
-    plan_enqueue,
-    plan_enqueue_batch,
-    redis_errors,
-    status_from_lengths,
-    status_keys,
-)
+from queue_system.ops.reads import read_operation, read_queue_status, read_workers
+from queue_system.producer.plan import plan_enqueue, plan_enqueue_batch, redis_errors
+
+T = TypeVar("T")
 
 
 class AsyncQueueManager:
@@ -88,60 +84,32 @@ class AsyncQueueManager:
             answer = await self._guard.call_async(scripts.enqueue, keys=plan.keys, args=plan.args)
         return plan.interpret(answer, self.config, started)
 
-    async def get_queue_status(self) -> dict[str, int]:
+    async def get_queue_status(self) -> QueueStatus:
         """See :meth:`QueueManager.get_queue_status`."""
-        with redis_errors():
-            return await self._guard.call_async(self._read_status)
+        return await self._read(lambda: read_queue_status(self.config.keys))
 
-    async def _read_status(self) -> dict[str, int]:
-        client, _ = self._connected()
-        list_keys = status_keys(self.config, await client.smembers(self.config.keys.registry))
-        pipe = client.pipeline(transaction=False)
-        add_status_commands(pipe, self.config, list_keys)
-        return status_from_lengths(self.config, list_keys, await pipe.execute())
-
-    async def get_operation(self, operation_id: str) -> dict[str, Any] | None:
+    async def get_operation(self, operation_id: str) -> OperationInfo | None:
         """See :meth:`QueueManager.get_operation`."""
-        with redis_errors():
-            return await self._guard.call_async(self._read_operation, operation_id)
+        return await self._read(lambda: read_operation(self.config.keys, operation_id))
 
-    async def _read_operation(self, operation_id: str) -> dict[str, Any] | None:
-        client, scripts = self._connected()
-        record = await client.hgetall(self.config.keys.operation(operation_id))
-        operation = operation_from_record(operation_id, record)
-        if operation is None or operation["status"] != "pending":
-            return operation
-        higher = higher_tier_keys(self.config.keys, operation["queue_name"],
-                                  operation["priority"])  # fmt: skip
-        pipe = client.pipeline(transaction=False)
-        for key in higher:
-            pipe.llen(key)
-        await scripts.position(
-            keys=[self.config.keys.queue(operation["queue_name"], operation["priority"])],
-            args=[envelope_opening(operation_id)], client=pipe,
-        )  # fmt: skip
-        *ahead, index = await pipe.execute()
-        operation["position"] = sum(ahead) + index if index >= 0 else None
-        return operation
-
-    async def get_system_health(self) -> dict[str, Any]:
+    async def get_system_health(self) -> HealthSnapshot:
         """See :meth:`QueueManager.get_system_health` (runs in a thread: it has its own
         short-timeout client)."""
         return await asyncio.to_thread(system_health, self.config)
 
-    async def get_workers(self) -> list[dict[str, Any]]:
+    async def get_workers(self) -> list[WorkerInfo]:
         """See :meth:`QueueManager.get_workers`."""
-        with redis_errors():
-            return await self._guard.call_async(self._read_workers)
+        return await self._read(lambda: read_workers(self.config.keys))
 
-    async def _read_workers(self) -> list[dict[str, Any]]:
-        client, _ = self._connected()
-        ids = await client.zrange(self.config.keys.workers, 0, -1)
-        pipe = client.pipeline(transaction=False)
-        for worker_id in ids:
-            pipe.hgetall(self.config.keys.worker(as_text(cast(bytes, worker_id))))
-        records = await pipe.execute() if ids else []
-        return [w for w in map(worker_from_record, records) if w is not None]
+    async def _read(self, make_plan: Callable[[], Plan[T]]) -> T:
+        """Run a fresh read plan under the breaker (a retry starts the plan again)."""
+        client, scripts = self._connected()
+
+        async def run() -> T:
+            return await run_async(client, scripts, make_plan())
+
+        with redis_errors():
+            return await self._guard.call_async(run)
 
     async def purge_queue(self, queue_name: str, priority: str = "normal") -> int:
         """See :meth:`QueueManager.purge_queue`."""

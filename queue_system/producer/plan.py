@@ -11,7 +11,7 @@ import functools
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,7 +27,7 @@ from queue_system.core.checks import (
 )
 from queue_system.core.envelope import SCHEMA_VERSION, Serializer, as_text, dumps, encode_envelope
 from queue_system.core.retry_policy import QueueRetryConfig
-from queue_system.core.types import PRIORITIES, CallableRef, Envelope
+from queue_system.core.types import CallableRef, Envelope
 from queue_system.engine.scripts import TOO_MANY_QUEUES
 from queue_system.errors import ConfigurationError, QueueUnavailableError
 
@@ -208,42 +208,3 @@ def redis_errors() -> Iterator[None]:
                 "QueueConfig(max_queues=...) or reuse queue names"
             ) from exc
         raise
-
-
-# --- get_queue_status ------------------------------------------------------------------------
-
-
-def status_keys(config: QueueConfig, queue_names: Iterable[bytes | str]) -> list[str]:
-    """Waiting-list keys of every registered queue and tier, sorted."""
-    names = sorted(as_text(n) for n in queue_names)
-    return [config.keys.queue(name, p) for name in names for p in PRIORITIES]
-
-
-def add_status_commands(pipe: Any, config: QueueConfig, list_keys: list[str]) -> None:
-    """Queue on ``pipe`` (sync or asyncio pipeline) the reads :func:`status_from_lengths` maps."""
-    for key in list_keys:
-        pipe.llen(key)
-    pipe.llen(config.keys.failures)
-    pipe.llen(config.keys.system_errors)
-    pipe.hlen(config.keys.inflight)
-    pipe.zcard(config.keys.delayed)
-
-
-def status_from_lengths(
-    config: QueueConfig, list_keys: list[str], lengths: Sequence[int]
-) -> dict[str, int]:
-    """The status dict: each waiting list, failures, system_errors, in flight, delayed."""
-    status = {key: int(n) for key, n in zip(list_keys, lengths, strict=False)}
-    extra = lengths[len(list_keys) :]
-    for key, n in zip(
-        (
-            config.keys.failures,
-            config.keys.system_errors,
-            config.keys.inflight,
-            config.keys.delayed,
-        ),
-        extra,
-        strict=False,
-    ):
-        status[key] = int(n)
-    return status

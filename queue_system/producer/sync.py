@@ -3,28 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, cast
+from typing import Any, TypeVar
 
 from queue_system.config import QueueConfig
-from queue_system.core.envelope import as_text
 from queue_system.core.retry_policy import QueueRetryConfig
-from queue_system.core.types import CallableRef
+from queue_system.core.types import (
+    CallableRef,
+    HealthSnapshot,
+    OperationInfo,
+    QueueStatus,
+    WorkerInfo,
+)
+from queue_system.engine.plans import Plan, run_sync
 from queue_system.engine.scripts import Scripts
 from queue_system.ops.health import system_health
-from queue_system.ops.reads import (
-    envelope_opening,
-    higher_tier_keys,
-    operation_from_record,
-    worker_from_record,
-)
-from queue_system.producer.plan import (
-    add_status_commands,
-    plan_enqueue,
-    plan_enqueue_batch,
-    redis_errors,
-    status_from_lengths,
-    status_keys,
-)
+from queue_system.ops.reads import read_operation, read_queue_status, read_workers
+from queue_system.producer.plan import plan_enqueue, plan_enqueue_batch, redis_errors
+
+T = TypeVar("T")
 
 
 class QueueManager:
@@ -99,70 +95,42 @@ class QueueManager:
             answer = self._guard.call(self._scripts.enqueue, keys=plan.keys, args=plan.args)
         return plan.interpret(answer, self.config, started)
 
-    def get_queue_status(self) -> dict[str, int]:
+    def get_queue_status(self) -> QueueStatus:
         """Depth of every registered queue and tier, plus failures, system errors, in-flight
         and delayed counts, keyed by Redis key: ``{"queue:high:process_data": 5, ...}``."""
-        with redis_errors():
-            return self._guard.call(self._read_status)
+        return self._read(lambda: read_queue_status(self.config.keys))
 
-    def _read_status(self) -> dict[str, int]:
-        list_keys = status_keys(self.config, self._client.smembers(self.config.keys.registry))
-        pipe = self._client.pipeline(transaction=False)
-        add_status_commands(pipe, self.config, list_keys)
-        return status_from_lengths(self.config, list_keys, pipe.execute())
-
-    def get_operation(self, operation_id: str) -> dict[str, Any] | None:
+    def get_operation(self, operation_id: str) -> OperationInfo | None:
         """Status of one operation, or None if the id is unknown or its record expired.
 
         Returns ``operation_id``, ``status`` (pending | scheduled | processing | completed |
         failed | error), ``queue_name``, ``priority``, ``processor``, ``attempts``,
-        ``enqueued_at``/``started_at``/``finished_at`` (ISO 8601 UTC), ``worker``,
-        ``last_error``, ``result`` and, while pending, ``position``: items that will be taken
-        before it (its queue's higher tiers counted). Finding the position reads the tier
-        from its taking end inside Redis: O(position), about 7 ms per 10,000 items ahead
-        (measured: 0.4 ms at position 0, 70 ms at position 99,999), blocking Redis meanwhile.
+        ``enqueued_at``/``started_at``/``finished_at``/``next_run_at`` (ISO 8601 UTC),
+        ``worker``, ``last_error``, ``result`` and, while pending, ``position``: items that
+        will be taken before it (its queue's higher tiers counted). Finding the position reads
+        the tier from its taking end inside Redis: O(position), about 7 ms per 10,000 items
+        ahead (measured: 0.4 ms at position 0, 70 ms at position 99,999), blocking Redis
+        meanwhile.
         """
-        with redis_errors():
-            return self._guard.call(self._read_operation, operation_id)
+        return self._read(lambda: read_operation(self.config.keys, operation_id))
 
-    def _read_operation(self, operation_id: str) -> dict[str, Any] | None:
-        record = self._client.hgetall(self.config.keys.operation(operation_id))
-        operation = operation_from_record(operation_id, record)
-        if operation is None or operation["status"] != "pending":
-            return operation
-        higher = higher_tier_keys(self.config.keys, operation["queue_name"],
-                                  operation["priority"])  # fmt: skip
-        pipe = self._client.pipeline(transaction=False)
-        for key in higher:
-            pipe.llen(key)
-        self._scripts.position(
-            keys=[self.config.keys.queue(operation["queue_name"], operation["priority"])],
-            args=[envelope_opening(operation_id)], client=pipe,
-        )  # fmt: skip
-        *ahead, index = pipe.execute()
-        operation["position"] = sum(ahead) + index if index >= 0 else None
-        return operation
-
-    def get_system_health(self) -> dict[str, Any]:
+    def get_system_health(self) -> HealthSnapshot:
         """Redis reachability, per-queue depths and ages, workers, server version and memory.
 
         Answers within ``connection_timeout`` + 1 s even when Redis is down or frozen, with
-        ``redis_connected: False``; it never raises for that.
+        ``redis_connected: False``; it never raises for that. Same as
+        :meth:`queue_system.QueueAdmin.get_system_health`.
         """
         return system_health(self.config)
 
-    def get_workers(self) -> list[dict[str, Any]]:
+    def get_workers(self) -> list[WorkerInfo]:
         """Live workers (each refreshes its record every few seconds; a dead one expires)."""
-        with redis_errors():
-            return self._guard.call(self._read_workers)
+        return self._read(lambda: read_workers(self.config.keys))
 
-    def _read_workers(self) -> list[dict[str, Any]]:
-        ids = self._client.zrange(self.config.keys.workers, 0, -1)
-        pipe = self._client.pipeline(transaction=False)
-        for worker_id in ids:
-            pipe.hgetall(self.config.keys.worker(as_text(cast(bytes, worker_id))))
-        records = pipe.execute() if ids else []
-        return [w for w in map(worker_from_record, records) if w is not None]
+    def _read(self, make_plan: Callable[[], Plan[T]]) -> T:
+        """Run a fresh read plan under the breaker (a retry starts the plan again)."""
+        with redis_errors():
+            return self._guard.call(lambda: run_sync(self._client, self._scripts, make_plan()))
 
     def purge_queue(self, queue_name: str, priority: str = "normal") -> int:
         """Delete every waiting item of ``queue_name`` at ``priority``; returns how many."""
