@@ -3,6 +3,9 @@
 Public API::
 
     from queue_system import QueueConfig, QueueManager, QueueWorker, QueueRetryConfig
+
+Operators also get :class:`QueueAdmin` (health, dead letters) and the error classes. The
+typed shapes of what the API returns live in :mod:`queue_system.core.types`.
 """
 
 from queue_system.config import QueueConfig
@@ -16,6 +19,7 @@ from queue_system.errors import (
     SerializationError,
     UnknownProcessorError,
 )
+from queue_system.ops.admin import QueueAdmin
 from queue_system.producer.aio import AsyncQueueManager
 from queue_system.producer.sync import QueueManager
 from queue_system.worker.loops import QueueWorker
@@ -25,6 +29,7 @@ __all__ = [
     "ConfigurationError",
     "DecodeError",
     "ProcessingError",
+    "QueueAdmin",
     "QueueConfig",
     "QueueManager",
     "QueueRetryConfig",

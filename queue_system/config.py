@@ -167,8 +167,6 @@ class QueueConfig:
         """Allow ``callback`` (a processor or callback) to run by name; returns the name."""
         return self.registry.register(callback, name, module)
 
-    register_processor = register_callback
-
     def update_metric(self, metric_name: str, value: Any = 1, force_log: bool = False) -> None:
         """Update a process-local metric; logs it when the event-driven policy says so."""
         self.metrics.update(metric_name, value, force_log)

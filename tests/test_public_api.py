@@ -1,19 +1,43 @@
-"""The public surface is the documented one, and modules import only downward."""
+"""The public surface is the documented one, and nothing else is public by accident."""
 
 from __future__ import annotations
+
+import types
 
 import queue_system
 import utils
 
+DOCUMENTED = {
+    "AsyncQueueManager",
+    "ConfigurationError",
+    "DecodeError",
+    "ProcessingError",
+    "QueueAdmin",
+    "QueueConfig",
+    "QueueManager",
+    "QueueRetryConfig",
+    "QueueSystemError",
+    "QueueUnavailableError",
+    "QueueWorker",
+    "SerializationError",
+    "UnknownProcessorError",
+}
+
 
 def test_queue_system_exports_the_documented_api() -> None:
-    assert set(queue_system.__all__) == {
-        "AsyncQueueManager", "ConfigurationError", "DecodeError", "ProcessingError", "QueueConfig",
-        "QueueManager", "QueueRetryConfig", "QueueSystemError", "QueueUnavailableError",
-        "QueueWorker", "SerializationError", "UnknownProcessorError",
-    }  # fmt: skip
+    assert set(queue_system.__all__) == DOCUMENTED
     for name in queue_system.__all__:
         assert getattr(queue_system, name).__doc__
+
+
+def test_every_public_name_of_the_package_is_in_all() -> None:
+    # As httpx does: any public attribute that is not a subpackage must be listed in __all__.
+    public = {
+        name
+        for name, value in vars(queue_system).items()
+        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+    }
+    assert public == set(queue_system.__all__)
 
 
 def test_utils_exports_the_decorators() -> None:

@@ -13,12 +13,11 @@ from typing import Any
 import pytest
 import redis
 
-from queue_system import QueueConfig, QueueManager, QueueRetryConfig
+from queue_system import QueueAdmin, QueueConfig, QueueManager, QueueRetryConfig
 from queue_system.core.records import dead_letter_record
 from queue_system.engine.embedded_server import EmbeddedRedis, free_loopback_port
 from queue_system.engine.scripts import script_source
 from queue_system.ops import admin as admin_module
-from queue_system.ops.admin import QueueAdmin
 from tests.conftest import FakeClock, run_burst
 
 NO_RETRY = QueueRetryConfig(max_attempts=0)
