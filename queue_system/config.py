@@ -120,9 +120,10 @@ class QueueConfig:
         self.redis_client = self._sync_client(redis_client, redis_url)
         self._registered_scripts: Scripts | None = None
         self.guard = RedisGuard(
-            connection.server_label(self.redis_client), self.max_connection_retries,
-            self.connection_timeout,
-        )  # fmt: skip
+            connection.server_label(self.redis_client),
+            max_connection_retries=self.max_connection_retries,
+            connection_timeout=self.connection_timeout,
+        )
 
     def _sync_client(self, client: redis.Redis | None, url: str | None) -> redis.Redis:
         if client is not None:

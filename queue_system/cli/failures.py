@@ -109,15 +109,25 @@ def failures_show(state: State, /, operation_id: str, system_errors: bool, as_js
     if as_json:
         print_json(record)
         return
-    keys = ("operation_id", "reason", "error_type", "message", "queue", "priority", "processor",
-            "attempts")  # fmt: skip
+    keys = (
+        "operation_id",
+        "reason",
+        "error_type",
+        "message",
+        "queue",
+        "priority",
+        "processor",
+        "attempts",
+    )
     rows = {k: record.get(k) for k in keys} | {"at": utc_time(record.get("at"))}
     make_console().print(
         pairs_table("failure" if record.get("reason") == "failed" else "system error", rows)
     )
     for n, attempt in enumerate(record.get("history") or [], 1):
-        click.echo(f"--- attempt {n} at {utc_time(attempt.get('at'))}: "
-                   f"{attempt.get('error_type')}: {attempt.get('message')}")  # fmt: skip
+        click.echo(
+            f"--- attempt {n} at {utc_time(attempt.get('at'))}: "
+            f"{attempt.get('error_type')}: {attempt.get('message')}"
+        )
         click.echo(str(attempt.get("traceback") or "").rstrip())
     envelope = record.get("envelope")
     click.echo("--- payload (entity):")
@@ -165,8 +175,9 @@ def failures_purge(
         list_name = "system_errors" if kw["system_errors"] else "failures"
         filters = {k: v for k, v in kw.items() if k not in ("dry_run", "limit")}
         count = len(ids) if ids else len(admin.list_dead_letters(limit=kw["limit"], **filters))
-        click.confirm(f"Delete {'up to ' if ids else ''}{count} {list_name} records for good?",
-                      abort=True)  # fmt: skip
+        click.confirm(
+            f"Delete {'up to ' if ids else ''}{count} {list_name} records for good?", abort=True
+        )
     _print_result("purged", admin.purge(operation_ids=ids, all=all_, **kw), as_json)
 
 

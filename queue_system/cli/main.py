@@ -82,9 +82,11 @@ class _Cli(click.Group):
 
 @click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
-    "--url", envvar=REDIS_URL_ENV_VAR, default=DEFAULT_REDIS_URL,
+    "--url",
+    envvar=REDIS_URL_ENV_VAR,
+    default=DEFAULT_REDIS_URL,
     show_default=f"${REDIS_URL_ENV_VAR}, else {DEFAULT_REDIS_URL}",
-)  # fmt: skip
+)
 @click.option("--prefix", default="queue:", show_default=True, help="Key namespace.")
 @click.option("--timeout", default=5.0, show_default=True, help="Seconds per Redis reply.")
 @click.option("--debug", is_flag=True, help="Debug logs, and tracebacks on errors.")
@@ -321,10 +323,17 @@ def purge(queue: str, priority: str | None, yes: bool) -> None:
     manager = QueueManager(_state().config)
     counts = {tier: manager.purge_queue(queue, tier) for tier in tiers}
     logging.getLogger("queue_system.admin").info(
-        "purge: %d waiting items of %s", sum(counts.values()), queue,
-        extra={"action": "purge_queue", "count": sum(counts.values()), "queue": queue,
-               "tiers": counts, **operator_identity()},
-    )  # fmt: skip
+        "purge: %d waiting items of %s",
+        sum(counts.values()),
+        queue,
+        extra={
+            "action": "purge_queue",
+            "count": sum(counts.values()),
+            "queue": queue,
+            "tiers": counts,
+            **operator_identity(),
+        },
+    )
     detail = ", ".join(f"{tier} {n}" for tier, n in counts.items())
     click.echo(f"purged {sum(counts.values())} waiting items of {queue} ({detail})")
 

@@ -100,18 +100,24 @@ class EmbeddedRedis:
     def start(self) -> EmbeddedRedis:
         """Start the server and wait (bounded) until it answers PING."""
         self._workdir = self._workdir or tempfile.mkdtemp(prefix="queue-system-redis-")
-        durability = ["--appendonly", "yes", "--appendfsync", "always"] if self.persistent else [
-            "--appendonly", "no"
-        ]  # fmt: skip
+        if self.persistent:
+            durability = ["--appendonly", "yes", "--appendfsync", "always"]
+        else:
+            durability = ["--appendonly", "no"]
         args = [
             self.binary,
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--save", "",
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
             *durability,
-            "--dir", self._workdir,
-            "--logfile", os.path.join(self._workdir, "server.log"),
-        ]  # fmt: skip
+            "--dir",
+            self._workdir,
+            "--logfile",
+            os.path.join(self._workdir, "server.log"),
+        ]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self._wait_until_ready()
         return self

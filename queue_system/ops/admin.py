@@ -330,9 +330,17 @@ class QueueAdmin:
         if isinstance(dedup, str) and dedup.startswith(keys.dedup_prefix):
             script_keys.append(dedup)
         args: list[Any] = [
-            raw, 0, data, fresh["queue"], fresh["priority"], fresh["processor"], now,
-            NOTIFY_CAP, self.config.backup_ttl, fresh["id"],
-        ]  # fmt: skip
+            raw,
+            0,
+            data,
+            fresh["queue"],
+            fresh["priority"],
+            fresh["processor"],
+            now,
+            NOTIFY_CAP,
+            self.config.backup_ttl,
+            fresh["id"],
+        ]
 
         def write(pipe: Any, direction: int) -> None:
             args[1] = direction
@@ -361,7 +369,11 @@ class QueueAdmin:
         }
         dry = " (dry run, nothing written)" if dry_run else ""
         logger.info(
-            "%s: %d %s record(s)%s", action, result["count"], list_name, dry,
+            "%s: %d %s record(s)%s",
+            action,
+            result["count"],
+            list_name,
+            dry,
             extra={
                 "action": action,
                 "count": result["count"],
@@ -374,7 +386,7 @@ class QueueAdmin:
                     k: v for k, v in asdict(flt).items() if v is not None and k != "operation_ids"
                 },
             },
-        )  # fmt: skip
+        )
         return result
 
 

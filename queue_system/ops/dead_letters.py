@@ -27,7 +27,7 @@ class Filters(TypedDict, total=False):
     until: Since
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DeadLetterFilter:
     """Which records an operation applies to; every given criterion must hold.
 
@@ -50,9 +50,13 @@ class DeadLetterFilter:
         """A filter from keywords; ``since``/``until`` as epoch seconds or datetimes."""
         since, until = filters.get("since"), filters.get("until")
         return cls(
-            filters.get("queue"), filters.get("processor"), filters.get("error_type"),
-            to_epoch(since, "since"), to_epoch(until, "until"), operation_ids,
-        )  # fmt: skip
+            queue=filters.get("queue"),
+            processor=filters.get("processor"),
+            error_type=filters.get("error_type"),
+            since=to_epoch(since, "since"),
+            until=to_epoch(until, "until"),
+            operation_ids=operation_ids,
+        )
 
     def matches(self, record: dict[str, Any] | None) -> bool:
         """True if ``record`` (None: unreadable) meets every criterion."""
