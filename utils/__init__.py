@@ -1,13 +1,19 @@
-"""Resilience decorators: with_timeout, circuit_breaker, retry_with_backoff, try_catch.
+"""The reference's resilience decorators under their documented import path.
 
-Each works on ``def`` and ``async def`` functions and methods and keeps the wrapped function's
-name, docstring and signature. This package never imports ``queue_system``.
+``from utils import with_timeout, circuit_breaker, retry_with_backoff, try_catch`` works as the
+reference shows. The code lives in :mod:`queue_system.resilience`; queue_system itself never
+imports the top-level name ``utils``, so an application with its own ``utils`` module can still
+import queue_system.
 """
 
-from utils.breaker import CircuitBreakerOpenError, breakers, circuit_breaker
-from utils.retry import retry_with_backoff
-from utils.timeout import with_timeout
-from utils.try_catch import try_catch
+from queue_system.resilience import (
+    CircuitBreakerOpenError,
+    breakers,
+    circuit_breaker,
+    retry_with_backoff,
+    try_catch,
+    with_timeout,
+)
 
 __all__ = [
     "CircuitBreakerOpenError",

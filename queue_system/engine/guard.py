@@ -20,8 +20,8 @@ from typing import Any, TypeVar
 import redis
 
 from queue_system.errors import QueueUnavailableError
-from utils import CircuitBreakerOpenError, breakers, retry_with_backoff
-from utils.breaker import BreakerSettings, CircuitBreaker
+from queue_system.resilience import CircuitBreakerOpenError, breakers, retry_with_backoff
+from queue_system.resilience.breaker import BreakerSettings, CircuitBreaker
 
 R = TypeVar("R")
 

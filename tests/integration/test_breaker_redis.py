@@ -12,8 +12,8 @@ import pybreaker
 import pytest
 import redis
 
+from queue_system.resilience.breaker import CircuitBreaker
 from utils import CircuitBreakerOpenError, breakers, circuit_breaker
-from utils.breaker import CircuitBreaker
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -16,8 +16,8 @@ import pybreaker
 import pytest
 from freezegun import freeze_time
 
+from queue_system.resilience.breaker import CircuitBreaker
 from utils import CircuitBreakerOpenError, breakers, circuit_breaker
-from utils.breaker import CircuitBreaker
 
 START = "2030-01-01 00:00:00"
 
@@ -270,13 +270,13 @@ def test_every_state_change_is_a_structured_log_record(
     name: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     op = failing(name, failure_threshold=2, recovery_timeout=10.0)
-    caplog.set_level(logging.INFO, logger="utils.breaker")
+    caplog.set_level(logging.INFO, logger="queue_system.resilience.breaker")
     with freeze_time(START) as frozen:
         trip(op, 2)
         frozen.tick(10)
         op()
 
-    records = [r for r in caplog.records if r.name == "utils.breaker"]
+    records = [r for r in caplog.records if r.name == "queue_system.resilience.breaker"]
     assert [(r.old_state, r.new_state) for r in records] == [  # type: ignore[attr-defined]
         ("closed", "open"),
         ("open", "half-open"),

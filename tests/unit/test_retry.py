@@ -136,11 +136,11 @@ def test_each_retry_is_logged_with_attempt_and_delay(caplog: pytest.LogCaptureFi
     op = retry_with_backoff(max_retries=2, base_delay=0.25, sleep=delays.append)(
         Flaky(ConnectionError("a"), ConnectionError("b"))
     )
-    caplog.set_level(logging.WARNING, logger="utils.retry")
+    caplog.set_level(logging.WARNING, logger="queue_system.resilience.retry")
 
     op()
 
-    records = [r for r in caplog.records if r.name == "utils.retry"]
+    records = [r for r in caplog.records if r.name == "queue_system.resilience.retry"]
     assert [r.attempt for r in records] == [1, 2]  # type: ignore[attr-defined]
     assert [r.delay_s for r in records] == delays  # type: ignore[attr-defined]
     assert all(r.levelno == logging.WARNING for r in records)

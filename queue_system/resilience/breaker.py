@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 P = ParamSpec("P")
 R = TypeVar("R")
 
-logger = logging.getLogger("utils.breaker")
+logger = logging.getLogger("queue_system.resilience.breaker")
 
 DEFAULT_FAILURE_THRESHOLD = 5  # failures inside the window that open the breaker
 DEFAULT_RECOVERY_TIMEOUT_S = 30.0  # seconds an open breaker rejects calls before trials
@@ -191,7 +191,7 @@ class _WindowedRedisStorage(pybreaker.CircuitRedisStorage):
 
 
 class _StateChangeLogger(pybreaker.CircuitBreakerListener):
-    """Logs each state change as a structured record on the ``utils.breaker`` logger."""
+    """Logs each state change as a structured record (``queue_system.resilience.breaker``)."""
 
     def state_change(
         self,
@@ -410,7 +410,7 @@ def circuit_breaker(
     ``CircuitBreakerOpenError`` without running, for ``recovery_timeout`` seconds. Half-open:
     up to ``half_open_max_calls`` trial calls run at the same time, others are rejected; the
     first trial success closes the breaker, a trial failure re-opens it. Each state change is
-    logged on ``utils.breaker`` with ``extra`` fields ``breaker``, ``old_state``,
+    logged on ``queue_system.resilience.breaker`` with ``extra`` fields ``breaker``, ``old_state``,
     ``new_state`` and ``failure_count``.
 
     Args:

@@ -21,7 +21,7 @@ from tenacity import (
 P = ParamSpec("P")
 R = TypeVar("R")
 
-logger = logging.getLogger("utils.retry")
+logger = logging.getLogger("queue_system.resilience.retry")
 
 DEFAULT_MAX_RETRIES = 3
 """Retries after the first call (so at most 4 calls)."""
@@ -51,9 +51,9 @@ def retry_with_backoff(
     ``max_retries`` retries, or when the next retry would start more than ``total_timeout``
     seconds after the first call, whichever comes first; the last exception is then re-raised
     as it is (never ``tenacity.RetryError``). Exceptions not in ``exceptions`` are raised at
-    once. Each retry is logged at WARNING on ``utils.retry`` with the attempt number and delay.
-    The deadline is checked between attempts only: bound a call that may hang with
-    ``with_timeout``.
+    once. Each retry is logged at WARNING (logger ``queue_system.resilience.retry``) with the
+    attempt number and delay. The deadline is checked between attempts only: bound a call that
+    may hang with ``with_timeout``.
 
     Args:
         max_retries: Retries after the first call; 0 disables retrying.
