@@ -19,9 +19,12 @@ import pytest
 import redis
 
 from queue_system import QueueConfig, QueueManager, QueueRetryConfig, QueueWorker
+from queue_system.engine.embedded_server import EmbeddedRedis
+from queue_system.engine.scripts import script_source
 from queue_system.ops.reads import iso_utc
 from queue_system.worker.store import WorkerBroker
 from tests.conftest import FakeClock, run_burst
+from tests.support.proxy import FaultProxy
 from tests.support.waiting import async_wait_until
 
 RAN: list[Any] = []
@@ -309,6 +312,31 @@ def test_defer_moves_a_leased_item_to_the_delayed_set(
     assert status["next_run_at"] == "123.500"
     assert json.loads(status["last_error"])["type"] == "UnknownProcessor"
     assert 0 < raw_redis.ttl(config.keys.operation(op_id)) <= 500  # the live item's TTL untouched
+
+
+def test_a_re_sent_defer_reports_its_own_work_as_done(
+    make_config: Callable[..., QueueConfig], raw_redis: redis.Redis, redis_server: EmbeddedRedis
+) -> None:
+    # Given a worker whose defer reply is lost after the server ran it (redis-py re-sends it)
+    with FaultProxy(redis_server.port) as proxy:
+        config = make_config(redis_url=proxy.url)
+        op_id = QueueManager(config).enqueue({"n": 1}, "billing:charge_card")["operation_id"]
+        sha = raw_redis.script_load(script_source("defer"))
+
+        async def main() -> bool:
+            client = config.make_async_client()
+            broker = WorkerBroker(config, client, "worker-a")
+            [item] = await broker.claim(config.keys.claim_order(["charge_card"]), 1)
+            fired = proxy.drop_reply(sha.encode())
+            deferred = await broker.defer(item, item.raw, 5.0, operation_id=op_id, last_error="{}")
+            assert fired.is_set() and proxy.requests_matching(sha.encode()) == 2
+            await client.aclose()
+            return deferred
+
+        # Then the second run recognises the item it already deferred: not "lease lost"
+        assert asyncio.run(main()) is True
+    assert raw_redis.zcard(config.keys.delayed) == 1
+    assert raw_redis.hlen(config.keys.inflight) == 0
 
 
 def test_worker_logs_which_processors_it_can_run(

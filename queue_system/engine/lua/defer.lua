@@ -5,10 +5,14 @@
 -- KEYS[4] the item's status HASH
 -- ARGV[1] token   ARGV[2] delayed member "<list key>\n<updated item>"   ARGV[3] due time (ms)
 -- ARGV[4] why it waits (JSON: {"type": "UnknownProcessor", "message": ...})
--- Returns: 1 = deferred, 0 = the lease was lost (nothing written).
+-- Returns: 1 = deferred (also when a re-sent call finds its own member already in the delayed
+--          set: its first reply was lost), 0 = the lease was lost (nothing written).
 -- The status record gets no TTL here: the item is live, and whatever TTL the record has (from
 -- enqueue) is left as it is.
 if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then
+  if redis.call('ZSCORE', KEYS[3], ARGV[2]) then
+    return 1
+  end
   return 0
 end
 redis.call('ZREM', KEYS[2], ARGV[1])
