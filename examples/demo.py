@@ -11,7 +11,8 @@ start, the demo deletes its keys at the end. The job mix, and so the end counts,
 * normal 120 ``send_email``    fast, a sync processor: runs in the worker's thread pool
 * normal 10 ``sync_crm``       always fail: 1 run + 2 retries, then ``failures``
 * low    79 ``render_report``  slow, 0.05-0.2 s each
-* low    1 job naming ``legacy.tasks:rebuild_index``, never registered: ``system_errors``
+* low    1 job naming ``legacy.tasks:rebuild_index``, never registered: ``system_errors`` at
+  once (``unknown_processor_ttl=0``; by default it would wait an hour for a deploy bringing it)
 """
 
 from __future__ import annotations
@@ -269,7 +270,7 @@ def main() -> int:
         url = os.environ.get("REDIS_URL")
         prefix = f"demo-{uuid.uuid4().hex[:8]}:"
         if url:
-            config = QueueConfig(redis_url=url, queue_prefix=prefix)
+            config = QueueConfig(redis_url=url, queue_prefix=prefix, unknown_processor_ttl=0)
             print(f"Using $REDIS_URL: {config!r}")  # the repr never shows a password
             stack.callback(config.redis_client.close)
             # Not our server: delete the demo's keys (callbacks run last-in first-out).
@@ -277,7 +278,7 @@ def main() -> int:
         else:
             server = stack.enter_context(EmbeddedRedis())
             print(f"No REDIS_URL set: started a throwaway server at {server.url} ({server.binary})")
-            config = QueueConfig(redis_url=server.url, queue_prefix=prefix)
+            config = QueueConfig(redis_url=server.url, queue_prefix=prefix, unknown_processor_ttl=0)
             stack.callback(config.redis_client.close)
         queue = QueueManager(config)
 

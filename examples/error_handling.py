@@ -24,7 +24,11 @@ from queue_system import (
     QueueWorker,
 )
 
-config = QueueConfig(redis_url=os.environ.get("REDIS_URL", "redis://localhost:6379/0"))
+# unknown_processor_ttl=0: an item naming a processor no worker knows goes to system_errors at
+# once (by default it waits up to an hour for a deploy that brings it; a burst run would wait).
+config = QueueConfig(
+    redis_url=os.environ.get("REDIS_URL", "redis://localhost:6379/0"), unknown_processor_ttl=0
+)
 queue = QueueManager(config=config)
 
 

@@ -9,6 +9,9 @@ and ``("shutdown")`` handlers (deprecated by FastAPI) run from a ``lifespan``, u
 ``/process`` and ``/process-batch`` are as written: they call the *sync* ``QueueManager``
 inside ``async def``, which blocks the event loop for one Redis round trip per call.
 ``/process-async`` is the same with ``AsyncQueueManager``, awaited, so the loop never blocks.
+``process_data`` is registered when the module is imported (``@config.processor``), under a
+fixed name: after a restart the worker starts before any request and already knows it, so
+the items waiting from before the restart run at once.
 """
 
 import os
@@ -32,6 +35,9 @@ aqueue = AsyncQueueManager(config=config)
 processed: list[Any] = []  # what the worker ran, for the curious (and the test)
 
 
+# Registered at import: the worker knows it before any request enqueues it. The fixed name
+# keeps queued items valid whether this file runs as __main__ or is imported as a module.
+@config.processor(name="process_data")
 async def process_data(data: dict[str, Any]) -> dict[str, Any]:
     processed.append(data)
     return {"status": "success", "result": data}

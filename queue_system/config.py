@@ -3,7 +3,10 @@
 Example::
 
     config = QueueConfig(redis_url="redis://localhost:6379/0")
-    config.register_callback(send_email)          # allow a worker to run it by name
+
+    @config.processor                             # a worker importing this module can run it
+    async def send_email(data): ...
+
     queue = QueueManager(config)
     worker = QueueWorker(config, max_workers=2)
 """
@@ -11,8 +14,9 @@ Example::
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar, overload
 
 import redis
 import redis.asyncio
@@ -38,7 +42,12 @@ DEFAULT_MAX_DELIVERIES = 3  # lease expiries before an item is treated as a cras
 DEFAULT_DEAD_LETTER_CAP = 100_000  # newest records kept in failures / system_errors each
 DEFAULT_MAX_QUEUES = 1_000  # distinct queue names a namespace may hold
 DEFAULT_RESULT_TTL_S = 86400  # how long a finished operation's status and result are kept
+DEFAULT_MAX_RESULT_BYTES = 64 * 1024  # largest encoded result kept in a status record
+DEFAULT_UNKNOWN_PROCESSOR_TTL_S = 3600.0  # how long an item waits for a worker that knows its
+#                                           processor (deploy skew) before system_errors
 NOTIFY_CAP = 64  # wake-up tokens kept for idle workers
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class QueueConfig:
@@ -61,6 +70,13 @@ class QueueConfig:
         max_queues: distinct queue names allowed in this namespace.
         result_ttl: seconds a completed operation's status and result are kept.
         queue_result_ttls: ``result_ttl`` overrides per queue name.
+        max_result_bytes: largest result (UTF-8 JSON) kept in a status record; a larger one
+            is kept as ``{"truncated": true, "size": <bytes>}`` (``on_success`` gets it whole).
+        keep_results: False keeps no results at all (status ``completed``, result ``None``).
+        queue_keep_results: ``keep_results`` overrides per queue name.
+        unknown_processor_ttl: seconds an item whose processor or callback a worker does not
+            know waits for one that does (deploy skew), counted from the first time a worker
+            saw it unknown; then it goes to ``system_errors``. 0 sends it there at once.
         clock: time source (tests inject one; default wall/monotonic clock).
     """
 
@@ -82,6 +98,10 @@ class QueueConfig:
         max_queues: int = DEFAULT_MAX_QUEUES,
         result_ttl: int = DEFAULT_RESULT_TTL_S,
         queue_result_ttls: Mapping[str, int] | None = None,
+        max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
+        keep_results: bool = True,
+        queue_keep_results: Mapping[str, bool] | None = None,
+        unknown_processor_ttl: float = DEFAULT_UNKNOWN_PROCESSOR_TTL_S,
         clock: Clock | None = None,
     ) -> None:
         require_positive("backup_ttl", backup_ttl)
@@ -94,6 +114,19 @@ class QueueConfig:
         require_positive("result_ttl", result_ttl)
         for ttl in (queue_result_ttls or {}).values():
             require_positive("queue_result_ttls[]", ttl)
+        if isinstance(max_result_bytes, bool) or not isinstance(max_result_bytes, int):
+            raise ValueError(f"max_result_bytes must be an int > 0, got {max_result_bytes!r}")
+        require_positive("max_result_bytes", max_result_bytes)
+        if (
+            isinstance(unknown_processor_ttl, bool)
+            or not isinstance(unknown_processor_ttl, (int, float))
+            or not math.isfinite(unknown_processor_ttl)
+            or unknown_processor_ttl < 0
+        ):
+            raise ValueError(
+                f"unknown_processor_ttl must be a number of seconds >= 0, "
+                f"got {unknown_processor_ttl!r}"
+            )
         if max_connection_retries < 0:
             raise ValueError("max_connection_retries must be >= 0")
         if allowed_modules and isinstance(allowed_modules, str):
@@ -113,6 +146,10 @@ class QueueConfig:
         self.queue_result_ttls = {
             validate_queue_name(q): int(t) for q, t in (queue_result_ttls or {}).items()
         }
+        self.max_result_bytes = max_result_bytes
+        self.keep_results = _flag("keep_results", keep_results)
+        self.queue_keep_results = _flags_by_queue(queue_keep_results)
+        self.unknown_processor_ttl = float(unknown_processor_ttl)
         self.clock: Clock = clock or SystemClock()
         self.registry = CallableRegistry(allowed_modules)
         self.metrics = Metrics(logger=logging.getLogger("queue_system.metrics"))
@@ -146,6 +183,10 @@ class QueueConfig:
         """Seconds a completed operation of ``queue_name`` keeps its status and result."""
         return self.queue_result_ttls.get(queue_name, self.result_ttl)
 
+    def keep_results_for(self, queue_name: str) -> bool:
+        """Whether a completed operation of ``queue_name`` keeps its result."""
+        return self.queue_keep_results.get(queue_name, self.keep_results)
+
     def make_async_client(self) -> redis.asyncio.Redis:
         """A new asyncio client with the same settings (bind it to one event loop only)."""
         return connection.async_client_like(self.redis_client, self.max_connection_retries)
@@ -168,6 +209,28 @@ class QueueConfig:
         """Allow ``callback`` (a processor or callback) to run by name; returns the name."""
         return self.registry.register(callback, name, module)
 
+    @overload
+    def processor(self, fn: F, /) -> F: ...
+
+    @overload
+    def processor(
+        self, fn: None = None, /, *, name: str | None = None, module: str | None = None
+    ) -> Callable[[F], F]: ...
+
+    def processor(
+        self, fn: F | None = None, /, *, name: str | None = None, module: str | None = None
+    ) -> F | Callable[[F], F]:
+        """Decorator: register a processor or callback at import time; returns it unchanged.
+
+        ``@config.processor`` registers ``"module:qualname"``; ``@config.processor(name=...)``
+        an alias that survives moving the function. A worker that imports the module knows it
+        before any item is enqueued.
+        """
+        if isinstance(fn, str):
+            raise TypeError(f"give the name as a keyword: @config.processor(name={fn!r})")
+        register = self.registry.decorator(name, module)
+        return register if fn is None else register(fn)
+
     def update_metric(self, metric_name: str, value: Any = 1, force_log: bool = False) -> None:
         """Update a process-local metric; logs it when the event-driven policy says so."""
         self.metrics.update(metric_name, value, force_log)
@@ -189,3 +252,22 @@ class QueueConfig:
     def __repr__(self) -> str:
         where = connection.redact_url(self.redis_url) if self.redis_url else "<client>"
         return f"QueueConfig(redis={where!r}, queue_prefix={self.queue_prefix!r})"
+
+
+def _flag(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+def _flags_by_queue(flags: Mapping[str, bool] | None) -> dict[str, bool]:
+    if flags is None:
+        return {}
+    if not isinstance(flags, Mapping):
+        raise TypeError(
+            f"queue_keep_results must be a mapping of queue name to bool, got {flags!r}"
+        )
+    return {
+        validate_queue_name(queue): _flag(f"queue_keep_results[{queue!r}]", keep)
+        for queue, keep in flags.items()
+    }

@@ -228,3 +228,29 @@ def test_fastapi_app(examples_url: str, monkeypatch: pytest.MonkeyPatch) -> None
         assert sorted(item["id"] for item in app_module.processed) == [1, 2, 3, 4]
     finally:
         app_module.config.redis_client.close()
+
+
+# Starlette >= 1.0 asks for the httpx2 package in its TestClient; httpx still works.
+@pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient` is deprecated")
+def test_fastapi_app_runs_the_backlog_left_before_a_restart(
+    examples_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from queue_system import QueueConfig, QueueManager
+
+    # Given items the app enqueued before it restarted (by the name it registers process_data as)
+    before = QueueConfig(redis_url=examples_url)
+    QueueManager(before).enqueue_batch([{"id": 10}, {"id": 11}], "process_data")
+    monkeypatch.setenv("REDIS_URL", examples_url)
+    app_module = load_example("fastapi_app.py")
+    try:
+        # When the app starts again, its worker runs them before any request reaches the app
+        with TestClient(app_module.app):
+            wait_until(lambda: len(app_module.processed) == 2, message="backlog ran")
+        assert sorted(item["id"] for item in app_module.processed) == [10, 11]
+        assert before.redis_client.llen(before.keys.system_errors) == 0
+    finally:
+        app_module.config.redis_client.close()
+        before.redis_client.close()

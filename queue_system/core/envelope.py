@@ -92,6 +92,7 @@ _OPTIONAL: dict[str, type | tuple[type, ...]] = {
     "timeout": (int, float),
     "dedup": str,
     "history": list,
+    "unknown_since": (int, float),
 }
 
 

@@ -6,18 +6,27 @@ the module is imported). Nothing else is ever imported.
 
 Names have the form ``"module:qualname"`` (what a callable passed to ``enqueue`` is stored
 as) or any alias given to :meth:`CallableRegistry.register`.
+
+A name this worker does not know is usually deploy skew (an item enqueued by a newer release,
+or before the module that registers it was imported), not poison: :func:`unknown_recheck_due`
+says when to look for it again, and when to give up.
 """
 
 from __future__ import annotations
 
 import importlib
+import math
 import threading
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 from queue_system.errors import UnknownProcessorError
 
 NAME_MAX_LENGTH = 256
+UNKNOWN_RECHECK_MIN_S = 1.0  # first re-check of an unknown processor, then the wait doubles...
+UNKNOWN_RECHECK_MAX_S = 60.0  # ...up to this many seconds between re-checks
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def callback_key(callback_name: str, callback_module: str | None = None) -> str:
@@ -65,6 +74,20 @@ class CallableRegistry:
             self._names.setdefault(id(fn), key)
         return key
 
+    def decorator(self, name: str | None = None, module: str | None = None) -> Callable[[F], F]:
+        """A decorator that registers a function (as :meth:`register`) and returns it as is."""
+
+        def register(fn: F) -> F:
+            self.register(fn, name, module)
+            return fn
+
+        return register
+
+    def names(self) -> list[str]:
+        """Every name registered in this process, sorted."""
+        with self._lock:
+            return sorted(self._by_name)
+
     def name_for(self, ref: Callable[..., Any] | str) -> str:
         """The stored name for a processor/callback; registers a callable on first use."""
         if isinstance(ref, str):
@@ -84,7 +107,8 @@ class CallableRegistry:
         if not sep or not self._is_allowed(module):
             raise UnknownProcessorError(
                 f"{name!r} is not registered and not under an allowed module "
-                "(QueueConfig.register_callback, or QueueConfig(allowed_modules=[...]))"
+                "(@config.processor, config.register_callback, or "
+                "QueueConfig(allowed_modules=[...]))"
             )
         try:
             target: Any = importlib.import_module(module)
@@ -107,3 +131,29 @@ def validate_name(name: str) -> str:
     if any(ch.isspace() or ord(ch) < 32 for ch in name) or "<" in name:
         raise ValueError(f"processor/callback name {name!r} contains invalid characters")
     return name
+
+
+def unknown_first_seen(recorded: object, now_s: float) -> float:
+    """When a worker first saw an item's processor unknown: the envelope's record, else now.
+
+    A record in the future (another host's clock ahead, or forged) counts from now, so the
+    wait never exceeds ``unknown_processor_ttl`` from this worker's point of view.
+    """
+    if isinstance(recorded, bool) or not isinstance(recorded, (int, float)):
+        return now_s
+    if not math.isfinite(recorded) or recorded > now_s:
+        return now_s
+    return float(recorded)
+
+
+def unknown_recheck_due(first_seen_s: float, now_s: float, ttl_s: float) -> float | None:
+    """When to look again for an unknown processor; None once ``ttl_s`` has passed.
+
+    The wait equals the time already waited (so re-checks double), from
+    ``UNKNOWN_RECHECK_MIN_S`` up to ``UNKNOWN_RECHECK_MAX_S``, and never past the deadline.
+    """
+    waited = now_s - first_seen_s
+    if waited >= ttl_s:
+        return None
+    delay = min(UNKNOWN_RECHECK_MAX_S, max(UNKNOWN_RECHECK_MIN_S, waited))
+    return min(now_s + delay, first_seen_s + ttl_s)

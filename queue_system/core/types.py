@@ -42,6 +42,8 @@ class Envelope(TypedDict, total=False):
     first_at: float
     enqueued_at: float
     history: list[AttemptRecord]
+    #: When a worker first found its processor or callback unknown (deploy skew), epoch s.
+    unknown_since: float
 
 
 class DeadLetter(TypedDict):

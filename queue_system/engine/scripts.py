@@ -15,6 +15,7 @@ SCRIPT_NAMES = (
     "claim",
     "ack",
     "schedule_retry",
+    "defer",
     "dead_letter",
     "promote_due",
     "recover",
@@ -41,6 +42,7 @@ class Scripts:
     claim: Any
     ack: Any
     schedule_retry: Any
+    defer: Any
     dead_letter: Any
     promote_due: Any
     recover: Any

@@ -132,6 +132,12 @@ class QueueWorker:
         self.started_at = self.config.clock.time()
         self._running = True
         logger.info("worker %s started (max_workers=%d)", self.worker_id, self.max_workers)
+        logger.info(
+            "worker %s can run registered processors/callbacks %s and modules under %s",
+            self.worker_id,
+            self.config.registry.names() or "(none)",
+            list(self.config.registry.allowed_modules) or "(none)",
+        )
 
     async def run(self) -> None:
         """Start, then return when stopped (or, in burst mode, when the queues are empty)."""

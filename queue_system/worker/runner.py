@@ -22,6 +22,7 @@ from queue_system.core.records import attempt_record, callback_data, dead_letter
 from queue_system.core.types import Envelope
 from queue_system.worker.call import InvalidItem, RunnableItem, call_with_timeout, prepare
 from queue_system.worker.events import WorkerEvents
+from queue_system.worker.skew import Wait, plan_wait
 from queue_system.worker.store import ClaimedItem, Completion, WorkerBroker
 
 logger = logging.getLogger("queue_system.worker")
@@ -65,9 +66,16 @@ class ItemRunner:
         try:
             runnable = prepare(item.raw, self.config.registry, self.work_timeout)
         except InvalidItem as exc:
+            if exc.reason == "unknown_processor":  # deploy skew: wait for a worker that knows it
+                plan = plan_wait(exc, clock.time(), self.config.unknown_processor_ttl)
+                if isinstance(plan, Wait):
+                    await self._wait_for_deploy(item, plan)
+                    return
+                exc = plan
             await self._system_error(item, exc)
             return
         env = runnable.envelope
+        env.pop("unknown_since", None)  # it runs here: a later retry gets a whole new wait
         wait_ms = max(0, to_ms(clock.time() - env["enqueued_at"]))
         started = clock.monotonic()
         try:
@@ -79,20 +87,44 @@ class ItemRunner:
             return
         completion = Completion(
             item, env["id"], env.get("dedup"), to_ms(clock.monotonic() - started),
-            queue_priority(env), wait_ms, self._result_json(result),
+            queue_priority(env), wait_ms, self._result_json(result, env["queue"]),
             self.config.result_ttl_for(env["queue"]), env["processor"],
         )  # fmt: skip
         data = callback_data(env, result=result) if runnable.on_success else {}
         self.complete(completion, runnable.on_success, data)
 
-    def _result_json(self, result: Any) -> str:
+    def _result_json(self, result: Any, queue: str) -> str:
+        """The result as stored in the status record: "" (read as None) when not kept."""
+        if not self.config.keep_results_for(queue):
+            return ""
         try:
             text = dumps(result)
+            # Measured in bytes, and encoded here: a str Redis cannot take (a lone surrogate)
+            # is a UnicodeEncodeError (a ValueError) now, not a failed ack batch later.
+            size = len(text.encode())
         except (TypeError, ValueError) as exc:
             return json.dumps({"unserializable": type(result).__name__, "error": str(exc)})
-        if len(text) > self.config.max_payload_bytes:
-            return json.dumps({"truncated": True, "size": len(text)})
+        if size > self.config.max_result_bytes:
+            return json.dumps({"truncated": True, "size": size})
         return text
+
+    async def _wait_for_deploy(self, item: ClaimedItem, wait: Wait) -> None:
+        deferred = await self._finish(
+            item,
+            self.broker.defer,
+            item,
+            wait.raw,
+            wait.due_s,
+            operation_id=wait.operation_id,
+            last_error=wait.last_error,
+        )
+        if deferred:  # loud once per item, quiet on each later look
+            log = logger.warning if wait.first_sight else logger.debug
+            log(
+                "operation %s waits for a worker that knows its processor: %s",
+                wait.operation_id,
+                wait.last_error,
+            )
 
     async def _system_error(self, item: ClaimedItem, exc: InvalidItem) -> None:
         record = dead_letter_record(

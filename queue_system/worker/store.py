@@ -250,3 +250,25 @@ class WorkerBroker:
     async def queue_names(self) -> list[str]:
         """Every queue name registered in this namespace."""
         return sorted(as_text(n) for n in await self.client.smembers(self.keys.registry))
+
+    async def defer(
+        self,
+        item: ClaimedItem,
+        new_raw: bytes,
+        due_s: float,
+        *,
+        operation_id: str,
+        last_error: str,
+    ) -> bool:
+        """Send a leased item back to the delayed set until ``due_s`` without consuming an
+        attempt (its processor is unknown here); False if the lease was lost."""
+        answer = await self.scripts.defer(
+            keys=[
+                self.keys.inflight,
+                self.keys.leases,
+                self.keys.delayed,
+                self.keys.operation(operation_id),
+            ],
+            args=[item.token, item.list_key.encode() + b"\n" + new_raw, to_ms(due_s), last_error],
+        )
+        return bool(answer)

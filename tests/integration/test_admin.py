@@ -155,12 +155,15 @@ def test_requeue_needs_ids_or_all_and_a_valid_priority(seeded: QueueConfig) -> N
 
 
 def test_requeue_of_system_errors_skips_undecodable_items(
-    config: QueueConfig, manager: QueueManager, raw_redis: redis.Redis
+    config: QueueConfig,
+    manager: QueueManager,
+    raw_redis: redis.Redis,
+    make_config: Callable[..., QueueConfig],
 ) -> None:
     # Given one item naming an unregistered processor and one undecodable item
     op_id = manager.enqueue({"n": 7}, "later.deployed:task", queue_name="later")["operation_id"]
     raw_redis.lpush(config.keys.queue("later"), b"\xff\xfe not json")
-    run_burst(config)
+    run_burst(make_config(unknown_processor_ttl=0))  # no wait for a deploy: system_errors
     assert raw_redis.llen(config.keys.system_errors) == 2
     # When every system error is requeued
     result = QueueAdmin(config).requeue(system_errors=True, all=True)

@@ -176,10 +176,10 @@ def test_failures_list_and_show_with_filters(
 
 
 def test_failures_show_also_finds_system_errors(
-    run: Callable[..., Result], config: QueueConfig, manager: QueueManager
+    run: Callable[..., Result], manager: QueueManager, make_config: Callable[..., QueueConfig]
 ) -> None:
     op_id = manager.enqueue({"n": 1}, "legacy.tasks:gone", queue_name="legacy")["operation_id"]
-    run_burst(config, queues=["legacy"])
+    run_burst(make_config(unknown_processor_ttl=0), queues=["legacy"])
     shown = run("failures", "show", op_id)
     assert shown.exit_code == 0, shown.output
     assert "system error" in shown.stdout and "unknown_processor" in shown.stdout

@@ -11,7 +11,7 @@ import json
 import logging
 import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -218,6 +218,12 @@ def json_lines() -> Iterator[io.StringIO]:
     if handler not in existing:
         library.removeHandler(handler)
     library.setLevel(level)
+
+
+@pytest.fixture
+def config(make_config: Callable[..., QueueConfig]) -> QueueConfig:
+    """The unknown processor goes to system_errors at once (no wait for a deploy)."""
+    return make_config(unknown_processor_ttl=0)
 
 
 @pytest.fixture

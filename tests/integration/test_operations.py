@@ -107,7 +107,9 @@ def test_scheduled_retry_then_completed(make_config: Callable[..., QueueConfig])
     assert manager.get_operation(op_id)["result"] == "second run ok"  # type: ignore[index]
 
 
-def test_failed_and_error_states(config: QueueConfig, manager: QueueManager) -> None:
+def test_failed_and_error_states(make_config: Callable[..., QueueConfig]) -> None:
+    config = make_config(unknown_processor_ttl=0)  # no wait for a deploy: an error at once
+    manager = QueueManager(config)
     failed = manager.enqueue({}, always_fails, retry_config=QueueRetryConfig(max_attempts=0))
     error = manager.enqueue({}, "unregistered:thing", queue_name="things")
     run_burst(config)

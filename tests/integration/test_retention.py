@@ -22,7 +22,7 @@ def broken(data: dict) -> None:
 def test_every_key_has_a_ttl_or_a_cap(
     make_config: Callable[..., QueueConfig], raw_redis: redis.Redis, key_prefix: str
 ) -> None:
-    config = make_config(dead_letter_cap=2)
+    config = make_config(dead_letter_cap=2, unknown_processor_ttl=0)
     manager = QueueManager(config)
     manager.enqueue_batch([{"i": i} for i in range(NOTIFY_CAP + 10)], ok, deduplication_key=True)
     once = QueueRetryConfig(max_attempts=1, delays=[0], jitter=0)

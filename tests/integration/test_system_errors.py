@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import pytest
 import redis
@@ -12,6 +13,12 @@ from queue_system.core.records import decode_raw
 from tests.conftest import run_burst
 
 RAN: list[object] = []
+
+
+@pytest.fixture
+def config(make_config: Callable[..., QueueConfig]) -> QueueConfig:
+    """Unknown processors go to system_errors at once here (no wait for a deploy)."""
+    return make_config(unknown_processor_ttl=0)
 
 
 def harmless(data: object) -> None:

@@ -2,7 +2,12 @@ import json as json_module
 
 import pytest
 
-from queue_system.core.registry import CallableRegistry, qualified_name
+from queue_system.core.registry import (
+    CallableRegistry,
+    qualified_name,
+    unknown_first_seen,
+    unknown_recheck_due,
+)
 from queue_system.errors import UnknownProcessorError
 
 
@@ -58,3 +63,30 @@ def test_bad_names_are_refused(name: str) -> None:
 def test_non_callable_is_refused() -> None:
     with pytest.raises(TypeError):
         CallableRegistry().register(42)  # type: ignore[arg-type]
+
+
+# --- waiting for a deploy: when an unknown processor is looked for again -----------------------
+
+
+@pytest.mark.parametrize(
+    ("waited", "due_in"),
+    [(0, 1), (0.5, 1), (1, 1), (2, 2), (4, 4), (8, 8), (50, 50), (100, 60), (3000, 60)],
+)
+def test_unknown_recheck_backs_off_from_1s_doubling_to_60s(waited: float, due_in: float) -> None:
+    first_seen = 1_000.0
+    now = first_seen + waited
+    assert unknown_recheck_due(first_seen, now, ttl_s=3600) == now + due_in
+
+
+def test_unknown_recheck_stops_at_the_ttl() -> None:
+    assert unknown_recheck_due(0.0, 3590.0, ttl_s=3600) == 3600.0  # not past the deadline
+    assert unknown_recheck_due(0.0, 3600.0, ttl_s=3600) is None
+    assert unknown_recheck_due(0.0, 0.0, ttl_s=0) is None  # ttl 0: no waiting at all
+
+
+def test_unknown_first_seen_in_the_future_or_not_finite_counts_from_now() -> None:
+    # Another host's clock ahead, or a forged value: the wait never exceeds the ttl from now
+    assert unknown_first_seen(1e300, now_s=10.0) == 10.0
+    assert unknown_first_seen(float("nan"), now_s=10.0) == 10.0
+    assert unknown_first_seen(None, now_s=10.0) == 10.0
+    assert unknown_first_seen(4.0, now_s=10.0) == 4.0
