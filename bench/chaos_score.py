@@ -22,11 +22,12 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import redis
 from chaos_jobs import ENDS, FAILURE, KINDS, RUNS, SUCCESS, Job, retried
 
+from queue_system.core.envelope import as_text
 from queue_system.core.types import PRIORITIES
 from queue_system.engine.keys import KeySpace
 
@@ -63,9 +64,9 @@ class State:
     failure_calls: dict[str, list[float]] = field(default_factory=dict)
 
 
-def op_id_in(value: bytes) -> str | None:
+def op_id_in(value: bytes | str) -> str | None:
     """The operation id of an envelope (or of ``"<list key>\\n<envelope>"``)."""
-    found = OP_ID.search(value)
+    found = OP_ID.search(value.encode() if isinstance(value, str) else value)
     return found.group(1).decode() if found else None
 
 
@@ -78,12 +79,13 @@ def server_version(r: redis.Redis) -> str:
 
 def backlog(r: redis.Redis, keys: KeySpace) -> dict[str, int]:
     """Items waiting (every list), delayed and in flight right now."""
-    names = sorted(n.decode() for n in r.smembers(keys.registry))
+    names = sorted(as_text(n) for n in r.smembers(keys.registry))
     pipe = r.pipeline(transaction=False)
     for name in names:
         for priority in PRIORITIES:
             pipe.llen(keys.queue(name, priority))
-    pipe.zcard(keys.delayed).hlen(keys.inflight)
+    pipe.zcard(keys.delayed)
+    pipe.hlen(keys.inflight)
     *lengths, delayed, in_flight = pipe.execute()
     return {"waiting": sum(lengths), "delayed": delayed, "in_flight": in_flight}
 
@@ -95,11 +97,11 @@ def read_state(r: redis.Redis, keys: KeySpace, op_ids: Iterable[str]) -> State:
 
 def _read_state(r: redis.Redis, keys: KeySpace, op_ids: list[str]) -> State:
     state = State()
-    names = sorted(n.decode() for n in r.smembers(keys.registry))
+    names = sorted(as_text(n) for n in r.smembers(keys.registry))
     for name in names:
         for priority in PRIORITIES:
             state.waiting.update(_ids(r.lrange(keys.queue(name, priority), 0, -1)))
-    state.delayed.update(_ids(r.zrange(keys.delayed, 0, -1)))
+    state.delayed.update(_ids(cast("list[bytes]", r.zrange(keys.delayed, 0, -1))))
     state.in_flight.update(_ids(r.hvals(keys.inflight)))
     state.failures = _dead_letters(r.lrange(keys.failures, 0, -1))
     state.system_errors = _dead_letters(r.lrange(keys.system_errors, 0, -1))
@@ -108,23 +110,24 @@ def _read_state(r: redis.Redis, keys: KeySpace, op_ids: list[str]) -> State:
         pipe.hgetall(keys.operation(op_id))
     for op_id, record in zip(op_ids, pipe.execute(), strict=True):
         if record:
-            state.records[op_id] = {k.decode(): v.decode() for k, v in record.items()}
-    ends = {k.decode(): float(v) for k, v in r.hgetall(ENDS).items()}
-    for name, value in r.hgetall(RUNS).items():
-        run = name.decode()
-        start, pid = value.decode().split("|")
-        op_id = run.rpartition("|")[0]
-        state.runs.setdefault(op_id, []).append((float(start), int(pid), ends.get(run)))
+            state.records[op_id] = {as_text(k): as_text(v) for k, v in record.items()}
+    ends = {as_text(k): float(v) for k, v in r.hgetall(ENDS).items()}
+    for run_field, value in r.hgetall(RUNS).items():
+        run = as_text(run_field)
+        start, pid = as_text(value).split("|")
+        state.runs.setdefault(run.rpartition("|")[0], []).append(
+            (float(start), int(pid), ends.get(run))
+        )
     state.success = _calls(r.hgetall(SUCCESS))
     state.failure_calls = _calls(r.hgetall(FAILURE))
     return state
 
 
-def _ids(values: Iterable[bytes]) -> list[str]:
+def _ids(values: Iterable[bytes | str]) -> list[str]:
     return [op for op in map(op_id_in, values) if op is not None]
 
 
-def _dead_letters(raw: list[bytes]) -> dict[str, list[dict[str, Any]]]:
+def _dead_letters(raw: list[bytes | str]) -> dict[str, list[dict[str, Any]]]:
     found: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for item in raw:
         try:
@@ -136,10 +139,10 @@ def _dead_letters(raw: list[bytes]) -> dict[str, list[dict[str, Any]]]:
     return dict(found)
 
 
-def _calls(raw: dict[bytes, bytes]) -> dict[str, list[float]]:
+def _calls(raw: dict[bytes | str, bytes | str]) -> dict[str, list[float]]:
     calls: dict[str, list[float]] = defaultdict(list)
     for name, value in raw.items():
-        calls[name.decode().rpartition("|")[0]].append(float(value.decode().split("|")[0]))
+        calls[as_text(name).rpartition("|")[0]].append(float(as_text(value).split("|")[0]))
     return dict(calls)
 
 

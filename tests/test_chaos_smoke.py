@@ -21,21 +21,8 @@ TARGETS = ("lost", "duplicate_completions", "recovery_p95_s")
 @pytest.mark.timeout(180)
 def test_tiny_chaos_soak_prints_a_parseable_scoreboard() -> None:
     # Given a tiny soak: 200 jobs, 3 workers, 15 s of faults, one server restart
-    command = [
-        sys.executable,
-        "bench/chaos.py",
-        "--jobs",
-        "200",
-        "--duration",
-        "15",
-        "--seed",
-        "7",
-        "--server-kills",
-        "1",
-        "--settle",
-        "40",
-        "--json",
-    ]
+    options = "--jobs 200 --duration 15 --seed 7 --server-kills 1 --settle 40 --json"
+    command = [sys.executable, "bench/chaos.py", *options.split()]
     # When it runs to the end
     done = subprocess.run(
         command, cwd=ROOT, capture_output=True, text=True, timeout=150, check=False
