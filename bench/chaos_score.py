@@ -38,6 +38,27 @@ OP_ID = re.compile(rb'\{"v":1,"id":"([A-Za-z0-9_.:\-]+)"')
 READ_DEADLINE_S = 10.0
 SHOWN_IDS = 10  # ids listed per problem in the scoreboard
 SHOWN_MESSAGES = 6  # distinct log messages listed per level
+OUTCOME_LINES = (
+    "enqueued",
+    "completed",
+    "completed_without_on_success",
+    "of_which_worker_killed_after_ack",
+    "completed_unexpectedly",
+    "failed",
+    "failed_as_expected",
+    "failed_unexpectedly",
+    "system_errors",
+    "lost",
+    "duplicate_completions",
+    "more_than_one_end",
+    "still_waiting",
+    "still_delayed",
+    "still_in_flight",
+    "runs_per_job_max",
+    "jobs_run_more_than_once",
+    "jobs_run_concurrently",
+    "timed_out_run_overlapped_its_retry",
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -348,6 +369,7 @@ def score(
             tally["completed"] += 1
             if successes == 0:
                 problems["completed_without_on_success"].append(op_id)
+                tally["callback_lost_to_a_kill"] += _killed_after_ack(op_id, state, kills)
             if kind.expect != "completed":
                 problems["completed_unexpectedly"].append(op_id)
         if failed:
@@ -396,6 +418,7 @@ def score(
         "enqueued": len(expected),
         "completed": tally["completed"],
         "completed_without_on_success": len(problems["completed_without_on_success"]),
+        "of_which_worker_killed_after_ack": tally["callback_lost_to_a_kill"],
         "completed_unexpectedly": len(problems["completed_unexpectedly"]),
         "failed": tally["failed"],
         "failed_as_expected": tally["failed_as_expected"],
@@ -419,6 +442,7 @@ def score(
         "enqueue": enqueue,
         "recovery": recovery,
         "worker_kills": len(kills),
+        "kills": [{"at": k.at, "pid": k.pid, "held": len(k.held)} for k in kills],
         "items_held_at_kills": sum(len(k.held) for k in kills),
         "worker_exits_unprompted": crashes,
         "faults": faults,
@@ -427,7 +451,13 @@ def score(
         "worker_logs": logs,
         "details": {
             name: [_detail(op_id, expected, state) for op_id in sorted(problems[name])[:3]]
-            for name in ("lost", "duplicate_completions", "ran_concurrently", "more_than_one_end")
+            for name in (
+                "lost",
+                "duplicate_completions",
+                "ran_concurrently",
+                "more_than_one_end",
+                "completed_without_on_success",
+            )
             if problems[name]
         },
         "examples": {
@@ -436,6 +466,17 @@ def score(
         "targets": targets,
         "passed": all(t["pass"] is not False for t in targets.values()),
     }
+
+
+def _killed_after_ack(op_id: str, state: State, kills: list[Kill]) -> bool:
+    """True if the worker that ran ``op_id`` was SIGKILLed after its ack: the callback runs
+    after the ack, in that worker, so the kill explains a missing ``on_success``."""
+    record = state.records.get(op_id, {})
+    parts = record.get("worker", "").split(":")
+    finished = record.get("finished_at")
+    if len(parts) < 2 or not parts[1].isdigit() or not finished:
+        return False
+    return any(k.pid == int(parts[1]) and k.at >= float(finished) for k in kills)
 
 
 def _detail(op_id: str, expected: dict[str, Job], state: State) -> dict[str, Any]:
@@ -459,10 +500,13 @@ def _detail(op_id: str, expected: dict[str, Job], state: State) -> dict[str, Any
 
 
 def _spread_line(name: str, spread: dict[str, Any]) -> str:
-    return (
-        f"  {name:<28} p50 {spread['p50_s']} s, p95 {spread['p95_s']} s, max "
-        f"{spread['max_s']} s (n={spread['samples']}, never {spread['never']})"
-    )
+    p50, p95, top = (_seconds(spread[k]) for k in ("p50_s", "p95_s", "max_s"))
+    counts = f"n={spread['samples']}, never {spread['never']}"
+    return f"  {name:<28} p50 {p50}, p95 {p95}, max {top} ({counts})"
+
+
+def _seconds(value: float | str | None) -> str:
+    return f"{value} s" if isinstance(value, (int, float)) else str(value or "-")
 
 
 def _target(value: Any, goal: str, passed: bool | None) -> dict[str, Any]:
@@ -484,25 +528,7 @@ def render(board: dict[str, Any]) -> str:
         value = "-" if t["value"] is None else t["value"]
         lines.append(f"{name.upper():<28}{value!s:>10}  {t['target']:<8}{result}")
     lines += ["", "outcomes"]
-    for name in (
-        "enqueued",
-        "completed",
-        "completed_without_on_success",
-        "completed_unexpectedly",
-        "failed",
-        "failed_as_expected",
-        "failed_unexpectedly",
-        "system_errors",
-        "lost",
-        "duplicate_completions",
-        "more_than_one_end",
-        "still_waiting",
-        "still_delayed",
-        "still_in_flight",
-        "runs_per_job_max",
-        "jobs_run_more_than_once",
-        "jobs_run_concurrently",
-    ):
+    for name in OUTCOME_LINES:
         lines.append(f"  {name:<32}{board[name]:>8}")
     if board["system_error_reasons"]:
         lines.append(f"  system error reasons: {board['system_error_reasons']}")
