@@ -21,8 +21,9 @@ own direct connection (bench/chaos_jobs.py). While the jobs flow:
 
 Then faults stop, and the soak waits (bounded) until nothing is waiting, delayed or in flight.
 It prints the scoreboard (bench/chaos_score.py) and exits 0 only if the targets hold: 0 lost,
-0 duplicate completions, recovery p95 <= lease_timeout + 1 s. Every loop is bounded; every
-process it starts is ended by its PID, also on Ctrl+C or an error.
+0 duplicate completions, recovery p95 of quick jobs <= lease_timeout + 1 s (1 if not, 2 if the
+soak itself failed). Every loop is bounded; every process it starts is ended by its PID, also
+on Ctrl+C, SIGTERM or an error. bench/README.md ("Chaos soak") describes the scoreboard.
 """
 
 from __future__ import annotations

@@ -61,10 +61,10 @@ class Kind:
     """One kind of job: how it behaves, how it is enqueued, and how it must end."""
 
     name: str
-    weight: float
-    expect: str  # "completed" or "failed" (in failures once its retries run out)
-    retries: int
-    retry_delay_s: float
+    weight: float  # share of the jobs
+    expect: str = "completed"  # or "failed" (in failures once its retries run out)
+    retries: int = 3
+    retry_delay_s: float = 0.2
     timeout_s: float | None = None  # None: the worker's --work-timeout
     quick: bool = False  # one short run: its recovery time after a kill is the engine's own
 
@@ -76,44 +76,17 @@ class Kind:
         return QueueRetryConfig.fixed(self.retry_delay_s, max_attempts=self.retries)
 
 
+FAILING: dict[str, Any] = {"expect": "failed", "retries": 1, "retry_delay_s": 0.1}
 KINDS = {
     kind.name: kind
     for kind in (
-        Kind(
-            name="quick_async",
-            weight=0.62,
-            expect="completed",
-            retries=3,
-            retry_delay_s=0.2,
-            quick=True,
-        ),
-        Kind(
-            name="quick_sync",
-            weight=0.14,
-            expect="completed",
-            retries=3,
-            retry_delay_s=0.2,
-            quick=True,
-        ),
-        Kind(name="flaky", weight=0.08, expect="completed", retries=3, retry_delay_s=0.2),
-        Kind(name="always_fail", weight=0.06, expect="failed", retries=1, retry_delay_s=0.1),
-        Kind(
-            name="hang_async",
-            weight=0.03,
-            expect="failed",
-            retries=1,
-            retry_delay_s=0.1,
-            timeout_s=0.5,
-        ),
-        Kind(
-            name="hang_sync",
-            weight=0.02,
-            expect="failed",
-            retries=1,
-            retry_delay_s=0.1,
-            timeout_s=0.5,
-        ),
-        Kind(name="block_loop", weight=0.05, expect="completed", retries=3, retry_delay_s=0.2),
+        Kind(name="quick_async", weight=0.62, quick=True),
+        Kind(name="quick_sync", weight=0.14, quick=True),
+        Kind(name="flaky", weight=0.08),
+        Kind(name="always_fail", weight=0.06, **FAILING),
+        Kind(name="hang_async", weight=0.03, timeout_s=0.5, **FAILING),
+        Kind(name="hang_sync", weight=0.02, timeout_s=0.5, **FAILING),
+        Kind(name="block_loop", weight=0.05),
     )
 }
 
