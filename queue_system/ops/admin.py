@@ -324,9 +324,16 @@ class QueueAdmin:
         if isinstance(dedup, str) and dedup.startswith(keys.dedup_prefix):
             script_keys.append(dedup)
         args: list[Any] = [
-            raw, 0, data, fresh["queue"], fresh["priority"], fresh["processor"], now,
-            NOTIFY_CAP, self.config.backup_ttl, fresh["id"],
-        ]  # fmt: skip
+            raw,
+            0,  # the LREM direction, set per write
+            data,
+            fresh["queue"],
+            fresh["priority"],
+            fresh["processor"],
+            now,
+            NOTIFY_CAP,
+            fresh["id"],
+        ]
 
         def write(pipe: Any, direction: int) -> None:
             args[1] = direction

@@ -65,11 +65,19 @@ class AsyncQueueManager:
     ) -> dict[str, Any]:
         """See :meth:`QueueManager.enqueue`."""
         plan = plan_enqueue(
-            self.config, [entity], processor, queue_name=queue_name, priority=priority,
-            operation_ids=[operation_id], retry_config=retry_config, on_success=on_success,
-            on_failure=on_failure, timeout=timeout, deduplication_key=deduplication_key,
+            self.config,
+            [entity],
+            processor,
+            queue_name=queue_name,
+            priority=priority,
+            operation_ids=[operation_id],
+            retry_config=retry_config,
+            on_success=on_success,
+            on_failure=on_failure,
+            timeout=timeout,
+            deduplication_key=deduplication_key,
             custom_serializer=custom_serializer,
-        )  # fmt: skip
+        )
         _, scripts = self._connected()
         with redis_errors():
             answer = await self._guard.call_async(scripts.enqueue, keys=plan.keys, args=plan.args)
@@ -111,15 +119,16 @@ class AsyncQueueManager:
         operation = operation_from_record(operation_id, record)
         if operation is None or operation["status"] != "pending":
             return operation
-        higher = higher_tier_keys(self.config.keys, operation["queue_name"],
-                                  operation["priority"])  # fmt: skip
+        queue_name, priority = operation["queue_name"], operation["priority"]
+        higher = higher_tier_keys(self.config.keys, queue_name, priority)
         pipe = client.pipeline(transaction=False)
         for key in higher:
             pipe.llen(key)
         await scripts.position(
-            keys=[self.config.keys.queue(operation["queue_name"], operation["priority"])],
-            args=[envelope_opening(operation_id)], client=pipe,
-        )  # fmt: skip
+            keys=[self.config.keys.queue(queue_name, priority)],
+            args=[envelope_opening(operation_id)],
+            client=pipe,
+        )
         *ahead, index = await pipe.execute()
         operation["position"] = sum(ahead) + index if index >= 0 else None
         return operation

@@ -37,6 +37,11 @@ def generate_operation_id() -> str:
     return os.urandom(16).hex()
 
 
+def generate_nonce() -> str:
+    """A new random nonce for one enqueue call (16 hex characters, 64 random bits)."""
+    return os.urandom(8).hex()
+
+
 def hash_entity(entity: Any, custom_serializer: Serializer | None = None) -> str:
     """SHA-256 of the entity's canonical JSON (sorted keys)."""
     canonical = json.dumps(
@@ -45,32 +50,45 @@ def hash_entity(entity: Any, custom_serializer: Serializer | None = None) -> str
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-@dataclass
+@dataclass(kw_only=True)
 class EnqueuePlan:
-    """What one ``enqueue``/``enqueue_batch`` call sends: one script call and its reading."""
+    """What one ``enqueue``/``enqueue_batch`` call sends: one script call and its reading.
+
+    A plan is built once per call, with a random ``nonce`` in its arguments; every re-send of
+    the call (redis-py's reconnect, the guard's retries) sends this same plan, which is how
+    ``enqueue.lua`` recognises an earlier run of the call whose reply was lost.
+    """
 
     keys: list[str]
     args: list[Any]
     results: list[dict[str, Any]] = field(default_factory=list)
 
     def interpret(
-        self, answer: Sequence[bytes | str], config: QueueConfig | None = None,
+        self,
+        answer: Sequence[bytes | str],
+        config: QueueConfig | None = None,
         started: float | None = None,
-    ) -> list[dict[str, Any]]:  # fmt: skip
-        """Mark items whose dedup key was held as duplicates of the holder's operation id.
+    ) -> list[dict[str, Any]]:
+        """Mark items the script did not store as duplicates of the operation it named.
 
         With ``config`` and ``started`` (a batch), also records the batch metric.
         """
-        for result, holder in zip(self.results, answer, strict=True):
+        for index, result in enumerate(self.results):
+            holder, existing = answer[2 * index], answer[2 * index + 1]
             if holder:
                 result["status"] = "duplicate"
                 result["operation_id"] = as_text(holder)
+                if existing:
+                    result["existing_status"] = as_text(existing)
         if config is not None and started is not None and self.results:
             first = self.results[0]
             config.metrics.record_batch(
-                "enqueue_batch", len(self.results), 1000 * (config.clock.monotonic() - started),
-                queue=first["queue_name"], priority=first["priority"],
-            )  # fmt: skip
+                "enqueue_batch",
+                len(self.results),
+                1000 * (config.clock.monotonic() - started),
+                queue=first["queue_name"],
+                priority=first["priority"],
+            )
         return self.results
 
 
@@ -114,11 +132,18 @@ def plan_enqueue(
         config.keys.queue(queue, priority),
     ]
     args: list[Any] = [
-        queue, config.max_queues, NOTIFY_CAP, config.backup_ttl, len(entities), priority,
-        processor_name, now,
-    ]  # fmt: skip
+        queue,
+        config.max_queues,
+        NOTIFY_CAP,
+        config.backup_ttl,  # the counters' TTL; status records and dedup keys get none
+        len(entities),
+        priority,
+        processor_name,
+        now,
+        generate_nonce(),
+    ]
     dedup_keys: list[str] = []
-    plan = EnqueuePlan(keys, args)
+    plan = EnqueuePlan(keys=keys, args=args)
     for entity, given_id in zip(entities, ids, strict=False):
         op_id = validate_operation_id(given_id) if given_id is not None else generate_operation_id()
         dedup = _dedup_key(config, deduplication_key, processor_name, entity, custom_serializer)
@@ -143,8 +168,7 @@ def plan_enqueue(
         keys.append(config.keys.operation(op_id))
         if dedup is not None:
             dedup_keys.append(dedup)
-        flags = ("1" if dedup is not None else "0") + ("1" if given_id is not None else "0")
-        args.extend((op_id, data, flags))
+        args.extend((op_id, data, "1" if dedup is not None else "0"))
         plan.results.append(
             {"operation_id": op_id, "status": "queued", "queue_name": queue, "priority": priority}
         )

@@ -31,8 +31,9 @@ class QueueManager:
     """Puts work on queues from ordinary (sync) code. For asyncio code use AsyncQueueManager.
 
     Every method either completes in Redis or raises: once ``enqueue`` returns, the item is
-    stored. Redis being unreachable raises ``QueueUnavailableError``; bad arguments raise
-    ``ValueError``/``TypeError`` before anything is written.
+    stored. A call whose reply was lost is sent again (a reconnect, then the guard's retries)
+    and stores nothing twice. Redis being unreachable raises ``QueueUnavailableError``; bad
+    arguments raise ``ValueError``/``TypeError`` before anything is written.
     """
 
     def __init__(self, config: QueueConfig) -> None:
@@ -62,7 +63,11 @@ class QueueManager:
             processor: a module-level callable (stored by name) or a registered name.
             queue_name: default: the processor's function name.
             priority: ``"high"``, ``"normal"`` or ``"low"``.
-            operation_id: default: a new random id.
+            operation_id: default: a new random id. A caller-chosen id is an idempotency key:
+                while that operation's status record exists (from its enqueue until it has
+                ended and its record expired: the result TTL, or ``backup_ttl`` for dead
+                letters), another enqueue with the same id writes nothing and returns
+                ``"duplicate"`` with ``"existing_status"``.
             retry_config: default ``QueueRetryConfig()`` (5 retries, exponential).
             on_success / on_failure: callables or names, called with a data dict.
             timeout: seconds the processor may run (default: the worker's ``work_timeout``).
@@ -72,13 +77,29 @@ class QueueManager:
 
         Returns:
             ``{"operation_id", "status": "queued" | "duplicate", "queue_name", "priority"}``.
+            A duplicate names the operation it duplicates: the holder of the dedup key, or
+            this ``operation_id``, then with ``"existing_status"`` (``pending``,
+            ``scheduled``, ``processing``, ``completed``, ``failed`` or ``error``).
+
+        Raises:
+            QueueUnavailableError: Redis did not answer, even after retries. The item may have
+                been stored (a reply lost for good): enqueue again with the same caller-chosen
+                ``operation_id`` to find out without storing it twice.
         """
         plan = plan_enqueue(
-            self.config, [entity], processor, queue_name=queue_name, priority=priority,
-            operation_ids=[operation_id], retry_config=retry_config, on_success=on_success,
-            on_failure=on_failure, timeout=timeout, deduplication_key=deduplication_key,
+            self.config,
+            [entity],
+            processor,
+            queue_name=queue_name,
+            priority=priority,
+            operation_ids=[operation_id],
+            retry_config=retry_config,
+            on_success=on_success,
+            on_failure=on_failure,
+            timeout=timeout,
+            deduplication_key=deduplication_key,
             custom_serializer=custom_serializer,
-        )  # fmt: skip
+        )
         with redis_errors():
             answer = self._guard.call(self._scripts.enqueue, keys=plan.keys, args=plan.args)
         return plan.interpret(answer)[0]
@@ -90,6 +111,8 @@ class QueueManager:
 
         ``deduplication_key=True`` deduplicates each entity by its hash; a single string key
         would make every entity after the first a duplicate, so it is refused.
+        ``operation_ids=[...]`` (one per entity, None for a random one) are idempotency keys as
+        in :meth:`enqueue`; an id given twice in one batch stores its first entity only.
         """
         started = self.config.clock.monotonic()
         plan = plan_enqueue_batch(self.config, entities, processor, **kwargs)
@@ -130,15 +153,16 @@ class QueueManager:
         operation = operation_from_record(operation_id, record)
         if operation is None or operation["status"] != "pending":
             return operation
-        higher = higher_tier_keys(self.config.keys, operation["queue_name"],
-                                  operation["priority"])  # fmt: skip
+        queue_name, priority = operation["queue_name"], operation["priority"]
+        higher = higher_tier_keys(self.config.keys, queue_name, priority)
         pipe = self._client.pipeline(transaction=False)
         for key in higher:
             pipe.llen(key)
         self._scripts.position(
-            keys=[self.config.keys.queue(operation["queue_name"], operation["priority"])],
-            args=[envelope_opening(operation_id)], client=pipe,
-        )  # fmt: skip
+            keys=[self.config.keys.queue(queue_name, priority)],
+            args=[envelope_opening(operation_id)],
+            client=pipe,
+        )
         *ahead, index = pipe.execute()
         operation["position"] = sum(ahead) + index if index >= 0 else None
         return operation

@@ -1,0 +1,158 @@
+"""purge_queue: bounded chunks (the server keeps answering), and no bookkeeping left behind."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import redis
+
+from queue_system import AsyncQueueManager, QueueConfig, QueueManager
+
+# While purging, another client's PING must answer within this bound. One script over a whole
+# list of 200k items blocks the server for about a second; a chunk of 1000 takes milliseconds.
+PING_BOUND_S = 0.15
+BIG = 200_000
+
+
+def process_data(data: dict) -> dict:
+    return data
+
+
+class PingProbe(threading.Thread):
+    """PINGs the server from its own connection until stopped; keeps the slowest answer."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        self.client = redis.Redis.from_url(url, socket_timeout=10)
+        self.halt = threading.Event()
+        self.pings = 0
+        self.slowest_s = 0.0
+
+    def run(self) -> None:
+        while not self.halt.is_set():
+            started = time.perf_counter()
+            self.client.ping()
+            self.slowest_s = max(self.slowest_s, time.perf_counter() - started)
+            self.pings += 1
+
+    def stop(self) -> None:
+        self.halt.set()
+        self.join(timeout=20)
+        self.client.close()
+
+
+def fill(config: QueueConfig, raw_redis: redis.Redis, count: int, priority: str = "low") -> str:
+    """``count`` real envelopes (distinct ids) on one waiting list, pushed in bulk."""
+    manager = QueueManager(config)
+    op_id = manager.enqueue({"n": 0}, process_data, priority=priority)["operation_id"]
+    key = config.keys.queue("process_data", priority)
+    template = raw_redis.lpop(key)
+    assert isinstance(template, bytes)
+    raw_redis.delete(config.keys.operation(op_id))
+    step = 10_000
+    for start in range(0, count, step):
+        items = [
+            template.replace(op_id.encode(), f"{n:032x}".encode())
+            for n in range(start, min(start + step, count))
+        ]
+        raw_redis.lpush(key, *items)
+    return key
+
+
+def test_purge_of_a_big_queue_keeps_the_server_responsive(
+    config: QueueConfig, manager: QueueManager, raw_redis: redis.Redis, redis_url: str
+) -> None:
+    # Given 200,000 waiting items
+    key = fill(config, raw_redis, BIG)
+    probe = PingProbe(redis_url)
+    probe.start()
+    try:
+        # When they are purged while another client keeps pinging
+        purged = manager.purge_queue("process_data", priority="low")
+    finally:
+        probe.stop()
+
+    # Then every item is gone, and no PING waited long
+    assert purged == BIG
+    assert raw_redis.llen(key) == 0
+    assert probe.slowest_s < PING_BOUND_S, f"a PING waited {probe.slowest_s:.3f}s"
+    assert probe.pings > 10
+
+
+def test_purge_deletes_status_records_and_frees_dedup_keys(
+    config: QueueConfig, manager: QueueManager, raw_redis: redis.Redis
+) -> None:
+    batch = manager.enqueue_batch([{"i": i} for i in range(3)], process_data, priority="low")
+    dedup = manager.enqueue({"i": 9}, process_data, priority="low", deduplication_key="d")
+    kept = manager.enqueue({"i": 10}, process_data, priority="high", deduplication_key="h")
+
+    assert manager.purge_queue("process_data", priority="low") == 4
+
+    for result in [*batch, dedup]:
+        assert manager.get_operation(result["operation_id"]) is None
+    assert not raw_redis.exists(config.keys.dedup("d"))
+    assert manager.get_operation(kept["operation_id"])["status"] == "pending"  # type: ignore[index]
+    assert raw_redis.get(config.keys.dedup("h")) == kept["operation_id"].encode()
+    assert manager.enqueue({"i": 9}, process_data, deduplication_key="d")["status"] == "queued"
+    assert manager.purge_queue("process_data", priority="low") == 0
+
+
+def test_purge_keeps_a_dedup_key_another_item_holds(
+    config: QueueConfig, manager: QueueManager, raw_redis: redis.Redis
+) -> None:
+    # An item whose dedup key was since taken by a newer item (e.g. an operator's requeue)
+    # must not free the newer item's key.
+    old = manager.enqueue({"i": 1}, process_data, priority="low", deduplication_key="d")
+    raw_redis.set(config.keys.dedup("d"), "newer")
+    assert manager.purge_queue("process_data", priority="low") == 1
+    assert manager.get_operation(old["operation_id"]) is None
+    assert raw_redis.get(config.keys.dedup("d")) == b"newer"
+
+
+def test_purge_across_many_chunks_with_a_concurrent_consumer(
+    config: QueueConfig, manager: QueueManager, raw_redis: redis.Redis, redis_url: str
+) -> None:
+    # Given 5,000 waiting items with records, and a consumer popping from the same end
+    results = manager.enqueue_batch([{"i": i} for i in range(5000)], process_data)
+    key = config.keys.queue("process_data")
+    consumed: list[bytes] = []
+    halt = threading.Event()
+
+    def consumer() -> None:
+        client = redis.Redis.from_url(redis_url)
+        while not halt.is_set() and (item := client.rpop(key)):
+            consumed.append(item)
+        client.close()
+
+    thread = threading.Thread(target=consumer, daemon=True)
+    thread.start()
+    try:
+        purged = manager.purge_queue("process_data")
+    finally:
+        halt.set()
+        thread.join(timeout=10)
+
+    # Then each item was either purged or consumed, never both, never left behind
+    assert purged + len(consumed) == 5000
+    assert raw_redis.llen(key) == 0
+    records = sum(raw_redis.exists(config.keys.operation(r["operation_id"])) for r in results)
+    assert records == len(consumed)  # a consumed item keeps its record; a purged one does not
+
+
+def test_async_purge_is_the_awaited_twin(
+    config: QueueConfig, manager: QueueManager, raw_redis: redis.Redis
+) -> None:
+    results = manager.enqueue_batch([{"i": i} for i in range(2500)], process_data)
+
+    async def main() -> int:
+        aio = AsyncQueueManager(config)
+        try:
+            return await aio.purge_queue("process_data")
+        finally:
+            await aio.aclose()
+
+    assert asyncio.run(main()) == 2500
+    assert raw_redis.llen(config.keys.queue("process_data")) == 0
+    assert not any(raw_redis.exists(config.keys.operation(r["operation_id"])) for r in results)
