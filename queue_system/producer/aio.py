@@ -21,9 +21,11 @@ from queue_system.ops.reads import (
     worker_from_record,
 )
 from queue_system.producer.plan import (
+    PURGE_CHUNK,
     add_status_commands,
     plan_enqueue,
     plan_enqueue_batch,
+    plan_purge_chunk,
     redis_errors,
     status_from_lengths,
     status_keys,
@@ -155,12 +157,21 @@ class AsyncQueueManager:
     async def purge_queue(self, queue_name: str, priority: str = "normal") -> int:
         """See :meth:`QueueManager.purge_queue`."""
         key = self.config.get_queue_key(queue_name, priority)
-        _, scripts = self._connected()
+        client, scripts = self._connected()
+        purged = 0
         with redis_errors():
-            purged = await self._guard.call_async(
-                scripts.purge, keys=[key], args=[self.config.keys.dedup_prefix]
-            )
-        return int(purged)
+            left = int(await self._guard.call_async(client.llen, key))
+            while left > 0:
+                items = await self._guard.call_async(
+                    client.lrange, key, -min(left, PURGE_CHUNK), -1
+                )
+                if not items:
+                    break
+                keys, args = plan_purge_chunk(self.config, key, items)
+                removed = int(await self._guard.call_async(scripts.purge, keys=keys, args=args))
+                purged += removed
+                left -= removed
+        return purged
 
     async def aclose(self) -> None:
         """Close this manager's asyncio connections."""

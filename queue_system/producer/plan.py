@@ -11,6 +11,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,6 +31,16 @@ from queue_system.core.retry_policy import QueueRetryConfig
 from queue_system.core.types import PRIORITIES, CallableRef, Envelope
 from queue_system.engine.scripts import TOO_MANY_QUEUES
 from queue_system.errors import ConfigurationError, QueueUnavailableError
+from queue_system.ops.reads import envelope_opening
+
+PURGE_CHUNK = 1000
+"""Items one purge script call removes at most: it blocks the server for about 5 ms (4.5 ms
+measured with 430-byte items), so other clients are served between chunks."""
+
+# The operation id in an envelope's fixed opening, as the Lua scripts read it
+# (^{"v":1,"id":"([%w_.:%-]+)"); junk without it has no status record.
+_ENVELOPE_ID = re.compile(re.escape(envelope_opening("")[:-1].encode()) + rb'([\w.:\-]+)"')
+_DEDUP_SET = b'"dedup":"'  # only an envelope holding a dedup key has this (else "dedup":null)
 
 
 def generate_operation_id() -> str:
@@ -232,6 +243,47 @@ def redis_errors() -> Iterator[None]:
                 "QueueConfig(max_queues=...) or reuse queue names"
             ) from exc
         raise
+
+
+# --- purge_queue -----------------------------------------------------------------------------
+
+
+def plan_purge_chunk(
+    config: QueueConfig, list_key: str, items: Sequence[bytes | str]
+) -> tuple[list[str], list[Any]]:
+    """Keys and arguments of the ``purge.lua`` call removing ``items`` (just read, in list order,
+    from the tail of ``list_key``) with each one's status record and dedup key."""
+    keys = [list_key]
+    args: list[Any] = [len(items)]
+    for item in items:
+        raw = item if isinstance(item, bytes) else item.encode()  # our clients answer bytes
+        op_id, dedup = _purged_keys(raw, config.keys.dedup_prefix)
+        if op_id is not None:
+            keys.append(config.keys.operation(op_id))
+        if dedup is not None:
+            keys.append(dedup)
+        flags = ("1" if op_id is not None else "0") + ("1" if dedup is not None else "0")
+        args.extend((raw, op_id or "", flags))
+    return keys, args
+
+
+def _purged_keys(raw: bytes, dedup_prefix: str) -> tuple[str | None, str | None]:
+    """(operation id, dedup key) of one waiting item; None where it has none (or is junk)."""
+    match = _ENVELOPE_ID.match(raw)
+    if match is None:
+        return None, None
+    op_id = match.group(1).decode()
+    if _DEDUP_SET not in raw:
+        return op_id, None
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return op_id, None
+    dedup = data.get("dedup") if isinstance(data, dict) else None
+    # Items are data: only a key inside this namespace's dedup space is ever deleted.
+    if isinstance(dedup, str) and dedup.startswith(dedup_prefix):
+        return op_id, dedup
+    return op_id, None
 
 
 # --- get_queue_status ------------------------------------------------------------------------
