@@ -9,6 +9,8 @@ import time
 import redis
 
 from queue_system import AsyncQueueManager, QueueConfig, QueueManager
+from queue_system.engine.scripts import script_source
+from queue_system.producer.plan import plan_purge_chunk
 
 # While purging, another client's PING must answer within this bound. One script over a whole
 # list of 200k items blocked the server for 1.4 s (the PING waited that long); a chunk of 1000
@@ -157,4 +159,35 @@ def test_async_purge_is_the_awaited_twin(
 
     assert asyncio.run(main()) == 2500
     assert raw_redis.llen(config.keys.queue("process_data")) == 0
+    assert not any(raw_redis.exists(config.keys.operation(r["operation_id"])) for r in results)
+
+
+def test_purge_removes_junk_items_too(
+    config: QueueConfig, manager: QueueManager, raw_redis: redis.Redis
+) -> None:
+    key = config.keys.queue("process_data")
+    raw_redis.lpush(key, b"\xff not json", b'{"v":1,"id":"half"', b'{"dedup":"x"}')
+    manager.enqueue({"i": 1}, process_data)
+    assert manager.purge_queue("process_data") == 4
+    assert raw_redis.llen(key) == 0
+
+
+def test_purge_chunk_stops_at_an_item_pushed_back_onto_the_tail(
+    config: QueueConfig, manager: QueueManager, raw_redis: redis.Redis
+) -> None:
+    # Given a chunk read from the tail, then an item released back onto the tail meanwhile
+    results = manager.enqueue_batch([{"i": i} for i in range(5)], process_data)
+    key = config.keys.queue("process_data")
+    chunk = raw_redis.lrange(key, -5, -1)
+    keys, args = plan_purge_chunk(config, key, chunk)
+    raw_redis.rpush(key, b"released")
+    script = raw_redis.register_script(script_source("purge"))
+
+    # Then the chunk's call removes nothing (that item was not read, its keys are unknown)
+    assert script(keys=keys, args=args) == 0
+    assert raw_redis.llen(key) == 6
+    # And once a worker took it back, the same call removes the chunk with its records
+    assert raw_redis.rpop(key) == b"released"
+    assert script(keys=keys, args=args) == 5
+    assert raw_redis.llen(key) == 0
     assert not any(raw_redis.exists(config.keys.operation(r["operation_id"])) for r in results)

@@ -17,7 +17,7 @@ import redis
 
 from queue_system import AsyncQueueManager, QueueConfig, QueueManager, QueueRetryConfig
 from queue_system.engine.embedded_server import EmbeddedRedis
-from queue_system.engine.scripts import script_source
+from queue_system.engine.scripts import SCRIPT_NAMES, script_source
 from queue_system.ops.admin import QueueAdmin
 from tests.conftest import run_burst
 from tests.support.proxy import FaultProxy
@@ -37,9 +37,10 @@ def always_fails(data: dict) -> None:
 
 @pytest.fixture
 def proxy(redis_server: EmbeddedRedis, raw_redis: redis.Redis) -> Iterator[FaultProxy]:
-    # The script is loaded beforehand, so the dropped EVALSHA is one the server really ran
+    # Scripts are loaded beforehand, so a dropped EVALSHA is one the server really ran
     # (not a NOSCRIPT answer that makes redis-py load it and send it again anyway).
-    raw_redis.script_load(script_source("enqueue"))
+    for name in SCRIPT_NAMES:
+        raw_redis.script_load(script_source(name))
     breakers.reset()
     with FaultProxy(redis_server.port) as made:
         yield made
@@ -229,3 +230,26 @@ def test_requeued_item_keeps_its_record_and_dedup_key_without_ttl(
     assert raw_redis.ttl(config.keys.operation("r1")) == -1
     assert raw_redis.get(config.keys.dedup("d")) == b"r1"
     assert raw_redis.ttl(config.keys.dedup("d")) == -1
+
+
+# --- 4. a re-sent purge chunk removes nothing it should not ----------------------------------
+
+
+def test_resent_purge_chunk_removes_only_the_purged_items(
+    proxied: QueueConfig, proxy: FaultProxy, raw_redis: redis.Redis
+) -> None:
+    # Given 2,500 waiting items and one higher-priority item that must stay
+    manager = QueueManager(proxied)
+    results = manager.enqueue_batch([{"n": n} for n in range(2500)], process_data)
+    kept = manager.enqueue({"n": -1}, process_data, priority="high")
+    # When the reply of the first purge chunk is lost (the chunk ran; it is sent again)
+    sent = proxy.requests_matching(EVALSHA)
+    proxy.drop_reply(EVALSHA)
+    purged = manager.purge_queue("process_data")
+
+    # Then every item and record is gone, only the lost reply's count is missing
+    assert proxy.requests_matching(EVALSHA) - sent == 4  # 3 chunks, the first sent twice
+    assert purged == 2500 - 1000
+    assert waiting(raw_redis, proxied) == []
+    assert not any(raw_redis.exists(proxied.keys.operation(r["operation_id"])) for r in results)
+    assert [item["id"] for item in waiting(raw_redis, proxied, "high")] == [kept["operation_id"]]
