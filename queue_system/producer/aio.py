@@ -21,11 +21,10 @@ from queue_system.ops.reads import (
     worker_from_record,
 )
 from queue_system.producer.plan import (
-    PURGE_CHUNK,
+    PurgeProgress,
     add_status_commands,
     plan_enqueue,
     plan_enqueue_batch,
-    plan_purge_chunk,
     redis_errors,
     status_from_lengths,
     status_keys,
@@ -158,20 +157,16 @@ class AsyncQueueManager:
         """See :meth:`QueueManager.purge_queue`."""
         key = self.config.get_queue_key(queue_name, priority)
         client, scripts = self._connected()
-        purged = 0
         with redis_errors():
-            left = int(await self._guard.call_async(client.llen, key))
-            while left > 0:
-                items = await self._guard.call_async(
-                    client.lrange, key, -min(left, PURGE_CHUNK), -1
-                )
+            progress = PurgeProgress(left=int(await self._guard.call_async(client.llen, key)))
+            while count := progress.next_read():
+                items = await self._guard.call_async(client.lrange, key, -count, -1)
                 if not items:
                     break
-                keys, args = plan_purge_chunk(self.config, key, items)
-                removed = int(await self._guard.call_async(scripts.purge, keys=keys, args=args))
-                purged += removed
-                left -= removed
-        return purged
+                keys, args = progress.plan(self.config, key, items)
+                removed = await self._guard.call_async(scripts.purge, keys=keys, args=args)
+                progress.removed(int(removed))
+        return progress.purged
 
     async def aclose(self) -> None:
         """Close this manager's asyncio connections."""

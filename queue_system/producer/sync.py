@@ -18,11 +18,10 @@ from queue_system.ops.reads import (
     worker_from_record,
 )
 from queue_system.producer.plan import (
-    PURGE_CHUNK,
+    PurgeProgress,
     add_status_commands,
     plan_enqueue,
     plan_enqueue_batch,
-    plan_purge_chunk,
     redis_errors,
     status_from_lengths,
     status_keys,
@@ -194,22 +193,20 @@ class QueueManager:
         """Delete the waiting items of ``queue_name`` at ``priority``; returns how many.
 
         Each item goes with its status record (its id then reads as unknown) and frees its
-        dedup key. The list is emptied from its taking end in chunks of ``PURGE_CHUNK`` items,
-        one short script each, so other clients are served between chunks (one script over
-        200,000 items blocked the server for over a second). It stops when the list is empty
-        or once as many items as were waiting at the start are removed. Items that workers
-        take meanwhile are theirs; the count may miss one chunk if a reply was lost.
+        dedup key. The list is emptied from its taking end in chunks (at most ``PURGE_CHUNK``
+        items and about ``PURGE_CHUNK_BYTES``), one short script each, so other clients are
+        served between chunks (one script over 200,000 items blocked the server for over a
+        second). It stops when the list is empty or once as many items as were waiting at the
+        start are removed. Items that workers take meanwhile are theirs; the count misses a
+        chunk whose reply was lost (the re-sent call finds those items gone).
         """
         key = self.config.get_queue_key(queue_name, priority)
-        purged = 0
         with redis_errors():
-            left = int(self._guard.call(self._client.llen, key))
-            while left > 0:
-                items = self._guard.call(self._client.lrange, key, -min(left, PURGE_CHUNK), -1)
+            progress = PurgeProgress(left=int(self._guard.call(self._client.llen, key)))
+            while count := progress.next_read():
+                items = self._guard.call(self._client.lrange, key, -count, -1)
                 if not items:
                     break
-                keys, args = plan_purge_chunk(self.config, key, items)
-                removed = int(self._guard.call(self._scripts.purge, keys=keys, args=args))
-                purged += removed
-                left -= removed
-        return purged
+                keys, args = progress.plan(self.config, key, items)
+                progress.removed(int(self._guard.call(self._scripts.purge, keys=keys, args=args)))
+        return progress.purged
