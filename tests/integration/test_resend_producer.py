@@ -9,13 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import redis
 
-from queue_system import AsyncQueueManager, QueueConfig, QueueManager, QueueRetryConfig
+from queue_system import (
+    AsyncQueueManager,
+    QueueConfig,
+    QueueManager,
+    QueueRetryConfig,
+    QueueUnavailableError,
+)
 from queue_system.engine.embedded_server import EmbeddedRedis
 from queue_system.engine.scripts import SCRIPT_NAMES, script_source
 from queue_system.ops.admin import QueueAdmin
@@ -108,6 +115,25 @@ def test_guard_retry_resends_the_same_plan(
     assert [item["id"] for item in waiting(raw_redis, proxied)] == [result["operation_id"]]
 
 
+def test_enqueue_whose_reply_timed_out_is_stored_once(
+    make_config: Callable[..., QueueConfig], proxy: FaultProxy, raw_redis: redis.Redis
+) -> None:
+    # A server stall longer than connection_timeout: the script ran, its reply came too late.
+    config = make_config(redis_url=proxy.url, connection_timeout=0.5)
+    manager = QueueManager(config)
+    proxy.hold_reply(EVALSHA, 1.0)
+    try:
+        result = manager.enqueue({"n": 1}, process_data, operation_id="pay-1")
+    except QueueUnavailableError:
+        # Whether the client re-sends after a timeout is engine/connection.py's choice; if it
+        # does not, the documented way to find out is to enqueue again with the same id.
+        result = manager.enqueue({"n": 1}, process_data, operation_id="pay-1")
+        assert result["status"] == "duplicate" and result["existing_status"] == "pending"
+    else:
+        assert result["status"] == "queued"
+    assert [item["id"] for item in waiting(raw_redis, config)] == ["pay-1"]
+
+
 def test_async_resent_enqueue_and_batch_store_each_item_once(
     proxied: QueueConfig, proxy: FaultProxy, raw_redis: redis.Redis
 ) -> None:
@@ -165,6 +191,27 @@ def test_batch_operation_ids_are_idempotency_keys(
     assert [r.get("existing_status") for r in results] == [None, "pending", None, "pending"]
     stored = [(item["id"], item["entity"]["n"]) for item in reversed(waiting(raw_redis, config))]
     assert stored == [("b", 0), ("a", 1), ("c", 3)]
+
+
+def test_concurrent_enqueues_of_one_operation_id_store_it_once(
+    config: QueueConfig, raw_redis: redis.Redis
+) -> None:
+    barrier = threading.Barrier(16)
+    results: list[dict[str, Any]] = []
+
+    def producer(n: int) -> None:
+        manager = QueueManager(config)
+        barrier.wait()
+        results.append(manager.enqueue({"n": n}, process_data, operation_id="same"))
+
+    threads = [threading.Thread(target=producer, args=(n,)) for n in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(r["status"] for r in results) == ["duplicate"] * 15 + ["queued"]
+    assert len(waiting(raw_redis, config)) == 1
 
 
 def test_async_caller_operation_id_is_an_idempotency_key(
