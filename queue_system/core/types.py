@@ -71,13 +71,21 @@ class DeadLetter(TypedDict):
 QueueStatus = dict[str, int]
 
 
-class EnqueueResult(TypedDict):
-    """What ``enqueue`` returns for one item (and ``enqueue_batch`` for each)."""
-
+class _EnqueueAnswer(TypedDict):
     operation_id: str
     status: Literal["queued", "duplicate"]
     queue_name: str
     priority: Priority
+
+
+class EnqueueResult(_EnqueueAnswer, total=False):
+    """What ``enqueue`` returns for one item (and ``enqueue_batch`` for each).
+
+    ``existing_status`` is there when the item duplicates an operation whose status record
+    exists (a caller-chosen ``operation_id`` enqueued before): that operation's status.
+    """
+
+    existing_status: str
 
 
 class OperationInfo(TypedDict):

@@ -1,8 +1,14 @@
 """RedisGuard: producer-side Redis calls under a circuit breaker, retried on dropped connections.
 
 * A dropped connection (``redis.ConnectionError``) is retried with backoff (tenacity, through
-  ``utils.retry_with_backoff``), up to ``max_connection_retries`` times within
-  ``connection_timeout``. Timeouts are not retried: a frozen server would multiply the wait.
+  ``utils.retry_with_backoff``) up to ``max_connection_retries`` times, so at most
+  ``1 + max_connection_retries`` calls, and no retry starts later than ``connection_timeout``
+  after the first failure. A retry re-sends the very same call (the same keys and arguments,
+  built once): each script the producers send recognises its own earlier run (enqueue by the
+  nonce of its plan), so a re-send after a lost reply writes nothing twice.
+* Timeouts (``redis.TimeoutError``) are never retried here: a frozen server would multiply the
+  wait. Below the guard, the client's own ``Retry`` (``engine/connection.py``) decides whether
+  one reconnect-and-resend happens inside a single call.
 * Failures open the breaker (``utils.circuit_breaker``'s pybreaker adapter), after which calls
   fail at once with :class:`QueueUnavailableError` instead of waiting on a dead server; after
   ``REDIS_RECOVERY_S`` one trial call goes through, and a success closes it again.
@@ -72,9 +78,14 @@ class RedisGuard:
     def _retried(self, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
         try:
             return fn(*args, **kwargs)
-        except redis.ConnectionError:
+        except redis.ConnectionError as exc:
+            failed: list[BaseException] = [exc]
 
             def attempt() -> R:
+                # tenacity's first attempt is the call that just failed: it counts against
+                # max_connection_retries and is followed by the first backoff.
+                if failed:
+                    raise failed.pop()
                 return fn(*args, **kwargs)
 
             return self._retry(attempt)()
@@ -82,9 +93,12 @@ class RedisGuard:
     async def _retried_async(self, fn: Callable[..., Awaitable[R]], *args: Any, **kwargs: Any) -> R:
         try:
             return await fn(*args, **kwargs)
-        except redis.ConnectionError:
+        except redis.ConnectionError as exc:
+            failed: list[BaseException] = [exc]
 
             async def attempt() -> R:
+                if failed:
+                    raise failed.pop()
                 return await fn(*args, **kwargs)
 
             return await self._retry(attempt)()

@@ -331,14 +331,13 @@ class QueueAdmin:
             script_keys.append(dedup)
         args: list[Any] = [
             raw,
-            0,
+            0,  # the LREM direction, set per write
             data,
             fresh["queue"],
             fresh["priority"],
             fresh["processor"],
             now,
             NOTIFY_CAP,
-            self.config.backup_ttl,
             fresh["id"],
         ]
 

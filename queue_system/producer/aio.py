@@ -12,6 +12,7 @@ from queue_system.config import QueueConfig
 from queue_system.core.retry_policy import QueueRetryConfig
 from queue_system.core.types import (
     CallableRef,
+    EnqueueResult,
     HealthSnapshot,
     OperationInfo,
     QueueStatus,
@@ -21,7 +22,12 @@ from queue_system.engine.plans import Plan, run_async
 from queue_system.engine.scripts import Scripts
 from queue_system.ops.health import system_health
 from queue_system.ops.reads import read_operation, read_queue_status, read_workers
-from queue_system.producer.plan import plan_enqueue, plan_enqueue_batch, redis_errors
+from queue_system.producer.plan import (
+    PurgeProgress,
+    plan_enqueue,
+    plan_enqueue_batch,
+    redis_errors,
+)
 
 T = TypeVar("T")
 
@@ -58,14 +64,22 @@ class AsyncQueueManager:
         timeout: float | None = None,
         deduplication_key: str | bool | None = None,
         custom_serializer: Callable[[Any], Any] | None = None,
-    ) -> dict[str, Any]:
+    ) -> EnqueueResult:
         """See :meth:`QueueManager.enqueue`."""
         plan = plan_enqueue(
-            self.config, [entity], processor, queue_name=queue_name, priority=priority,
-            operation_ids=[operation_id], retry_config=retry_config, on_success=on_success,
-            on_failure=on_failure, timeout=timeout, deduplication_key=deduplication_key,
+            self.config,
+            [entity],
+            processor,
+            queue_name=queue_name,
+            priority=priority,
+            operation_ids=[operation_id],
+            retry_config=retry_config,
+            on_success=on_success,
+            on_failure=on_failure,
+            timeout=timeout,
+            deduplication_key=deduplication_key,
             custom_serializer=custom_serializer,
-        )  # fmt: skip
+        )
         _, scripts = self._connected()
         with redis_errors():
             answer = await self._guard.call_async(scripts.enqueue, keys=plan.keys, args=plan.args)
@@ -73,7 +87,7 @@ class AsyncQueueManager:
 
     async def enqueue_batch(
         self, entities: Sequence[Any], processor: CallableRef, **kwargs: Any
-    ) -> list[dict[str, Any]]:
+    ) -> list[EnqueueResult]:
         """See :meth:`QueueManager.enqueue_batch`."""
         started = self.config.clock.monotonic()
         plan = plan_enqueue_batch(self.config, entities, processor, **kwargs)
@@ -114,12 +128,17 @@ class AsyncQueueManager:
     async def purge_queue(self, queue_name: str, priority: str = "normal") -> int:
         """See :meth:`QueueManager.purge_queue`."""
         key = self.config.get_queue_key(queue_name, priority)
-        _, scripts = self._connected()
+        client, scripts = self._connected()
         with redis_errors():
-            purged = await self._guard.call_async(
-                scripts.purge, keys=[key], args=[self.config.keys.dedup_prefix]
-            )
-        return int(purged)
+            progress = PurgeProgress(left=int(await self._guard.call_async(client.llen, key)))
+            while count := progress.next_read():
+                items = await self._guard.call_async(client.lrange, key, -count, -1)
+                if not items:
+                    break
+                keys, args = progress.plan(self.config, key, items)
+                removed = await self._guard.call_async(scripts.purge, keys=keys, args=args)
+                progress.removed(int(removed))
+        return progress.purged
 
     async def aclose(self) -> None:
         """Close this manager's asyncio connections."""

@@ -9,6 +9,7 @@ from queue_system.config import QueueConfig
 from queue_system.core.retry_policy import QueueRetryConfig
 from queue_system.core.types import (
     CallableRef,
+    EnqueueResult,
     HealthSnapshot,
     OperationInfo,
     QueueStatus,
@@ -18,7 +19,12 @@ from queue_system.engine.plans import Plan, run_sync
 from queue_system.engine.scripts import Scripts
 from queue_system.ops.health import system_health
 from queue_system.ops.reads import read_operation, read_queue_status, read_workers
-from queue_system.producer.plan import plan_enqueue, plan_enqueue_batch, redis_errors
+from queue_system.producer.plan import (
+    PurgeProgress,
+    plan_enqueue,
+    plan_enqueue_batch,
+    redis_errors,
+)
 
 T = TypeVar("T")
 
@@ -27,8 +33,9 @@ class QueueManager:
     """Puts work on queues from ordinary (sync) code. For asyncio code use AsyncQueueManager.
 
     Every method either completes in Redis or raises: once ``enqueue`` returns, the item is
-    stored. Redis being unreachable raises ``QueueUnavailableError``; bad arguments raise
-    ``ValueError``/``TypeError`` before anything is written.
+    stored. A call whose reply was lost is sent again (a reconnect, then the guard's retries)
+    and stores nothing twice. Redis being unreachable raises ``QueueUnavailableError``; bad
+    arguments raise ``ValueError``/``TypeError`` before anything is written.
     """
 
     def __init__(self, config: QueueConfig) -> None:
@@ -50,7 +57,7 @@ class QueueManager:
         timeout: float | None = None,
         deduplication_key: str | bool | None = None,
         custom_serializer: Callable[[Any], Any] | None = None,
-    ) -> dict[str, Any]:
+    ) -> EnqueueResult:
         """Store one item for a worker to run ``processor(entity)``.
 
         Args:
@@ -58,7 +65,11 @@ class QueueManager:
             processor: a module-level callable (stored by name) or a registered name.
             queue_name: default: the processor's function name.
             priority: ``"high"``, ``"normal"`` or ``"low"``.
-            operation_id: default: a new random id.
+            operation_id: default: a new random id. A caller-chosen id is an idempotency key:
+                while that operation's status record exists (from its enqueue until it has
+                ended and its record expired: the result TTL, or ``backup_ttl`` for dead
+                letters), another enqueue with the same id writes nothing and returns
+                ``"duplicate"`` with ``"existing_status"``.
             retry_config: default ``QueueRetryConfig()`` (5 retries, exponential).
             on_success / on_failure: callables or names, called with a data dict.
             timeout: seconds the processor may run (default: the worker's ``work_timeout``).
@@ -68,24 +79,42 @@ class QueueManager:
 
         Returns:
             ``{"operation_id", "status": "queued" | "duplicate", "queue_name", "priority"}``.
+            A duplicate names the operation it duplicates: the holder of the dedup key, or
+            this ``operation_id``, then with ``"existing_status"`` (``pending``,
+            ``scheduled``, ``processing``, ``completed``, ``failed`` or ``error``).
+
+        Raises:
+            QueueUnavailableError: Redis did not answer, even after retries. The item may have
+                been stored (a reply lost for good): enqueue again with the same caller-chosen
+                ``operation_id`` to find out without storing it twice.
         """
         plan = plan_enqueue(
-            self.config, [entity], processor, queue_name=queue_name, priority=priority,
-            operation_ids=[operation_id], retry_config=retry_config, on_success=on_success,
-            on_failure=on_failure, timeout=timeout, deduplication_key=deduplication_key,
+            self.config,
+            [entity],
+            processor,
+            queue_name=queue_name,
+            priority=priority,
+            operation_ids=[operation_id],
+            retry_config=retry_config,
+            on_success=on_success,
+            on_failure=on_failure,
+            timeout=timeout,
+            deduplication_key=deduplication_key,
             custom_serializer=custom_serializer,
-        )  # fmt: skip
+        )
         with redis_errors():
             answer = self._guard.call(self._scripts.enqueue, keys=plan.keys, args=plan.args)
         return plan.interpret(answer)[0]
 
     def enqueue_batch(
         self, entities: Sequence[Any], processor: CallableRef, **kwargs: Any
-    ) -> list[dict[str, Any]]:
+    ) -> list[EnqueueResult]:
         """Enqueue many entities in one atomic round trip; same options as :meth:`enqueue`.
 
         ``deduplication_key=True`` deduplicates each entity by its hash; a single string key
         would make every entity after the first a duplicate, so it is refused.
+        ``operation_ids=[...]`` (one per entity, None for a random one) are idempotency keys as
+        in :meth:`enqueue`; an id given twice in one batch stores its first entity only.
         """
         started = self.config.clock.monotonic()
         plan = plan_enqueue_batch(self.config, entities, processor, **kwargs)
@@ -133,10 +162,23 @@ class QueueManager:
             return self._guard.call(lambda: run_sync(self._client, self._scripts, make_plan()))
 
     def purge_queue(self, queue_name: str, priority: str = "normal") -> int:
-        """Delete every waiting item of ``queue_name`` at ``priority``; returns how many."""
+        """Delete the waiting items of ``queue_name`` at ``priority``; returns how many.
+
+        Each item goes with its status record (its id then reads as unknown) and frees its
+        dedup key. The list is emptied from its taking end in chunks (at most ``PURGE_CHUNK``
+        items and about ``PURGE_CHUNK_BYTES``), one short script each, so other clients are
+        served between chunks (one script over 200,000 items blocked the server for over a
+        second). It stops when the list is empty or once as many items as were waiting at the
+        start are removed. Items that workers take meanwhile are theirs; the count misses a
+        chunk whose reply was lost (the re-sent call finds those items gone).
+        """
         key = self.config.get_queue_key(queue_name, priority)
         with redis_errors():
-            purged = self._guard.call(
-                self._scripts.purge, keys=[key], args=[self.config.keys.dedup_prefix]
-            )
-        return int(purged)
+            progress = PurgeProgress(left=int(self._guard.call(self._client.llen, key)))
+            while count := progress.next_read():
+                items = self._guard.call(self._client.lrange, key, -count, -1)
+                if not items:
+                    break
+                keys, args = progress.plan(self.config, key, items)
+                progress.removed(int(self._guard.call(self._scripts.purge, keys=keys, args=args)))
+        return progress.purged

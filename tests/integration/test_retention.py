@@ -1,4 +1,4 @@
-"""Every key the library writes has a TTL or a size cap, except those holding live items."""
+"""Every key the library writes has a TTL or a size cap, except those of live items."""
 
 from __future__ import annotations
 
@@ -28,12 +28,14 @@ def test_every_key_has_a_ttl_or_a_cap(
     once = QueueRetryConfig(max_attempts=1, delays=[0], jitter=0)
     manager.enqueue_batch([{"i": i} for i in range(3)], broken, retry_config=once)
     manager.enqueue({"x": 1}, "not_registered:anything", queue_name="junk")
-    manager.enqueue({"keep": 1}, ok, deduplication_key="still-queued", queue_name="later")
+    kept = manager.enqueue({"keep": 1}, ok, deduplication_key="still-queued", queue_name="later")
     run_burst(config, queues=["ok", "broken", "junk"])
 
     keys = {k.decode() for k in raw_redis.scan_iter(match=f"{key_prefix}*")}
     k = config.keys
     live_items = {k.queue("later"), k.inflight, k.leases, k.delayed}  # hold items: never expire
+    # A waiting item's status record and dedup key live as long as it does.
+    live_items |= {k.operation(kept["operation_id"]), k.dedup("still-queued")}
     capped = {k.registry: config.max_queues, k.notify: NOTIFY_CAP}
     for key in sorted(keys):
         ttl = raw_redis.ttl(key)
@@ -45,5 +47,6 @@ def test_every_key_has_a_ttl_or_a_cap(
             continue
         assert 0 < ttl <= config.backup_ttl, f"{key} has no TTL"
     assert raw_redis.llen(k.failures) == 2  # capped at dead_letter_cap
-    assert raw_redis.ttl(k.dedup("still-queued")) > 0
+    assert raw_redis.ttl(k.dedup("still-queued")) == -1
+    assert raw_redis.ttl(k.operation(kept["operation_id"])) == -1
     assert k.metrics in keys and k.failures in keys and k.system_errors in keys

@@ -5,12 +5,13 @@
 -- ARGV[1] the dead-letter record, byte for byte as read   ARGV[2] LREM count: 1 searches from
 --         the head (newest), -1 from the tail (oldest)   ARGV[3] the rebuilt item (JSON)
 -- ARGV[4] queue name   ARGV[5] priority   ARGV[6] processor name   ARGV[7] now (s)
--- ARGV[8] notify cap   ARGV[9] TTL (s) of the status record and dedup key   ARGV[10] operation id
+-- ARGV[8] notify cap   ARGV[9] operation id
 -- Returns: 1 = requeued; 0 = the record was gone (another operator requeued or purged it, or the
 --          list was trimmed): nothing written. Removing the exact record first is what makes two
 --          operators requeueing at once neither duplicate nor lose an item.
--- The dedup key is taken only if free: an operator's requeue runs even when a newer item with
--- the same key is queued.
+-- The status record and the dedup key get no TTL: the item is live again, and they live as long
+-- as it does (the scripts that end it give them one). The dedup key is taken only if free: an
+-- operator's requeue runs even when a newer item with the same key is queued.
 if redis.call('LREM', KEYS[1], tonumber(ARGV[2]), ARGV[1]) == 0 then
   return 0
 end
@@ -21,8 +22,8 @@ redis.call('LTRIM', KEYS[4], 0, tonumber(ARGV[8]) - 1)
 redis.call('DEL', KEYS[5])
 redis.call('HSET', KEYS[5], 'status', 'pending', 'queue', ARGV[4], 'priority', ARGV[5],
   'processor', ARGV[6], 'enqueued_at', ARGV[7], 'attempts', 0)
-redis.call('EXPIRE', KEYS[5], ARGV[9])
-if KEYS[6] then
-  redis.call('SET', KEYS[6], ARGV[10], 'NX', 'EX', tonumber(ARGV[9]))
+if KEYS[6] and not redis.call('SET', KEYS[6], ARGV[9], 'NX') then
+  -- Already ours (kept from before it ended, with a TTL): it must not expire under the item.
+  if redis.call('GET', KEYS[6]) == ARGV[9] then redis.call('PERSIST', KEYS[6]) end
 end
 return 1
