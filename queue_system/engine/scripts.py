@@ -20,6 +20,7 @@ SCRIPT_NAMES = (
     "recover",
     "release",
     "renew",
+    "start",
     "purge",
     "position",
 )
@@ -46,6 +47,7 @@ class Scripts:
     recover: Any
     release: Any
     renew: Any
+    start: Any
     purge: Any
     position: Any
 

@@ -69,6 +69,7 @@ class ItemRunner:
             return
         env = runnable.envelope
         wait_ms = max(0, to_ms(clock.time() - env["enqueued_at"]))
+        await self.persist(self.broker.mark_started, item)  # first: a crash now must count
         started = clock.monotonic()
         try:
             result = await call_with_timeout(

@@ -34,6 +34,7 @@ def test_every_key_has_a_ttl_or_a_cap(
     keys = {k.decode() for k in raw_redis.scan_iter(match=f"{key_prefix}*")}
     k = config.keys
     live_items = {k.queue("later"), k.inflight, k.leases, k.delayed}  # hold items: never expire
+    live_items.add(k.lease_sequence)  # one counter: lease numbers must never repeat
     capped = {k.registry: config.max_queues, k.notify: NOTIFY_CAP}
     for key in sorted(keys):
         ttl = raw_redis.ttl(key)
