@@ -92,14 +92,16 @@ class _StartBatch:
         self.waiters: list[asyncio.Future[None]] = []
 
     def settle(self, error: BaseException | None = None) -> None:
-        """Wake every waiter: done, failed with ``error``, or cancelled."""
+        """Wake every waiter: done, or failed with ``error``."""
+        if isinstance(error, asyncio.CancelledError):
+            # The call that carried the marks (an ack, a claim) was cancelled, not the
+            # executors waiting for them: they get an error their writer retries.
+            error = redis.exceptions.ConnectionError("the call carrying start marks was cancelled")
         for waiter in self.waiters:
             if waiter.done():  # its executor was cancelled meanwhile
                 continue
             if error is None:
                 waiter.set_result(None)
-            elif isinstance(error, asyncio.CancelledError):
-                waiter.cancel()
             else:
                 waiter.set_exception(error)
 
