@@ -1,9 +1,9 @@
 """WorkerBroker: the worker's Redis operations, each exactly one script call (asyncio).
 
-Claim, start, ack, retry, dead-letter, renew, release, promote and recover. Tokens name
-leases: ``<worker id>:<n>``, ``n`` handed out by the server (never reused). Every operation
-that finishes an item checks that the caller still holds its lease (fencing) and reports
-when it does not.
+Claim, start (batched in ``start_marks.py``), ack, retry, dead-letter, renew, release, promote
+and recover. Tokens name leases: ``<worker id>:<n>``, ``n`` handed out by the server (never
+reused). Every operation that finishes an item checks that the caller still holds its lease
+(fencing) and reports when it does not.
 
 Every script is safe to re-send: a reply can be lost after the server ran the call, and
 redis-py's ``Retry`` (one reconnect) or the worker's own retry sends it again. A claim or
@@ -15,15 +15,13 @@ record and answers "done".
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import itertools
 import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import redis.asyncio
 import redis.exceptions
@@ -35,8 +33,7 @@ from queue_system.core.envelope import as_text
 from queue_system.core.types import DeadLetter
 from queue_system.engine.keys import KeySpace
 from queue_system.engine.scripts import Scripts
-
-T = TypeVar("T")
+from queue_system.worker.start_marks import StartMarks, carry
 
 CLAIM_LIMIT = 1000  # most items one maintenance call moves (promote / recover)
 # Most items one claim leases: a claim's reply and its server time grow with it, and a larger
@@ -84,28 +81,6 @@ class Maintenance:
     crash_looped: list[tuple[ClaimedItem, int]]
 
 
-class _StartBatch:
-    """Items starting in the same moment: one call marks them all, then wakes each waiter."""
-
-    def __init__(self) -> None:
-        self.tokens: list[str] = []
-        self.waiters: list[asyncio.Future[None]] = []
-
-    def settle(self, error: BaseException | None = None) -> None:
-        """Wake every waiter: done, or failed with ``error``."""
-        if isinstance(error, asyncio.CancelledError):
-            # The call that carried the marks (an ack, a claim) was cancelled, not the
-            # executors waiting for them: they get an error their writer retries.
-            error = redis.exceptions.ConnectionError("the call carrying start marks was cancelled")
-        for waiter in self.waiters:
-            if waiter.done():  # its executor was cancelled meanwhile
-                continue
-            if error is None:
-                waiter.set_result(None)
-            else:
-                waiter.set_exception(error)
-
-
 class WorkerBroker:
     """Script calls for one worker; bind it to one event loop (create inside ``start``)."""
 
@@ -120,8 +95,11 @@ class WorkerBroker:
         self._call_prefix = f"{worker_id}:{uuid.uuid4().hex[:12]}"
         self._call_numbers = itertools.count(1)
         self._unanswered: dict[str, str] = {}  # kind -> id of a call that raised
-        self._start_batch: _StartBatch | None = None
-        self._start_tasks: set[asyncio.Task[None]] = set()
+        self._starts = StartMarks(
+            lambda tokens: self.scripts.start(
+                keys=[self.keys.inflight, self.keys.started], args=tokens
+            )
+        )
 
     @asynccontextmanager
     async def _call_id(self, kind: str) -> AsyncIterator[str]:
@@ -161,13 +139,13 @@ class WorkerBroker:
         count = min(count, MAX_CLAIM_ITEMS)
         if count <= 0 or not list_keys:
             return []
-        starts, self._start_batch = self._start_batch, None  # they ride along (claim.lua)
+        starts = self._starts.take()  # pending start marks ride along (claim.lua)
         async with self._call_id("claim") as call_id:
             args = self.claim_args(count, start_now=start_now)
             if starts is not None:
                 args.extend(starts.tokens)
             call = self.scripts.claim(keys=self.claim_keys(list_keys, call_id), args=args)
-            answer = await (call if starts is None else _settle(starts, call))
+            answer = await carry(starts, call)
         return self._claimed(answer)
 
     @staticmethod
@@ -219,27 +197,8 @@ class WorkerBroker:
         item's lease expiry counts toward the crash-loop guard. Items starting in the same
         moment share one call, or ride along with an ack or claim sent meanwhile (one round
         trip for both); a lease already lost is not marked. Raises what that call raised."""
-        if item.started:
-            return
-        loop = asyncio.get_running_loop()
-        batch = self._start_batch
-        if batch is None:
-            batch = self._start_batch = _StartBatch()
-            task = loop.create_task(self._send_starts(batch))
-            self._start_tasks.add(task)
-            task.add_done_callback(self._start_tasks.discard)
-        waiter: asyncio.Future[None] = loop.create_future()
-        batch.tokens.append(item.token)
-        batch.waiters.append(waiter)
-        await waiter
-
-    async def _send_starts(self, batch: _StartBatch) -> None:
-        if self._start_batch is not batch:  # an ack sent in the meantime carried it
-            return
-        self._start_batch = None
-        marks = self.scripts.start(keys=[self.keys.inflight, self.keys.started], args=batch.tokens)
-        with contextlib.suppress(Exception):  # the batch's waiters get the error
-            await _settle(batch, marks)
+        if not item.started:
+            await self._starts.mark(item.token)
 
     async def ack(self, completions: list[Completion], finished_s: float) -> list[bool]:
         """Finish successful runs; False for each item whose lease was lost."""
@@ -257,9 +216,9 @@ class WorkerBroker:
             args.extend(_ack_values(c))
         # The executors that ran these items are starting their next ones now: those start
         # marks ride along (one round trip for both, see ack.lua).
-        starts, self._start_batch = self._start_batch, None
+        starts = self._starts.take()
         call = self.scripts.ack(keys=keys, args=args + (starts.tokens if starts else []))
-        answer = await (call if starts is None else _settle(starts, call))
+        answer = await carry(starts, call)
         return [bool(flag) for flag in answer]
 
     async def schedule_retry(
@@ -451,14 +410,3 @@ def _ack_values(c: Completion) -> tuple[Any, ...]:
         c.result_json,
         c.result_ttl,
     )
-
-
-async def _settle(batch: _StartBatch, call: Awaitable[T]) -> T:
-    """Await ``call``, which writes ``batch``'s start marks, then wake the batch's waiters."""
-    try:
-        result = await call
-    except BaseException as exc:
-        batch.settle(exc)
-        raise
-    batch.settle()
-    return result
