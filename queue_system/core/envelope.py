@@ -20,6 +20,12 @@ from queue_system.core.types import PRIORITIES, Envelope
 from queue_system.errors import DecodeError, SerializationError
 
 SCHEMA_VERSION = 1
+# Every item encode_envelope writes opens with these bytes ("v" then "id" come first). Lua
+# scripts read an item's operation id from them without decoding the JSON, with exactly
+# LUA_OPERATION_ID_PATTERN (tests/unit/test_envelope_opening.py checks every script uses it,
+# and that its id characters are core.checks.OPERATION_ID_PATTERN's).
+ENVELOPE_OPENING = f'{{"v":{SCHEMA_VERSION},"id":"'
+LUA_OPERATION_ID_PATTERN = "^" + ENVELOPE_OPENING + '([%w_.:%-]+)"'
 DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024  # 1 MiB per encoded item
 
 Serializer = Callable[[Any], Any]

@@ -1,8 +1,16 @@
 """Builds the sync and asyncio Redis clients queue_system uses, and redacts URLs for display.
 
-Both clients return bytes (items may not be UTF-8). redis-py's own ``Retry`` reconnects on
-connection errors; timeouts are not retried here, so a frozen server fails fast instead of
-multiplying ``connection_timeout``.
+Both clients return bytes (items may not be UTF-8).
+
+Retries: redis-py (v8) re-sends a command once after a dropped connection (``ConnectionError``,
+which covers a reset after the server ran it); every queue_system script is safe to re-send,
+so that retry is kept. Timeouts are *not* retried: redis-py's ``Retry`` retries
+``TimeoutError`` by default, which made a frozen server cost twice ``connection_timeout`` per
+call; our ``Retry`` objects name ``ConnectionError`` alone, so a frozen server costs one
+``connection_timeout``. After a timeout the caller decides: a producer's guard does not retry
+it either, and the worker backs off and re-sends the same call (same call id) once Redis
+answers. A bytes-returning ``redis_client`` given to ``QueueConfig`` is used as it is, with
+its own retry settings.
 """
 
 from __future__ import annotations
@@ -22,12 +30,13 @@ _PASSWORD_IN_QUERY = re.compile(r"([?&]password=)[^&]*")
 REDIS_URL_ENV_VAR = "REDIS_URL"
 
 # Connection settings copied from a user's client to the asyncio twin (never the pool itself).
-_COPIED_KWARGS = (
-    "host", "port", "db", "username", "password", "path", "client_name",
-    "socket_timeout", "socket_connect_timeout", "socket_keepalive", "health_check_interval",
-    "ssl_keyfile", "ssl_certfile", "ssl_cert_reqs", "ssl_ca_certs", "ssl_ca_data",
-    "ssl_check_hostname", "ssl_min_version", "ssl_ciphers",
-)  # fmt: skip
+_SERVER_KWARGS = ("host", "port", "db", "username", "password", "path", "client_name")
+_SOCKET_KWARGS = ("socket_timeout", "socket_connect_timeout", "socket_keepalive")
+_TLS_KWARGS = ("ssl_keyfile", "ssl_certfile", "ssl_cert_reqs", "ssl_ca_certs", "ssl_ca_data")
+_TLS_CHECK_KWARGS = ("ssl_check_hostname", "ssl_min_version", "ssl_ciphers")
+_COPIED_KWARGS = frozenset(
+    (*_SERVER_KWARGS, *_SOCKET_KWARGS, "health_check_interval", *_TLS_KWARGS, *_TLS_CHECK_KWARGS)
+)
 
 
 def default_url() -> str:
@@ -47,10 +56,25 @@ def server_label(client: redis.Redis) -> str:
     return f"{where}/{kwargs.get('db', 0)}"
 
 
+RETRIED_ERRORS = (redis.ConnectionError,)  # never redis.TimeoutError (see the module doc)
+
+
 def _retry(max_connection_retries: int) -> Retry:
     # One immediate reconnect (a pooled connection gone stale after a server restart); further
-    # retries with backoff belong to the caller's guard (queue_system.guard).
-    return Retry(ExponentialBackoff(cap=1.0, base=0.05), min(max_connection_retries, 1))
+    # retries with backoff belong to the caller (engine/guard.py, engine/outage.py).
+    return Retry(
+        ExponentialBackoff(cap=1.0, base=0.05),
+        min(max_connection_retries, 1),
+        supported_errors=RETRIED_ERRORS,
+    )
+
+
+def _async_retry(max_connection_retries: int) -> redis.asyncio.retry.Retry:
+    return redis.asyncio.retry.Retry(
+        ExponentialBackoff(cap=1.0, base=0.05),
+        min(max_connection_retries, 1),
+        supported_errors=RETRIED_ERRORS,
+    )
 
 
 def sync_client_from_url(
@@ -98,9 +122,7 @@ def async_client_like(client: redis.Redis, max_connection_retries: int) -> redis
         kwargs["unix_socket_path"] = client.connection_pool.connection_kwargs["path"]
     return redis.asyncio.Redis(
         **kwargs,
-        retry=redis.asyncio.retry.Retry(
-            ExponentialBackoff(cap=1.0, base=0.05), min(max_connection_retries, 1)
-        ),
+        retry=_async_retry(max_connection_retries),
         retry_on_error=[redis.ConnectionError],
         decode_responses=False,
     )

@@ -8,17 +8,27 @@ Layout under a prefix (default ``queue:``)::
     queue:system_errors             LIST  dead letters: items that cannot be run (capped)
     queue:inflight                  HASH  lease token -> "<list key>\\n<raw item>"
     queue:leases                    ZSET  lease token -> lease deadline (ms, Redis TIME)
+    queue:started_leases            SET   lease tokens whose item has started running
+    queue:lease_seq                 STRING last lease number handed out (INCRBY; no TTL)
+    queue:receipt:claim:{call_id}   STRING what one claim/recover call leased (TTL: one lease)
+    queue:receipt:finish:{token}    STRING a dead letter of an item without a status record
+                                          was written (TTL: backup_ttl)
     queue:delayed                   ZSET  "<list key>\\n<raw item>" -> due time (ms)
-    queue:redeliveries              HASH  sha1(raw item) -> times its lease expired
+    queue:redeliveries              HASH  operation id (sha1 of the item without one) -> times
+                                          the lease of a started run expired (TTL from its
+                                          first count; a field ends with its item)
     queue:notify                    LIST  wake-up tokens for idle workers (capped)
     queue:metrics                   HASH  shared counters
     queue:dedup:{sha256(key)}       STRING operation id holding a deduplication key
-    queue:op:{operation_id}         HASH  status record of one operation (TTL)
+    queue:op:{operation_id}         HASH  status record of one operation (no TTL while its
+                                          item lives; a TTL once it is finished)
     queue:workers                   ZSET  worker id -> last heartbeat (ms); stale ones pruned
     queue:worker:{worker_id}        HASH  one live worker's record (TTL, refreshed by heartbeat)
 
-The waiting lists are the only keys without a TTL or size cap. Because every name is built
-here, a Redis Cluster layout (one hash tag per prefix) needs no change at call sites.
+Lease tokens are ``<worker id>:<n>``, ``n`` from ``lease_seq``: unique for ever, and ordered
+as the items were claimed. Keys without a TTL or size cap: the waiting lists, the status
+records (and dedup keys) of live items, and the one ``lease_seq`` counter. Because every name
+is built here, a Redis Cluster layout (one hash tag per prefix) needs no change at call sites.
 """
 
 from __future__ import annotations
@@ -106,6 +116,22 @@ class KeySpace:
     @property
     def leases(self) -> str:
         return f"{self.prefix}leases"
+
+    @property
+    def started(self) -> str:
+        return f"{self.prefix}started_leases"
+
+    @property
+    def lease_sequence(self) -> str:
+        return f"{self.prefix}lease_seq"
+
+    def claim_receipt(self, call_id: str) -> str:
+        """What one claim (or recover) call leased, so that a re-sent call answers the same."""
+        return f"{self.prefix}receipt:claim:{call_id}"
+
+    def finish_receipt(self, token: str) -> str:
+        """Proof that the lease ``token`` was dead-lettered (items without a status record)."""
+        return f"{self.prefix}receipt:finish:{token}"
 
     @property
     def delayed(self) -> str:

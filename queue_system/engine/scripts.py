@@ -21,6 +21,7 @@ SCRIPT_NAMES = (
     "recover",
     "release",
     "renew",
+    "start",
     "purge",
     "position",
 )
@@ -48,6 +49,7 @@ class Scripts:
     recover: Any
     release: Any
     renew: Any
+    start: Any
     purge: Any
     position: Any
 

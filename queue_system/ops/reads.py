@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from queue_system.core.clock import iso_utc
-from queue_system.core.envelope import as_text
+from queue_system.core.envelope import ENVELOPE_OPENING, as_text
 from queue_system.core.types import PRIORITIES, OperationInfo, QueueStatus, WorkerInfo
 from queue_system.engine.keys import KeySpace
 from queue_system.engine.plans import Command, Plan
@@ -103,7 +103,7 @@ def operation_from_record(
 
 def envelope_opening(operation_id: str) -> str:
     """The first bytes of every envelope of ``operation_id`` (what position.lua looks for)."""
-    return '{"v":1,"id":"' + operation_id + '"'
+    return ENVELOPE_OPENING + operation_id + '"'
 
 
 def worker_from_record(record: Mapping[bytes | str, bytes | str]) -> WorkerInfo | None:

@@ -26,12 +26,18 @@ from queue_system.core.checks import (
     validate_queue_name,
     validate_timeout,
 )
-from queue_system.core.envelope import SCHEMA_VERSION, Serializer, as_text, dumps, encode_envelope
+from queue_system.core.envelope import (
+    ENVELOPE_OPENING,
+    SCHEMA_VERSION,
+    Serializer,
+    as_text,
+    dumps,
+    encode_envelope,
+)
 from queue_system.core.retry_policy import QueueRetryConfig
 from queue_system.core.types import CallableRef, EnqueueResult, Envelope
 from queue_system.engine.scripts import TOO_MANY_QUEUES
 from queue_system.errors import ConfigurationError, QueueUnavailableError
-from queue_system.ops.reads import envelope_opening
 
 PURGE_CHUNK = 1000
 """Items one purge script call removes at most: 1,000 items of 430 bytes took 4-5 ms of server
@@ -44,7 +50,7 @@ PURGE_FIRST_READ = 16
 
 # The operation id in an envelope's fixed opening, as the Lua scripts read it
 # (^{"v":1,"id":"([%w_.:%-]+)"); junk without it has no status record.
-_ENVELOPE_ID = re.compile(re.escape(envelope_opening("")[:-1].encode()) + rb'([\w.:\-]+)"')
+_ENVELOPE_ID = re.compile(re.escape(ENVELOPE_OPENING.encode()) + rb'([A-Za-z0-9_.:\-]+)"')
 _DEDUP_SET = b'"dedup":"'  # only an envelope holding a dedup key has this (else "dedup":null)
 
 

@@ -228,7 +228,7 @@ class QueueWorker:
                 continue
             self._capacity_freed.clear()
             try:
-                items = await self._broker.claim(self._claim_keys, free)
+                items = await self._broker.claim(self._claim_keys, free, start_now=self._idle_now())
             except redis.RedisError as exc:
                 await self._outage.wait(exc)
                 continue
@@ -236,6 +236,10 @@ class QueueWorker:
             self._accept(items)
             if not items:
                 await self._idle(free)
+
+    def _idle_now(self) -> int:
+        """Executors that will start a claimed item at once (the claim marks it started)."""
+        return max(0, self.max_workers - self._busy - self._ready.qsize())
 
     def _accept(self, items: list[ClaimedItem]) -> None:
         for item in items:
@@ -258,7 +262,9 @@ class QueueWorker:
         # Wait and claim in one round trip; a stop waits for it (at most IDLE_WAIT_S).
         wait_s = min(IDLE_WAIT_S, self.config.connection_timeout / 2)
         try:
-            signalled, items = await self._broker.wait_and_claim(self._claim_keys, free, wait_s)
+            signalled, items = await self._broker.wait_and_claim(
+                self._claim_keys, free, wait_s, start_now=self._idle_now()
+            )
         except redis.RedisError as exc:
             await self._outage.wait(exc)
             return

@@ -77,6 +77,7 @@ class ItemRunner:
         env = runnable.envelope
         env.pop("unknown_since", None)  # it runs here: a later retry gets a whole new wait
         wait_ms = max(0, to_ms(clock.time() - env["enqueued_at"]))
+        await self.persist(self.broker.mark_started, item)  # first: a crash now must count
         started = clock.monotonic()
         try:
             result = await call_with_timeout(

@@ -1,13 +1,25 @@
 """WorkerBroker: the worker's Redis operations, each exactly one script call (asyncio).
 
-Claim, ack, retry, dead-letter, renew, release, promote and recover. Tokens name leases:
-``<worker id>:<sequence>``, unique because the worker id is. Every operation that finishes an
-item checks that the caller still holds its lease (fencing) and reports when it does not.
+Claim, start (batched in ``start_marks.py``), ack, retry, dead-letter, renew, release, promote
+and recover. Tokens name leases: ``<worker id>:<n>``, ``n`` handed out by the server (never
+reused). Every operation that finishes an item checks that the caller still holds its lease
+(fencing) and reports when it does not.
+
+Every script is safe to re-send: a reply can be lost after the server ran the call, and
+redis-py's ``Retry`` (one reconnect) or the worker's own retry sends it again. A claim or
+recover carries a call id, and its re-run answers what the first run leased; a call that
+raised keeps its id for the next call of its kind, so the worker's retry re-sends it too. A
+re-run of ack / schedule_retry / dead_letter recognises its own token in the item's status
+record and answers "done".
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,17 +33,25 @@ from queue_system.core.envelope import as_text
 from queue_system.core.types import DeadLetter
 from queue_system.engine.keys import KeySpace
 from queue_system.engine.scripts import Scripts
+from queue_system.worker.start_marks import StartMarks, carry
 
 CLAIM_LIMIT = 1000  # most items one maintenance call moves (promote / recover)
+# Most items one claim leases: a claim's reply and its server time grow with it, and a larger
+# one only makes items wait in this worker's buffer. The script itself takes any count.
+MAX_CLAIM_ITEMS = 1000
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ClaimedItem:
-    """An item leased to this worker: its token, the list it came from, and its raw bytes."""
+    """An item leased to this worker: its token, the list it came from, and its raw bytes.
+
+    ``started`` is True when the claim already marked it started (see ``mark_started``).
+    """
 
     token: str
     list_key: str
     raw: bytes
+    started: bool = False
 
 
 @dataclass(frozen=True)
@@ -49,7 +69,7 @@ class Completion:
     processor: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Maintenance:
     """What one promote + recover pass found."""
 
@@ -70,91 +90,223 @@ class WorkerBroker:
         self.client = client
         self.worker_id = worker_id
         self.scripts = Scripts.register(client)
-        self._sequence = 0
         self._lease_ms = to_ms(config.lease_timeout)
+        # Call ids must never repeat, even for two brokers that share a worker id.
+        self._call_prefix = f"{worker_id}:{uuid.uuid4().hex[:12]}"
+        self._call_numbers = itertools.count(1)
+        self._unanswered: dict[str, str] = {}  # kind -> id of a call that raised
+        self._starts = StartMarks(
+            lambda tokens: self.scripts.start(
+                keys=[self.keys.inflight, self.keys.started], args=tokens
+            )
+        )
 
-    def _next_sequence(self, reserve: int) -> int:
-        """Reserve ``reserve`` token numbers; a script names them start+1 .. start+reserve."""
-        start = self._sequence
-        self._sequence += reserve
-        return start
+    @asynccontextmanager
+    async def _call_id(self, kind: str) -> AsyncIterator[str]:
+        """A call id for one ``kind`` of call; kept for the next call if this one raises
+        (it may have run), so that the retry is recognised as a re-send."""
+        call_id = self._unanswered.pop(kind, None) or (
+            f"{self._call_prefix}:{kind}:{next(self._call_numbers)}"
+        )
+        try:
+            yield call_id
+        except BaseException:
+            self._unanswered[kind] = call_id
+            raise
 
-    async def claim(self, list_keys: list[str], count: int) -> list[ClaimedItem]:
-        """Lease up to ``count`` items from ``list_keys`` (in priority order)."""
+    def claim_keys(self, list_keys: list[str], call_id: str) -> list[str]:
+        """KEYS of ``claim.lua`` for a claim from ``list_keys`` under ``call_id``."""
+        return [
+            self.keys.inflight,
+            self.keys.leases,
+            self.keys.started,
+            self.keys.lease_sequence,
+            self.keys.claim_receipt(call_id),
+            *list_keys,
+        ]
+
+    def claim_args(self, count: int, *, start_now: int) -> list[str | int]:
+        """ARGV of ``claim.lua`` (see its header)."""
+        start_now = max(0, start_now)
+        return [self._lease_ms, count, self.worker_id, start_now, self.keys.operation_prefix]
+
+    async def claim(
+        self, list_keys: list[str], count: int, *, start_now: int = 0
+    ) -> list[ClaimedItem]:
+        """Lease up to ``count`` items (at most ``MAX_CLAIM_ITEMS``) from ``list_keys``, in
+        priority order. The first ``start_now`` are marked started (free executors take them
+        at once), so they need no ``mark_started`` call."""
+        count = min(count, MAX_CLAIM_ITEMS)
         if count <= 0 or not list_keys:
             return []
-        start = self._next_sequence(count)
-        answer = await self.scripts.claim(
-            keys=[self.keys.inflight, self.keys.leases, *list_keys],
-            args=[self._lease_ms, count, self.worker_id, start, self.keys.operation_prefix],
-        )
+        starts = self._starts.take()  # pending start marks ride along (claim.lua)
+        async with self._call_id("claim") as call_id:
+            args = self.claim_args(count, start_now=start_now)
+            if starts is not None:
+                args.extend(starts.tokens)
+            call = self.scripts.claim(keys=self.claim_keys(list_keys, call_id), args=args)
+            answer = await carry(starts, call)
         return self._claimed(answer)
 
     @staticmethod
-    def _claimed(answer: list[bytes]) -> list[ClaimedItem]:
+    def _claimed(answer: list[Any]) -> list[ClaimedItem]:
+        marked = int(answer[0])
         return [
-            ClaimedItem(answer[i].decode(), answer[i + 1].decode(), answer[i + 2])
-            for i in range(0, len(answer), 3)
+            ClaimedItem(
+                token=answer[i].decode(),
+                list_key=answer[i + 1].decode(),
+                raw=answer[i + 2],
+                started=i // 3 < marked,
+            )
+            for i in range(1, len(answer), 3)
         ]
+
+    async def wait_and_claim(
+        self, list_keys: list[str], count: int, timeout_s: float, *, start_now: int = 0
+    ) -> tuple[bool, list[ClaimedItem]]:
+        """Block until a producer signals work (or ``timeout_s``), then claim, in one round
+        trip: Redis runs the claim the moment the wait ends. Returns (signalled, items).
+
+        Never cancel this call: a claim lost in flight would wait for its lease to expire
+        (a cancelled call's id is re-sent by the next claim, which then gets its items).
+        """
+        count = min(count, MAX_CLAIM_ITEMS)
+        async with self._call_id("claim") as call_id:
+            keys = self.claim_keys(list_keys, call_id)
+            # Start marks do not ride along here: the claim runs only when the wait ends.
+            pipe = self.client.pipeline(transaction=False)
+            pipe.brpop([self.keys.notify], timeout=max(timeout_s, 0.01))
+            # EVALSHA directly: a Script in a pipeline costs an extra SCRIPT EXISTS round trip.
+            pipe.evalsha(
+                self.scripts.claim.sha,
+                len(keys),
+                *keys,
+                *self.claim_args(count, start_now=start_now),
+            )
+            try:
+                signal, answer = await pipe.execute()
+            except redis.exceptions.NoScriptError:  # server restarted: the claim did not run
+                answer = await self.scripts.claim(
+                    keys=keys, args=self.claim_args(count, start_now=start_now)
+                )
+                signal = True
+        return signal is not None, self._claimed(answer)
+
+    async def mark_started(self, item: ClaimedItem) -> None:
+        """Record that ``item``'s processor is about to run, before it runs: only a started
+        item's lease expiry counts toward the crash-loop guard. Items starting in the same
+        moment share one call, or ride along with an ack or claim sent meanwhile (one round
+        trip for both); a lease already lost is not marked. Raises what that call raised."""
+        if not item.started:
+            await self._starts.mark(item.token)
 
     async def ack(self, completions: list[Completion], finished_s: float) -> list[bool]:
         """Finish successful runs; False for each item whose lease was lost."""
-        keys = [self.keys.inflight, self.keys.leases, self.keys.metrics]
+        keys = [
+            self.keys.inflight,
+            self.keys.leases,
+            self.keys.metrics,
+            self.keys.redeliveries,
+            self.keys.started,
+        ]
         keys.extend(self.keys.operation(c.operation_id) for c in completions)
         keys.extend(c.dedup_key for c in completions if c.dedup_key is not None)
         args: list[Any] = [len(completions), self.config.backup_ttl, f"{finished_s:.3f}"]
         for c in completions:
-            args.extend(
-                (c.item.token, c.operation_id, "1" if c.dedup_key else "0", c.run_ms,
-                 c.queue_priority, c.wait_ms, c.result_json, c.result_ttl)
-            )  # fmt: skip
-        answer = await self.scripts.ack(keys=keys, args=args)
+            args.extend(_ack_values(c))
+        # The executors that ran these items are starting their next ones now: those start
+        # marks ride along (one round trip for both, see ack.lua).
+        starts = self._starts.take()
+        call = self.scripts.ack(keys=keys, args=args + (starts.tokens if starts else []))
+        answer = await carry(starts, call)
         return [bool(flag) for flag in answer]
 
     async def schedule_retry(
-        self, item: ClaimedItem, new_raw: bytes, due_s: float, *, operation_id: str,
-        run_ms: int, queue_priority: str, wait_ms: int, attempts: int, last_error: str,
-    ) -> bool:  # fmt: skip
+        self,
+        item: ClaimedItem,
+        new_raw: bytes,
+        due_s: float,
+        *,
+        operation_id: str,
+        run_ms: int,
+        queue_priority: str,
+        wait_ms: int,
+        attempts: int,
+        last_error: str,
+    ) -> bool:
         """Move a leased item to the delayed set; False if the lease was lost."""
         member = item.list_key.encode() + b"\n" + new_raw
-        answer = await self.scripts.schedule_retry(
-            keys=[self.keys.inflight, self.keys.leases, self.keys.delayed, self.keys.metrics,
-                  self.keys.operation(operation_id)],
-            args=[item.token, member, to_ms(due_s), run_ms, queue_priority, wait_ms,
-                  self.config.backup_ttl, attempts, last_error],
-        )  # fmt: skip
-        return bool(answer)
+        keys = [
+            self.keys.inflight,
+            self.keys.leases,
+            self.keys.delayed,
+            self.keys.metrics,
+            self.keys.operation(operation_id),
+            self.keys.redeliveries,
+            self.keys.started,
+        ]
+        args = [
+            item.token,
+            member,
+            to_ms(due_s),
+            run_ms,
+            queue_priority,
+            wait_ms,
+            self.config.backup_ttl,
+            attempts,
+            last_error,
+            operation_id,
+        ]
+        return bool(await self.scripts.schedule_retry(keys=keys, args=args))
 
     async def dead_letter(
-        self, item: ClaimedItem, record: DeadLetter, *, system_error: bool, run_ms: int = -1,
-        dedup_key: str | None = None, wait_ms: int = 0,
-    ) -> bool:  # fmt: skip
+        self,
+        item: ClaimedItem,
+        record: DeadLetter,
+        *,
+        system_error: bool,
+        run_ms: int = -1,
+        dedup_key: str | None = None,
+        wait_ms: int = 0,
+    ) -> bool:
         """Move a leased item to system_errors or failures with ``record``; False if lost.
 
         ``record`` comes partly from untrusted bytes: its operation id and dedup key are used
         only when they are well-formed names under this namespace.
         """
-        target = self.keys.system_errors if system_error else self.keys.failures
-        keys = [self.keys.inflight, self.keys.leases, target, self.keys.metrics]
         op_id = record["operation_id"] or ""
         has_status = bool(OPERATION_ID_PATTERN.fullmatch(op_id))
-        if has_status:
-            keys.append(self.keys.operation(op_id))
+        keys = [
+            self.keys.inflight,
+            self.keys.leases,
+            self.keys.system_errors if system_error else self.keys.failures,
+            self.keys.metrics,
+            self.keys.redeliveries,
+            self.keys.started,
+            self.keys.operation(op_id) if has_status else self.keys.finish_receipt(item.token),
+        ]
         if dedup_key is not None and dedup_key.startswith(self.keys.dedup_prefix):
             keys.append(dedup_key)
         last_error = {"type": record["error_type"], "message": record["message"]}
         if record["history"]:
             last_error["traceback"] = record["history"][-1]["traceback"]
-        answer = await self.scripts.dead_letter(
-            keys=keys,
-            args=[item.token, json.dumps(record, separators=(",", ":"), default=str),
-                  self.config.dead_letter_cap, self.config.backup_ttl,
-                  "system_errors" if system_error else "failed", op_id, run_ms,
-                  "1" if has_status else "0", "error" if system_error else "failed",
-                  f"{record['at']:.3f}", record["attempts"], json.dumps(last_error),
-                  f"{record['queue']}:{record['priority']}", wait_ms],
-        )  # fmt: skip
-        return bool(answer)
+        args = [
+            item.token,
+            json.dumps(record, separators=(",", ":"), default=str),
+            self.config.dead_letter_cap,
+            self.config.backup_ttl,
+            "system_errors" if system_error else "failed",
+            op_id,
+            run_ms,
+            "1" if has_status else "0",
+            "error" if system_error else "failed",
+            f"{record['at']:.3f}",
+            record["attempts"],
+            json.dumps(last_error),
+            f"{record['queue']}:{record['priority']}",
+            wait_ms,
+        ]
+        return bool(await self.scripts.dead_letter(keys=keys, args=args))
 
     async def renew(self, tokens: list[str]) -> list[str]:
         """Extend the leases on ``tokens``; returns the tokens that were lost."""
@@ -169,28 +321,44 @@ class WorkerBroker:
         """Put leased items back at the head of their tier at once (tokens in claim order)."""
         if not tokens:
             return 0
-        return int(
-            await self.scripts.release(
-                keys=[self.keys.inflight, self.keys.leases, self.keys.notify],
-                args=[NOTIFY_CAP, self.keys.operation_prefix, *tokens],
-            )
-        )
+        keys = [self.keys.inflight, self.keys.leases, self.keys.notify, self.keys.started]
+        args = [NOTIFY_CAP, self.keys.operation_prefix, *tokens]
+        return int(await self.scripts.release(keys=keys, args=args))
 
     async def maintain(self, now_s: float) -> Maintenance:
-        """Promote due retries and recover expired leases (one pipeline, two scripts)."""
-        start = self._next_sequence(CLAIM_LIMIT)
+        """Promote due retries and recover expired leases (two script calls)."""
         promoted = await self.scripts.promote_due(
             keys=[self.keys.delayed, self.keys.notify],
             args=[to_ms(now_s), CLAIM_LIMIT, NOTIFY_CAP, self.keys.operation_prefix],
         )
-        recovered = await self.scripts.recover(
-            keys=[self.keys.inflight, self.keys.leases, self.keys.redeliveries, self.keys.notify],
-            args=[CLAIM_LIMIT, self.config.max_deliveries, self.config.backup_ttl,
-                  self._lease_ms, self.worker_id, start, NOTIFY_CAP, self.keys.operation_prefix],
-        )  # fmt: skip
+        async with self._call_id("recover") as call_id:
+            recovered = await self.scripts.recover(
+                keys=[
+                    self.keys.inflight,
+                    self.keys.leases,
+                    self.keys.redeliveries,
+                    self.keys.notify,
+                    self.keys.started,
+                    self.keys.lease_sequence,
+                    self.keys.claim_receipt(call_id),
+                ],
+                args=[
+                    CLAIM_LIMIT,
+                    self.config.max_deliveries,
+                    self.config.backup_ttl,
+                    self._lease_ms,
+                    self.worker_id,
+                    NOTIFY_CAP,
+                    self.keys.operation_prefix,
+                ],
+            )
         crash_looped = [
             (
-                ClaimedItem(recovered[i].decode(), recovered[i + 1].decode(), recovered[i + 2]),
+                ClaimedItem(
+                    token=recovered[i].decode(),
+                    list_key=recovered[i + 1].decode(),
+                    raw=recovered[i + 2],
+                ),
                 int(recovered[i + 3]),
             )
             for i in range(2, len(recovered), 4)
@@ -224,29 +392,6 @@ class WorkerBroker:
         pipe.zrem(self.keys.workers, self.worker_id)
         await pipe.execute()
 
-    async def wait_and_claim(
-        self, list_keys: list[str], count: int, timeout_s: float
-    ) -> tuple[bool, list[ClaimedItem]]:
-        """Block until a producer signals work (or ``timeout_s``), then claim, in one round
-        trip: Redis runs the claim the moment the wait ends. Returns (signalled, items).
-
-        Never cancel this call: a claim lost in flight would wait for its lease to expire.
-        """
-        start = self._next_sequence(count)
-        keys = [self.keys.inflight, self.keys.leases, *list_keys]
-        args: list[str | int] = [
-            self._lease_ms, count, self.worker_id, start, self.keys.operation_prefix,
-        ]  # fmt: skip
-        pipe = self.client.pipeline(transaction=False)
-        pipe.brpop([self.keys.notify], timeout=max(timeout_s, 0.01))
-        # EVALSHA directly: a Script in a pipeline costs an extra SCRIPT EXISTS round trip.
-        pipe.evalsha(self.scripts.claim.sha, len(keys), *keys, *args)
-        try:
-            signal, answer = await pipe.execute()
-        except redis.exceptions.NoScriptError:  # server restarted: the claim did not run
-            return True, await self.claim(list_keys, count)
-        return signal is not None, self._claimed(answer)
-
     async def queue_names(self) -> list[str]:
         """Every queue name registered in this namespace."""
         return sorted(as_text(n) for n in await self.client.smembers(self.keys.registry))
@@ -268,7 +413,30 @@ class WorkerBroker:
                 self.keys.leases,
                 self.keys.delayed,
                 self.keys.operation(operation_id),
+                self.keys.redeliveries,
+                self.keys.started,
             ],
-            args=[item.token, item.list_key.encode() + b"\n" + new_raw, to_ms(due_s), last_error],
+            args=[
+                item.token,
+                item.list_key.encode() + b"\n" + new_raw,
+                to_ms(due_s),
+                last_error,
+                operation_id,
+            ],
         )
         return bool(answer)
+
+
+def _ack_values(c: Completion) -> tuple[Any, ...]:
+    """One item's 8 ARGV values in ``ack.lua``."""
+    has_dedup = "1" if c.dedup_key else "0"
+    return (
+        c.item.token,
+        c.operation_id,
+        has_dedup,
+        c.run_ms,
+        c.queue_priority,
+        c.wait_ms,
+        c.result_json,
+        c.result_ttl,
+    )

@@ -311,7 +311,8 @@ def test_defer_moves_a_leased_item_to_the_delayed_set(
     assert status["status"] == "scheduled" and status["attempts"] == "0"
     assert status["next_run_at"] == "123.500"
     assert json.loads(status["last_error"])["type"] == "UnknownProcessor"
-    assert 0 < raw_redis.ttl(config.keys.operation(op_id)) <= 500  # the live item's TTL untouched
+    assert raw_redis.ttl(config.keys.operation(op_id)) == -1  # a live item's record: no TTL
+    assert raw_redis.scard(config.keys.started) == 0
 
 
 def test_a_re_sent_defer_reports_its_own_work_as_done(

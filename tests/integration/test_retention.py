@@ -36,6 +36,7 @@ def test_every_key_has_a_ttl_or_a_cap(
     live_items = {k.queue("later"), k.inflight, k.leases, k.delayed}  # hold items: never expire
     # A waiting item's status record and dedup key live as long as it does.
     live_items |= {k.operation(kept["operation_id"]), k.dedup("still-queued")}
+    live_items.add(k.lease_sequence)  # one counter: lease numbers must never repeat
     capped = {k.registry: config.max_queues, k.notify: NOTIFY_CAP}
     for key in sorted(keys):
         ttl = raw_redis.ttl(key)

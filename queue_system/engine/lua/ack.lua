@@ -1,13 +1,20 @@
 -- ack: finish successfully run items whose lease the caller still holds (fencing).
--- KEYS[1] inflight HASH   KEYS[2] leases ZSET   KEYS[3] metrics HASH
--- KEYS[4..3+N] the status HASH of each item, in item order
--- KEYS[4+N..] dedup STRING keys, one per item that has one, in item order
+-- KEYS[1] inflight HASH   KEYS[2] leases ZSET   KEYS[3] metrics HASH   KEYS[4] redeliveries HASH
+-- KEYS[5] started SET
+-- KEYS[6..5+N] the status HASH of each item, in item order
+-- KEYS[6+N..] dedup STRING keys, one per item that has one, in item order
 -- ARGV[1] item count N    ARGV[2] metrics TTL (s)   ARGV[3] finished at (s)
--- ARGV[4..] per item, 8 values: token, operation id, has dedup key (1/0), run time (ms),
+-- ARGV[4..3+8N] per item, 8 values: token, operation id, has dedup key (1/0), run time (ms),
 --           "<queue>:<priority>" of the item, wait time (ms), result (JSON), result TTL (s)
+-- ARGV[4+8N..] lease tokens of other items that start now: marked as start.lua does (the
+--           worker's executors start their next items as they finish these: one round trip)
 -- Returns: a list of N integers, 1 = acked, 0 = the lease was lost (another worker owns it:
 --          the caller must not fire callbacks).
+-- Safe to re-send: the status record keeps the token that finished it ("lease"), so a re-run
+-- whose lease is gone answers 1 for a token that this very ack finished, and still 0 for one
+-- that another worker took over. The record gets its TTL (result TTL) here, on every write.
 local n = tonumber(ARGV[1])
+local CHUNK = 1000
 -- Counter increments are summed per field and written once per batch (server CPU).
 local totals, order = {}, {}
 local function add(field, amount)
@@ -18,8 +25,9 @@ local function add(field, amount)
   totals[field] = totals[field] + tonumber(amount)
 end
 local out = {}
-local dedup_index = 4 + n
+local dedup_index = 6 + n
 local acked = 0
+local tokens, op_ids = {}, {}
 for i = 0, n - 1 do
   local base = 4 + 8 * i
   local token, op_id, has_dedup = ARGV[base], ARGV[base + 1], ARGV[base + 2]
@@ -28,6 +36,7 @@ for i = 0, n - 1 do
     dedup_key = KEYS[dedup_index]
     dedup_index = dedup_index + 1
   end
+  local status = KEYS[6 + i]
   if redis.call('HDEL', KEYS[1], token) == 1 then
     redis.call('ZREM', KEYS[2], token)
     if dedup_key and redis.call('GET', dedup_key) == op_id then
@@ -38,14 +47,28 @@ for i = 0, n - 1 do
     add('wait_ms_total:' .. qp, ARGV[base + 5])
     add('wait_count:' .. qp, 1)
     add('processed:' .. qp, 1)
-    local status = KEYS[4 + i]
     redis.call('HSET', status, 'status', 'completed', 'finished_at', ARGV[3],
-      'result', ARGV[base + 6])
+      'result', ARGV[base + 6], 'lease', token)
     redis.call('EXPIRE', status, ARGV[base + 7])
     acked = acked + 1
+    tokens[#tokens + 1] = token
+    op_ids[#op_ids + 1] = op_id
+    out[i + 1] = 1
+  elseif redis.call('HGET', status, 'lease') == token then
     out[i + 1] = 1
   else
     out[i + 1] = 0
+  end
+end
+-- The item ended: its start mark and its redelivery count go with it.
+for from = 1, #tokens, CHUNK do
+  local to = math.min(from + CHUNK - 1, #tokens)
+  redis.call('SREM', KEYS[5], unpack(tokens, from, to))
+  redis.call('HDEL', KEYS[4], unpack(op_ids, from, to))
+end
+for i = 4 + 8 * n, #ARGV do
+  if redis.call('HEXISTS', KEYS[1], ARGV[i]) == 1 then
+    redis.call('SADD', KEYS[5], ARGV[i])
   end
 end
 for _, field in ipairs(order) do

@@ -1,10 +1,12 @@
 -- promote_due: move delayed items whose due time has come back to the tail of their list.
 -- KEYS[1] delayed ZSET ("<list key>\n<item>" -> due ms)   KEYS[2] notify LIST
 -- ARGV[1] now (ms, the caller's clock, so tests can control it)   ARGV[2] max items
--- ARGV[3] notify cap   ARGV[4] status record key prefix (queue:op:): records become "pending"
+-- ARGV[3] notify cap   ARGV[4] status record key prefix (queue:op:): records become "pending",
+--         without TTL (the item lives on)
 -- Returns: {promoted count, earliest remaining due time in ms or -1, delayed items left}.
 -- The list key is read from the member (written by schedule_retry from KeySpace); in a
 -- cluster layout every key of one prefix shares a hash tag, so it lives in the same slot.
+-- Safe to re-send: a promoted member is no longer in the delayed set.
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 for _, member in ipairs(due) do
   local cut = string.find(member, '\n', 1, true)
@@ -12,7 +14,11 @@ for _, member in ipairs(due) do
   redis.call('LPUSH', string.sub(member, 1, cut - 1), item)
   redis.call('ZREM', KEYS[1], member)
   local op_id = string.match(item, '^{"v":1,"id":"([%w_.:%-]+)"')
-  if op_id then redis.call('HSET', ARGV[4] .. op_id, 'status', 'pending') end
+  if op_id then
+    local status = ARGV[4] .. op_id
+    redis.call('HSET', status, 'status', 'pending')
+    redis.call('PERSIST', status)
+  end
 end
 if #due > 0 then
   local cap = tonumber(ARGV[3])

@@ -1,14 +1,21 @@
 -- schedule_retry: move a leased item to the delayed set, to be promoted at its due time.
 -- KEYS[1] inflight HASH   KEYS[2] leases ZSET   KEYS[3] delayed ZSET   KEYS[4] metrics HASH
--- KEYS[5] the item's status HASH
+-- KEYS[5] the item's status HASH   KEYS[6] redeliveries HASH   KEYS[7] started SET
 -- ARGV[1] token   ARGV[2] delayed member "<list key>\n<updated item>"   ARGV[3] due time (ms)
--- ARGV[4] run time (ms)   ARGV[5] "<queue>:<priority>"   ARGV[6] wait time (ms)   ARGV[7] TTL (s)
--- ARGV[8] failed runs so far   ARGV[9] last error (JSON)
+-- ARGV[4] run time (ms)   ARGV[5] "<queue>:<priority>"   ARGV[6] wait time (ms)
+-- ARGV[7] metrics TTL (s)   ARGV[8] failed runs so far   ARGV[9] last error (JSON)
+-- ARGV[10] operation id
 -- Returns: 1 = scheduled, 0 = the lease was lost (nothing written).
+-- Safe to re-send: the status record keeps the token that moved it ("lease"); a re-run whose
+-- lease is gone answers 1 if that token is its own. The record keeps no TTL: the item lives
+-- on. The run ended normally, so the item's redelivery count ends too.
 if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then
+  if redis.call('HGET', KEYS[5], 'lease') == ARGV[1] then return 1 end
   return 0
 end
 redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('SREM', KEYS[7], ARGV[1])
+redis.call('HDEL', KEYS[6], ARGV[10])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[2])
 redis.call('HINCRBY', KEYS[4], 'retried', 1)
 redis.call('HINCRBY', KEYS[4], 'processed', 1)
@@ -18,6 +25,6 @@ redis.call('HINCRBY', KEYS[4], 'wait_count:' .. ARGV[5], 1)
 redis.call('HINCRBY', KEYS[4], 'processed:' .. ARGV[5], 1)
 redis.call('EXPIRE', KEYS[4], ARGV[7])
 redis.call('HSET', KEYS[5], 'status', 'scheduled', 'attempts', ARGV[8], 'last_error', ARGV[9],
-  'next_run_at', string.format('%.3f', tonumber(ARGV[3]) / 1000))
-redis.call('EXPIRE', KEYS[5], ARGV[7])
+  'next_run_at', string.format('%.3f', tonumber(ARGV[3]) / 1000), 'lease', ARGV[1])
+redis.call('PERSIST', KEYS[5])
 return 1
