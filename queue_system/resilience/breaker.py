@@ -465,10 +465,10 @@ def circuit_breaker(
         exclude: Exception classes never counted, even if listed in ``exceptions``. Like
             uncounted ones, they count as a success (the service answered).
         redis_client: A sync ``redis.Redis``; when given, the state lives in Redis under
-            ``<name>:pybreaker:*`` (pybreaker's Redis storage) so every process sees one
-            breaker. Either ``decode_responses`` setting works. When that Redis is
-            unreachable the breaker acts closed and counts nothing (pybreaker's fallback), so
-            a breaker guarding that same Redis should keep its state in memory.
+            ``<name>:pybreaker:*`` so every process sees one breaker. Either
+            ``decode_responses`` setting works. When that Redis is unreachable the breaker
+            acts closed and counts nothing (as pybreaker's own Redis storage does), so a
+            breaker guarding that same Redis should keep its state in memory.
 
     Returns:
         A decorator for ``def`` and ``async def`` functions and methods.
