@@ -42,12 +42,12 @@ def json_formatter(*, static_fields: Mapping[str, Any] | None = None) -> JsonFor
         ``level``, ``logger``, ``message`` and the record's extra fields.
     """
     return JsonFormatter(
-        ["levelname", "name", "message"],
+        # A %-style string, not a list of names: lists are accepted from python-json-logger
+        # 4.0 on only. The formatter writes the UTC timestamp last, into the slot that naming
+        # it first here reserves, so it stays at the front of the line, where people look.
+        "%(timestamp)s %(levelname)s %(name)s %(message)s",
         rename_fields=dict(_RENAMED),
         static_fields=dict(static_fields or {}),
-        # The formatter adds the UTC timestamp last; a placeholder default (defaults come
-        # first) keeps it at the front of the line, where people look for it.
-        defaults={"timestamp": None},
         timestamp=True,
     )
 

@@ -201,8 +201,10 @@ def load_example(name: str) -> ModuleType:
     return module
 
 
-# Starlette >= 1.0 asks for the httpx2 package in its TestClient; httpx still works.
+# Starlette >= 1.0 asks for the httpx2 package in its TestClient; httpx still works. Starlette
+# < 1.8 (under fastapi's floor) names anyio.abc.BlockingPortal, which a newer anyio deprecates.
 @pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient` is deprecated")
+@pytest.mark.filterwarnings("ignore:The anyio.abc.BlockingPortal alias is deprecated")
 def test_fastapi_app(examples_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("fastapi")
     from fastapi.testclient import TestClient

@@ -1,10 +1,13 @@
 """``circuit_breaker``: a thin adapter on pybreaker with an asyncio path and a named registry.
 
-pybreaker supplies the state machine, exclusion rules, listeners and storage (memory or Redis).
-Added here: storages whose failure count forgets failures older than ``window_size``; a limit
-on concurrent half-open trials; one admit/finish core that does not hold pybreaker's lock while
-the guarded function runs, under a sync and an asyncio shell (pybreaker's ``call_async`` needs
+pybreaker supplies the state objects and transitions (``open``, ``half_open``, ``close``), the
+exclusion rules, the listeners and the memory storage. Added here: storages whose failure count
+forgets failures older than ``window_size`` (in memory, or in Redis shared by processes); a limit
+on concurrent half-open trials; one admit/finish core that does not hold a lock while the
+guarded function runs, under a sync and an asyncio shell (pybreaker's ``call_async`` needs
 Tornado); ``CircuitBreakerOpenError``; state-change logging; the ``breakers`` registry.
+Only pybreaker's public API is used (tests/unit/test_dependency_contracts.py checks it), so
+its private members may change between releases without breaking this module.
 Failure ages come from ``time.time()`` and ``opened_at`` from ``datetime.now(UTC)``, both
 controlled by freezegun in tests.
 """
@@ -33,6 +36,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 logger = logging.getLogger("queue_system.resilience.breaker")
+storage_logger = logging.getLogger("queue_system.resilience.breaker.storage")
 
 DEFAULT_FAILURE_THRESHOLD = 5  # failures inside the window that open the breaker
 DEFAULT_RECOVERY_TIMEOUT_S = 30.0  # seconds an open breaker rejects calls before trials
@@ -118,76 +122,102 @@ class _WindowedMemoryStorage(pybreaker.CircuitMemoryStorage):
             return len(self._failures)
 
 
-class _WindowedRedisStorage(pybreaker.CircuitRedisStorage):
-    """pybreaker's Redis storage with the failure window kept in a sorted set.
+class _WindowedRedisStorage(pybreaker.CircuitBreakerStorage):
+    """Breaker state in Redis, shared by every process that uses the breaker's name.
 
-    Keys are ``<namespace>:pybreaker:*``. Failure ages come from each process's clock, so hosts
-    sharing a breaker need roughly synchronised clocks. Like pybreaker, a Redis error is logged
-    and the breaker falls back to closed with no failures counted.
+    Keys: ``<namespace>:pybreaker:state`` (the state name), ``:failures`` (a sorted set of
+    failure times, trimmed to the window) and ``:opened_at`` (epoch seconds). Failure ages come
+    from each process's clock, so hosts sharing a breaker need roughly synchronised clocks.
+    As in pybreaker's own Redis storage, a Redis error is logged and the breaker acts closed
+    with no failures counted. Nothing is read or written at construction, so an unreachable
+    Redis when a function is decorated breaks no import.
     """
 
     def __init__(self, client: redis.Redis, namespace: str, window_s: float) -> None:
+        super().__init__("redis")
+        self._client = client
+        self._key_prefix = f"{namespace}:pybreaker:"
         self._window_s = window_s
-        super().__init__(pybreaker.STATE_CLOSED, client, namespace=namespace)
 
-    def _initialize_redis_state(self, state: str) -> None:
-        # pybreaker calls this from __init__; Redis being down at decoration time must not
-        # break an import. The state getter initialises the keys later when they are missing.
-        try:
-            super()._initialize_redis_state(state)
-        except RedisError:
-            self.logger.exception("RedisError: breaker state not initialised yet")
+    def _key(self, field: str) -> str:
+        return self._key_prefix + field
 
     @property
     def state(self) -> str:
-        # pybreaker calls bytes.decode() on the value, which fails for a client made with
-        # decode_responses=True; accept both reply types.
         try:
-            raw = self._redis.get(self._namespace("state"))
+            raw = self._client.get(self._key("state"))
         except RedisError:
-            self.logger.exception("RedisError: falling back to default circuit state")
-            return str(self._fallback_circuit_state)
+            storage_logger.exception("RedisError: falling back to the closed state")
+            return pybreaker.STATE_CLOSED
         if raw is None:
-            self._initialize_redis_state(self._fallback_circuit_state)
-            return str(self._fallback_circuit_state)
+            return pybreaker.STATE_CLOSED
+        # Either reply type: the client may be made with decode_responses=True.
         return raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
 
     @state.setter
     def state(self, state: str) -> None:
         try:
-            self._redis.set(self._namespace("state"), state)
+            self._client.set(self._key("state"), state)
         except RedisError:
-            self.logger.exception("RedisError")
+            storage_logger.exception("RedisError")
 
     def increment_counter(self) -> None:
         now = time.time()
-        key = self._namespace("failures")
+        key = self._key("failures")
         try:
-            pipe = self._redis.pipeline(transaction=True)
+            pipe = self._client.pipeline(transaction=True)
             pipe.zadd(key, {f"{now!r}:{uuid.uuid4().hex}": now})
             # Let Redis drop the key once every failure in it has aged out.
             pipe.expire(key, int(self._window_s) + 1)
             pipe.execute()
         except RedisError:
-            self.logger.exception("RedisError")
+            storage_logger.exception("RedisError")
 
     def reset_counter(self) -> None:
         try:
-            self._redis.delete(self._namespace("failures"))
+            self._client.delete(self._key("failures"))
         except RedisError:
-            self.logger.exception("RedisError")
+            storage_logger.exception("RedisError")
 
     @property
     def counter(self) -> int:
-        key = self._namespace("failures")
+        key = self._key("failures")
         try:
-            pipe = self._redis.pipeline(transaction=True)
+            pipe = self._client.pipeline(transaction=True)
             pipe.zremrangebyscore(key, "-inf", f"({time.time() - self._window_s!r}")
             pipe.zcard(key)
             return int(pipe.execute()[1])
         except RedisError:
-            self.logger.exception("RedisError: Assuming no errors")
+            storage_logger.exception("RedisError: assuming no failures")
             return 0
+
+    # CircuitBreaker._finish closes the breaker on the first trial success, so pybreaker's
+    # success counter (1.4 on) has nothing to count; these complete its storage interface.
+    def increment_success_counter(self) -> None:
+        pass
+
+    def reset_success_counter(self) -> None:
+        pass
+
+    @property
+    def success_counter(self) -> int:
+        return 0
+
+    @property
+    def opened_at(self) -> datetime | None:
+        try:
+            raw = self._client.get(self._key("opened_at"))
+        except RedisError:
+            storage_logger.exception("RedisError")
+            return None
+        return None if raw is None else datetime.fromtimestamp(float(raw), tz=timezone.utc)
+
+    @opened_at.setter
+    def opened_at(self, when: datetime) -> None:
+        try:
+            self._client.set(self._key("opened_at"), repr(when.timestamp()))
+        except RedisError:
+            storage_logger.exception("RedisError")
 
 
 class _StateChangeLogger(pybreaker.CircuitBreakerListener):
@@ -244,15 +274,17 @@ class CircuitBreaker(pybreaker.CircuitBreaker):
         super().__init__(
             fail_max=settings.failure_threshold,
             reset_timeout=settings.recovery_timeout,
-            success_threshold=1,
             exclude=[self._is_excluded],
             listeners=[_StateChangeLogger()],
             state_storage=storage,
             name=name,
-            throw_new_error_on_trip=False,
         )
         self.settings = settings
         self.breaker_name = name
+        self._storage = storage  # our reference: pybreaker's is private
+        # Serialises admit/finish; the guarded function runs outside it. pybreaker's own lock
+        # is private; its public transitions take it themselves.
+        self._gate = threading.Lock()
         self._trials_in_flight = 0
 
     def _is_excluded(self, exc: BaseException) -> bool:
@@ -261,7 +293,7 @@ class CircuitBreaker(pybreaker.CircuitBreaker):
         )
 
     def call(self, func: Callable[..., R], *args: Any, **kwargs: Any) -> R:
-        """Call ``func`` under the breaker (pybreaker's lock is not held while it runs)."""
+        """Call ``func`` under the breaker (no lock is held while it runs)."""
         ticket = self._admit(func, args, kwargs)
         try:
             result = func(*args, **kwargs)
@@ -283,21 +315,20 @@ class CircuitBreaker(pybreaker.CircuitBreaker):
         return result
 
     def reset(self) -> None:
-        """Close the breaker and forget its failures, without logging a state change."""
-        with self._lock:
-            self._state_storage.state = pybreaker.STATE_CLOSED
-            self._state_storage.reset_counter()
-            self._state_storage.reset_success_counter()
-            self._state = self._create_new_state(pybreaker.STATE_CLOSED)
+        """Close the breaker and forget its failures (closing an open one is logged)."""
+        with self._gate:
+            if self.state.name != pybreaker.STATE_CLOSED:
+                self.close()
+            self._storage.reset_counter()
             self._trials_in_flight = 0
 
     def retry_at(self) -> datetime | None:
         """When an open breaker lets trial calls through (UTC), or ``None`` if unknown."""
-        opened_at: datetime | None = self._state_storage.opened_at
+        opened_at = self._storage.opened_at
         return None if opened_at is None else opened_at + timedelta(seconds=self.reset_timeout)
 
     def _admit(self, func: Callable[..., Any], args: Any, kwargs: Any) -> _Ticket:
-        with self._lock:
+        with self._gate:
             state = self.state
             if state.name == pybreaker.STATE_OPEN:
                 retry_at = self.retry_at()
@@ -327,25 +358,35 @@ class CircuitBreaker(pybreaker.CircuitBreaker):
             return _Ticket(state, trial)
 
     def _finish(self, ticket: _Ticket, exc: BaseException | None) -> None:
-        with self._lock:
+        # pybreaker's own rules (its states' success and error handling, which are private),
+        # applied to the state that admitted the call.
+        with self._gate:
             if ticket.trial:
                 self._trials_in_flight = max(0, self._trials_in_flight - 1)
             if exc is not None and not isinstance(exc, Exception):
                 return  # cancellation or interrupt: says nothing about the service
+            # pybreaker makes a new state object on every transition, so identity tells
+            # whether the breaker changed state while this call ran (then the result is stale).
             if self.state is not ticket.state:
-                return  # stale: the breaker changed state while this call ran
-            if exc is None:
-                ticket.state._handle_success()
                 return
-            traceback = exc.__traceback__
-            try:
-                ticket.state._handle_error(exc, reraise=False)
-            except BaseException as raised:
-                # With throw_new_error_on_trip=False pybreaker re-raises exc when it trips.
-                if raised is not exc:
-                    raise
-            finally:
-                exc.__traceback__ = traceback
+            if exc is None or not self.is_system_error(exc):
+                self._record_success(ticket)
+            else:
+                self._record_failure(ticket, exc)
+
+    def _record_success(self, ticket: _Ticket) -> None:
+        self._storage.reset_counter()
+        if ticket.trial:
+            self.close()
+        for listener in self.listeners:
+            listener.success(self)
+
+    def _record_failure(self, ticket: _Ticket, exc: BaseException) -> None:
+        self._storage.increment_counter()
+        for listener in self.listeners:
+            listener.failure(self, exc)
+        if ticket.trial or self._storage.counter >= self.fail_max:
+            self.open()
 
 
 class BreakerRegistry:
@@ -424,10 +465,10 @@ def circuit_breaker(
         exclude: Exception classes never counted, even if listed in ``exceptions``. Like
             uncounted ones, they count as a success (the service answered).
         redis_client: A sync ``redis.Redis``; when given, the state lives in Redis under
-            ``<name>:pybreaker:*`` (pybreaker's Redis storage) so every process sees one
-            breaker. Either ``decode_responses`` setting works. When that Redis is
-            unreachable the breaker acts closed and counts nothing (pybreaker's fallback), so
-            a breaker guarding that same Redis should keep its state in memory.
+            ``<name>:pybreaker:*`` so every process sees one breaker. Either
+            ``decode_responses`` setting works. When that Redis is unreachable the breaker
+            acts closed and counts nothing (as pybreaker's own Redis storage does), so a
+            breaker guarding that same Redis should keep its state in memory.
 
     Returns:
         A decorator for ``def`` and ``async def`` functions and methods.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import random
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar, cast
 
@@ -15,7 +16,6 @@ from tenacity import (
     retry_if_exception_type,
     stop_after_attempt,
     stop_before_delay,
-    wait_exponential_jitter,
 )
 
 P = ParamSpec("P")
@@ -87,9 +87,7 @@ def retry_with_backoff(
 
     settings: dict[str, Any] = {
         "stop": stop_after_attempt(max_retries + 1) | stop_before_delay(total_timeout),
-        "wait": wait_exponential_jitter(
-            multiplier=base_delay, max=max_delay, exp_base=2, jitter=base_delay
-        ),
+        "wait": _exponential_jitter(base_delay, max_delay),
         "retry": retry_if_exception_type(retried),
         "reraise": True,
     }
@@ -116,6 +114,20 @@ def retry_with_backoff(
         return wrapper
 
     return decorate
+
+
+def _exponential_jitter(base_delay: float, max_delay: float) -> Callable[[RetryCallState], float]:
+    # Ours rather than tenacity's wait_exponential_jitter: its first argument is ``initial`` up
+    # to 9.1 and ``multiplier`` from 9.2 on, where ``initial`` warns, so no spelling works on
+    # every tenacity this package accepts. A plain callable is a wait tenacity has always taken.
+    def wait(state: RetryCallState) -> float:
+        try:
+            delay = base_delay * 2.0 ** (state.attempt_number - 1)
+        except OverflowError:  # retry ~1024 onwards: the cap applies long before
+            return max_delay
+        return min(max_delay, delay + random.uniform(0, base_delay))
+
+    return wait
 
 
 def _qualname(func: Callable[..., Any]) -> str:

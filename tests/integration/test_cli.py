@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import redis
-from click.testing import CliRunner, Result
+from click.testing import Result
 
 from queue_system import QueueConfig, QueueManager, QueueRetryConfig
 from queue_system.cli import main as cli_module
@@ -22,6 +22,7 @@ from queue_system.cli.main import cli
 from queue_system.engine.embedded_server import EmbeddedRedis, free_loopback_port
 from tests.conftest import run_burst
 from tests.integration import cli_app
+from tests.support.cli import cli_runner
 from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,7 +35,7 @@ def run(redis_url: str, key_prefix: str) -> Callable[..., Result]:
     """Invoke the CLI in-process on this test's namespace."""
 
     def invoke(*args: str, input: str | None = None) -> Result:
-        return CliRunner().invoke(cli, ["--url", redis_url, "--prefix", key_prefix, *args],
+        return cli_runner().invoke(cli, ["--url", redis_url, "--prefix", key_prefix, *args],
                                   input=input)  # fmt: skip
 
     return invoke
@@ -247,7 +248,7 @@ def test_health_exit_codes_and_no_password_printed(run: Callable[..., Result]) -
     assert run("health").stdout.startswith("ok: ")
     url = f"redis://admin:s3cret@127.0.0.1:{free_loopback_port()}/0"
     for args in (["health"], ["health", "--json"], ["status"]):
-        down = CliRunner().invoke(cli, ["--url", url, "--timeout", "1", *args])
+        down = cli_runner().invoke(cli, ["--url", url, "--timeout", "1", *args])
         assert down.exit_code == 1, args
         assert "s3cret" not in down.output and "Traceback" not in down.output
 
@@ -258,7 +259,7 @@ def test_health_of_a_frozen_server_exits_1_in_bounded_time() -> None:
         server.freeze()
         started = time.monotonic()
         args = ["--url", server.url, "--timeout", "1", "health", "--json"]
-        result = CliRunner().invoke(cli, args)
+        result = cli_runner().invoke(cli, args)
         took = time.monotonic() - started
         assert result.exit_code == 1
         assert json.loads(result.stdout)["redis_connected"] is False
@@ -277,7 +278,7 @@ def test_errors_are_one_line_unless_debug(redis_url: str, key_prefix: str) -> No
                             *command("ftp://nowhere", key_prefix, "status")[3:]], cwd=ROOT,
                            capture_output=True, text=True, timeout=60)  # fmt: skip
     assert debug.returncode == 1 and "Traceback" in debug.stderr
-    bad_prefix = CliRunner().invoke(cli, ["--url", redis_url, "--prefix", "no colon", "status"])
+    bad_prefix = cli_runner().invoke(cli, ["--url", redis_url, "--prefix", "no colon", "status"])
     assert bad_prefix.exit_code == 1 and "queue_prefix" in bad_prefix.stderr
 
 
