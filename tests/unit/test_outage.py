@@ -17,7 +17,7 @@ def test_error_replies_are_not_reported_as_outages(caplog: pytest.LogCaptureFixt
     with caplog.at_level("ERROR", logger="queue_system.worker"):
         asyncio.run(main())
     messages = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
-    assert "rejected a command" in messages[0] and "not an outage" in messages[0]
+    assert "error reply" in messages[0] and "not an outage" in messages[0]
     assert "Redis unavailable" in messages[1]
 
 
