@@ -10,8 +10,8 @@ connection (and its own small event loop for it), the leases this worker holds:
 * a running item until its own deadline: its start + its timeout + one interval. Past it (a
   hung processor, a loop blocked for ever) the lease expires and another worker reclaims it;
 * an item that is not running (claimed ahead, waiting for a thread, finished and waiting
-  for its ack) only while the event loop answers: a stalled loop can neither start nor ack
-  it, so it must not keep it from other workers.
+  for its outcome to be written) only while the event loop answers: a stalled loop can
+  neither start nor finish it, so it must not keep it from other workers.
 
 The event loop reports that it is alive with :meth:`LeaseKeeper.tick_loop`, which also logs
 when the loop was blocked for more than a second.
@@ -34,6 +34,7 @@ logger = logging.getLogger("queue_system.worker")
 LOOP_TICK_MAX_S = 0.25  # the event loop reports that it is alive at least this often
 LOOP_LAG_WARN_S = 1.0  # a loop stalled longer than this is logged (a blocking processor)
 STOP_WAIT_S = 5.0  # longest wait for the keeper's thread to end on stop()
+RENEW_TIMEOUT_MIN_S = 0.2  # a renewal waits at least this long for its reply (short leases)
 
 
 @dataclass(kw_only=True)
@@ -46,7 +47,7 @@ class LeaseKeeper:
     """Renews one worker's leases in a background thread.
 
     The worker reports each item's life: :meth:`claimed`, :meth:`running` (from any
-    thread), :meth:`forget`. Everything else happens in the keeper's thread.
+    thread), :meth:`ran`, :meth:`forget`. Everything else happens in the keeper's thread.
     """
 
     def __init__(self, config: QueueConfig, worker_id: str) -> None:
@@ -77,6 +78,13 @@ class LeaseKeeper:
             lease = self._leases.get(token)
             if lease is not None:
                 lease.renew_until = until
+
+    def ran(self, token: str) -> None:
+        """The processor returned (or gave up): keep the lease while the loop records it."""
+        with self._lock:
+            lease = self._leases.get(token)
+            if lease is not None:
+                lease.renew_until = None
 
     def forget(self, tokens: Iterable[str]) -> None:
         """These items are finished or given back: stop renewing them."""
@@ -174,7 +182,7 @@ class LeaseKeeper:
         client = self.config.make_async_client()
         # A stuck renewal must give up (and be retried) well within the lease.
         client.connection_pool.connection_kwargs["socket_timeout"] = min(
-            self.config.connection_timeout, self.interval_s / 2
+            self.config.connection_timeout, max(self.interval_s / 2, RENEW_TIMEOUT_MIN_S)
         )
         broker = WorkerBroker(self.config, client, self.worker_id)
         backoff = Backoff(BACKOFF_MIN_S, max(BACKOFF_MIN_S, self.interval_s / 2))

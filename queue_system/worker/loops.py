@@ -152,7 +152,7 @@ class QueueWorker:
             persist=self._outage.persist,
             complete=self._complete,
             release_token=self._forget,
-            running=self._leases.running,
+            leases=self._leases,
             events=events,
         )
         self._executors = [

@@ -34,6 +34,7 @@ from queue_system.worker.call import (
     prepare,
 )
 from queue_system.worker.events import WorkerEvents
+from queue_system.worker.leases import LeaseKeeper
 from queue_system.worker.store import ClaimedItem, Completion, WorkerBroker
 
 logger = logging.getLogger("queue_system.worker")
@@ -58,7 +59,7 @@ class ItemRunner:
         persist: the worker's outage-tolerant write wrapper.
         complete: queues a successful run for the batched ack.
         release_token: the worker stops tracking a finished item.
-        running: called (from any thread) when a processor starts, with its timeout.
+        leases: told when a processor starts (from its thread) and when it returned.
         events: metric updates.
     """
 
@@ -73,7 +74,7 @@ class ItemRunner:
         persist: Persist,
         complete: Callable[[Completion, Callable[..., Any] | None, dict[str, Any]], None],
         release_token: Callable[[str], None],
-        running: Callable[[str, float], None],
+        leases: LeaseKeeper,
         events: WorkerEvents,
     ) -> None:
         self.config = config
@@ -84,7 +85,7 @@ class ItemRunner:
         self.persist = persist
         self.complete = complete
         self.release_token = release_token
-        self.running = running
+        self.leases = leases
         self.events = events
         self.callbacks: set[asyncio.Task[None]] = set()
 
@@ -113,11 +114,13 @@ class ItemRunner:
                 env["entity"],
                 runnable.timeout_s,
                 self.threads,
-                on_start=lambda: self.running(item.token, runnable.timeout_s),
+                on_start=lambda: self.leases.running(item.token, runnable.timeout_s),
             )
         except Exception as exc:
+            self.leases.ran(item.token)
             await self._failed(item, runnable, exc, to_ms(clock.monotonic() - started), wait_ms)
             return
+        self.leases.ran(item.token)
         completion = Completion(
             item=item,
             operation_id=env["id"],
