@@ -142,7 +142,7 @@ class QueueWorker:
             give_up_after_s=self.outage_limit,
             on_error_reply=events.script_error,
         )
-        self._closing = False
+        self._closing = asyncio.Event()
         self._runner = ItemRunner(
             config=self.config,
             broker=self._broker,
@@ -240,9 +240,10 @@ class QueueWorker:
         callbacks = set(self._runner.callbacks)
         if callbacks:
             await asyncio.wait(callbacks, timeout=max(grace, 1.0))
-        # A cancel landing inside a redis-py call can surface as redis.TimeoutError, which the
-        # loops treat as an outage; the closing flag ends them regardless, within a bound.
-        self._closing = True
+        # A cancel landing inside a redis-py call can surface as redis.TimeoutError (or be
+        # swallowed while connecting); the closing event ends the loops and their sleeps anyway.
+        self._closing.set()
+        self._ack_wakeup.set()  # the acker wakes up to see it
         for task in [*self._services, *callbacks]:
             task.cancel()
         await asyncio.wait([*self._services, *callbacks], timeout=SHUTDOWN_WAIT_S)
@@ -436,7 +437,7 @@ class QueueWorker:
     # --- acking, maintaining, heartbeat -------------------------------------------------------
 
     async def _ack_loop(self) -> None:
-        while not self._closing:
+        while not self._closing.is_set():
             await self._ack_wakeup.wait()
             self._ack_wakeup.clear()
             await self._flush_acks()
@@ -468,7 +469,7 @@ class QueueWorker:
             self._runner.events.acked(batch, results)
 
     async def _maintain_loop(self) -> None:
-        while not self._closing:
+        while not self._closing.is_set():
             now = self.config.clock.time()
             try:
                 state = await self._broker.maintain(now)
@@ -476,7 +477,7 @@ class QueueWorker:
                 if self.queues is None:
                     await self._refresh_queues()
             except redis.RedisError as exc:
-                await self._outage.wait(exc, "maintain")
+                await self._outage.wait(exc, "maintain", until=self._closing)
                 continue
             self._outage.recovered("maintain")
             if state.requeued:
@@ -484,17 +485,17 @@ class QueueWorker:
             pause = MAINTENANCE_INTERVAL_S
             if state.next_due_ms is not None:  # wake for the next due retry, not later
                 pause = min(pause, max(state.next_due_ms / 1000 - now, 0.005))
-            await asyncio.sleep(pause)
+            await self._outage.sleep(pause, until=self._closing)
 
     async def _heartbeat_loop(self) -> None:
-        while not self._closing:
+        while not self._closing.is_set():
             try:
                 await self._broker.heartbeat(self.heartbeat_record(), HEARTBEAT_INTERVAL_S * 3)
             except redis.RedisError as exc:
-                await self._outage.wait(exc, "heartbeat")
+                await self._outage.wait(exc, "heartbeat", until=self._closing)
                 continue
             self._outage.recovered("heartbeat")
-            await asyncio.sleep(HEARTBEAT_INTERVAL_S)
+            await self._outage.sleep(HEARTBEAT_INTERVAL_S, until=self._closing)
 
     def heartbeat_record(self) -> dict[str, str | int | float]:
         """What this worker publishes about itself (see ``QueueManager.get_workers``)."""
