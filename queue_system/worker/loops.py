@@ -2,11 +2,10 @@
 
 One process runs these asyncio tasks:
 
-* the fetcher claims batches (claim + lease is one script) while there is free capacity and,
-  when nothing is waiting, blocks on the namespace's wake-up list (no polling sleep);
+* the fetcher claims batches while there is free capacity and, when nothing is waiting,
+  blocks on the namespace's wake-up list (:mod:`queue_system.worker.fetch`);
 * ``max_workers`` executors run items (async on the loop, sync in a thread each);
-* the acker writes successful runs in batches (one script call per batch) — fenced: an item
-  whose lease another worker took over is neither acked nor followed by its callbacks;
+* the acker writes successful runs in batches (:mod:`queue_system.worker.acks`);
 * the maintainer promotes due retries and returns expired leases of dead workers;
 * the heartbeat publishes the worker's record; a ticker tells the lease keeper that the
   event loop is alive (and logs when a processor blocked it).
@@ -33,11 +32,13 @@ import redis.asyncio
 from queue_system.config import QueueConfig
 from queue_system.core.checks import validate_queue_name
 from queue_system.engine.outage import RedisOutage
+from queue_system.worker.acks import Acker
 from queue_system.worker.call import ThreadSlots
 from queue_system.worker.events import WorkerEvents
+from queue_system.worker.fetch import Fetcher
 from queue_system.worker.leases import LeaseKeeper
 from queue_system.worker.runner import ItemRunner
-from queue_system.worker.store import ClaimedItem, Completion, WorkerBroker
+from queue_system.worker.store import ClaimedItem, WorkerBroker
 from queue_system.worker.supervision import supervise
 
 logger = logging.getLogger("queue_system.worker")
@@ -46,7 +47,6 @@ DEFAULT_GRACE_PERIOD_S = 10.0  # stop() waits this long for running items, then 
 BURST_OUTAGE_LIMIT_S = 30.0  # a burst worker gives up after Redis is unreachable this long
 MAINTENANCE_INTERVAL_S = 0.5  # how often due retries are promoted and dead leases recovered
 SHUTDOWN_WAIT_S = 5.0  # longest wait for the background loops to end once cancelled
-IDLE_WAIT_S = 1.0  # longest block on the wake-up list before re-checking (must be < timeouts)
 HEARTBEAT_INTERVAL_S = 5.0  # how often a worker refreshes its record in Redis
 
 
@@ -124,17 +124,11 @@ class QueueWorker:
         self._ready: asyncio.Queue[ClaimedItem | None] = asyncio.Queue()
         self._held: dict[str, ClaimedItem] = {}
         self._busy = 0
-        self._completions: list[Completion] = []
-        self._after_ack: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {}
-        self._ack_wakeup = asyncio.Event()
-        self._ack_lock = asyncio.Lock()
         self._capacity_freed = asyncio.Event()
         self._stopping = asyncio.Event()
         self._hurry = asyncio.Event()
         self._finished = asyncio.Event()
         self._failure = None
-        self._claim_keys: list[str] = []
-        self._invalid_queues: set[str] = set()
         events = WorkerEvents(self.config.metrics, self.worker_id)
         self._outage = RedisOutage(
             self.worker_id,
@@ -143,6 +137,15 @@ class QueueWorker:
             on_error_reply=events.script_error,
         )
         self._closing = asyncio.Event()
+        self._acker = Acker(
+            broker=self._broker,
+            persist=self._outage.persist,
+            clock=self.config.clock,
+            events=events,
+            spawn_callback=lambda fn, data: self._runner.spawn_callback(fn, data),
+            finished=self._forget,
+            worker_id=self.worker_id,
+        )
         self._runner = ItemRunner(
             config=self.config,
             broker=self._broker,
@@ -150,10 +153,25 @@ class QueueWorker:
             callback_threads=self._callback_threads,
             work_timeout=self.work_timeout,
             persist=self._outage.persist,
-            complete=self._complete,
+            complete=self._acker.complete,
             release_token=self._forget,
             leases=self._leases,
             events=events,
+        )
+        self._fetch = Fetcher(
+            config=self.config,
+            broker=self._broker,
+            outage=self._outage,
+            leases=self._leases,
+            queues=self.queues,
+            capacity=self.max_workers + self.prefetch,
+            # A thread still running a timed-out sync processor counts as in use.
+            in_use=lambda: self._busy + self._threads.overdue,
+            held=self._held,
+            ready=self._ready,
+            room_freed=self._capacity_freed,
+            stopping=self._stopping,
+            worker_id=self.worker_id,
         )
         self._executors = [
             asyncio.create_task(self._executor_loop(), name=f"queue-executor-{i}")
@@ -161,7 +179,7 @@ class QueueWorker:
         ]
         self._fetcher = self._supervised("fetcher", self._fetch_loop, stoppable=True)
         self._services = [
-            self._supervised("acker", self._ack_loop),
+            self._supervised("acker", lambda: self._acker.loop(self._closing)),
             self._supervised("maintainer", self._maintain_loop),
             self._supervised("heartbeat", self._heartbeat_loop),
             self._supervised("loop-ticker", self._leases.tick_loop),
@@ -211,7 +229,8 @@ class QueueWorker:
         everything not finished back at the head of its tier at once.
 
         Calling it again with ``grace_period=0`` while a stop is under way cuts the wait short
-        (a second Ctrl+C): running items are released at once.
+        (a second Ctrl+C): running items are released at once. An error while stopping is
+        logged, the worker still closes, and :meth:`run` raises it.
         """
         if not self._running or self._stopping.is_set():
             if grace_period == 0 and self._running:
@@ -225,6 +244,17 @@ class QueueWorker:
             self.config.clock.monotonic() + grace + 2 * self.config.connection_timeout
         )
         self._stopping.set()
+        try:
+            await self._wind_down(grace)
+        except Exception as exc:  # a bug while stopping: close anyway; unacked leases expire
+            logger.exception("worker %s: error while stopping", self.worker_id)
+            if self._failure is None:
+                self._failure = exc
+        finally:
+            await self._close()
+
+    async def _wind_down(self, grace: float) -> None:
+        """Give back what has not started, let running items finish, ack, give back the rest."""
         await asyncio.gather(self._fetcher, return_exceptions=True)
         await self._release([i.token for i in self._drain_ready()])
         for _ in self._executors:
@@ -232,7 +262,7 @@ class QueueWorker:
         for task in await self._wait_for_executors(grace):
             task.cancel()
         await asyncio.gather(*self._executors, return_exceptions=True)
-        await self._flush_acks()
+        await self._acker.flush()
         leftover = list(self._held)
         if leftover:
             await self._release(leftover)
@@ -240,13 +270,17 @@ class QueueWorker:
         callbacks = set(self._runner.callbacks)
         if callbacks:
             await asyncio.wait(callbacks, timeout=max(grace, 1.0))
+
+    async def _close(self) -> None:
+        """End the background loops, the lease keeper and the connections; mark stopped."""
         # A cancel landing inside a redis-py call can surface as redis.TimeoutError (or be
         # swallowed while connecting); the closing event ends the loops and their sleeps anyway.
         self._closing.set()
-        self._ack_wakeup.set()  # the acker wakes up to see it
-        for task in [*self._services, *callbacks]:
+        self._acker.wake()  # to see it
+        tasks = [*self._services, *self._runner.callbacks]
+        for task in tasks:
             task.cancel()
-        await asyncio.wait([*self._services, *callbacks], timeout=SHUTDOWN_WAIT_S)
+        await asyncio.wait(tasks, timeout=SHUTDOWN_WAIT_S)
         await asyncio.to_thread(self._leases.stop)
         await self._outage.persist(self._broker.unregister)
         self._threads.shutdown()
@@ -287,54 +321,9 @@ class QueueWorker:
     # --- fetching -----------------------------------------------------------------------------
 
     async def _fetch_loop(self) -> None:
-        capacity = self.max_workers + self.prefetch
-        await self._refresh_queues()
-        while not self._stopping.is_set():
-            waiting = self._ready.qsize()
-            # A thread still running a timed-out sync processor counts as busy.
-            free = capacity - waiting - self._busy - self._threads.overdue
-            if free <= 0 or (waiting and free < capacity // 2):
-                self._capacity_freed.clear()
-                await self._wait_any(self._capacity_freed.wait(), IDLE_WAIT_S)
-                continue
-            self._capacity_freed.clear()
-            try:
-                items = await self._broker.claim(self._claim_keys, free)
-            except redis.RedisError as exc:
-                await self._outage.wait(exc, "claim", until=self._stopping)
-                continue
-            self._outage.recovered("claim")
-            self._accept(items)
-            if not items:
-                await self._idle(free)
-
-    def _accept(self, items: list[ClaimedItem]) -> None:
-        self._leases.claimed(item.token for item in items)
-        for item in items:
-            self._held[item.token] = item
-            self._ready.put_nowait(item)
-
-    async def _idle(self, free: int) -> None:
-        """Nothing was claimable: finish a burst, or block until work is signalled."""
-        if self.burst:
-            if self._held or self._busy:
-                await self._wait_any(self._capacity_freed.wait(), IDLE_WAIT_S)
-                return
-            if await self._burst_done():
-                self._stop_task = asyncio.get_running_loop().create_task(self.stop())
-                await self._stopping.wait()
-                return
-        # Wait and claim in one round trip; a stop waits for it (at most IDLE_WAIT_S).
-        wait_s = min(IDLE_WAIT_S, self.config.connection_timeout / 2)
-        try:
-            signalled, items = await self._broker.wait_and_claim(self._claim_keys, free, wait_s)
-        except redis.RedisError as exc:
-            await self._outage.wait(exc, "wait_and_claim", until=self._stopping)
-            return
-        self._outage.recovered("wait_and_claim")
-        self._accept(items)
-        if signalled and not items and self.queues is None:
-            await self._refresh_queues()  # woken for a queue this worker has not seen yet
+        await self._fetch.loop(self._burst_done if self.burst else None)
+        if not self._stopping.is_set():  # the burst is over
+            self._stop_task = asyncio.get_running_loop().create_task(self.stop())
 
     async def _burst_done(self) -> bool:
         """True once nothing is ready: nothing waiting or in flight (nor scheduled, when
@@ -345,47 +334,7 @@ class QueueWorker:
         scheduled = state.delayed if self.wait_scheduled else 0
         if state.promoted or state.requeued or scheduled or state.in_flight or self._held:
             return False
-        return not await self._anything_waiting()
-
-    async def _anything_waiting(self) -> bool:
-        await self._refresh_queues()
-        pipe = self._client.pipeline(transaction=False)
-        for key in self._claim_keys:
-            pipe.llen(key)
-        return any(await pipe.execute()) if self._claim_keys else False
-
-    async def _refresh_queues(self) -> None:
-        names = self.queues if self.queues is not None else await self._queue_names()
-        self._claim_keys = self.config.keys.claim_order(names)
-
-    async def _queue_names(self) -> list[str]:
-        """Registered queue names; an invalid member (written by hand) is skipped, logged once."""
-        names = []
-        for name in await self._broker.queue_names():
-            try:
-                names.append(validate_queue_name(name))
-            except (TypeError, ValueError) as exc:
-                if name not in self._invalid_queues:
-                    self._invalid_queues.add(name)
-                    logger.error(
-                        "worker %s: skipping %r in the queue registry: %s",
-                        self.worker_id,
-                        name,
-                        exc,
-                    )
-        return names
-
-    async def _wait_any(self, awaitable: Awaitable[Any], timeout: float) -> None:
-        """Wait for ``awaitable``, a stop request, or ``timeout`` seconds, whichever is first."""
-        work = asyncio.ensure_future(awaitable)
-        stop = asyncio.ensure_future(self._stopping.wait())
-        try:
-            await asyncio.wait({work, stop}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (work, stop):
-                if not task.done():
-                    task.cancel()
-            await asyncio.gather(work, stop, return_exceptions=True)
+        return not await self._fetch.anything_waiting()
 
     def _drain_ready(self) -> list[ClaimedItem]:
         items = []
@@ -421,52 +370,13 @@ class QueueWorker:
                 self._busy -= 1
                 self._capacity_freed.set()
 
-    def _complete(
-        self, completion: Completion, on_success: Callable[..., Any] | None, data: dict[str, Any]
-    ) -> None:
-        """Queue a successful run for the next batched ack (callbacks fire after the ack)."""
-        if on_success is not None:
-            self._after_ack[completion.item.token] = (on_success, data)
-        self._completions.append(completion)
-        self._ack_wakeup.set()
-
     def _forget(self, token: str) -> None:
+        """The item is finished (or given back): stop tracking and renewing it."""
         self._held.pop(token, None)
         self._leases.forget((token,))
+        self._capacity_freed.set()
 
-    # --- acking, maintaining, heartbeat -------------------------------------------------------
-
-    async def _ack_loop(self) -> None:
-        while not self._closing.is_set():
-            await self._ack_wakeup.wait()
-            self._ack_wakeup.clear()
-            await self._flush_acks()
-
-    async def _flush_acks(self) -> None:
-        async with self._ack_lock:
-            await self._flush_acks_locked()
-
-    async def _flush_acks_locked(self) -> None:
-        while self._completions:
-            batch, self._completions = self._completions, []
-            results = await self._outage.persist(self._broker.ack, batch, self.config.clock.time())
-            if results is None:  # gave up (stopping, or Redis gone too long): leases expire
-                results = [False] * len(batch)
-            self._leases.forget(c.item.token for c in batch)
-            for completion, acked in zip(batch, results, strict=True):
-                token = completion.item.token
-                self._held.pop(token, None)
-                self._capacity_freed.set()
-                after = self._after_ack.pop(token, None)
-                if not acked:
-                    logger.warning(
-                        "worker %s lost the lease on %s; not acked, no callbacks",
-                        self.worker_id,
-                        token,
-                    )
-                elif after is not None:
-                    self._runner.spawn_callback(*after)
-            self._runner.events.acked(batch, results)
+    # --- maintaining, heartbeat ---------------------------------------------------------------
 
     async def _maintain_loop(self) -> None:
         while not self._closing.is_set():
@@ -475,7 +385,7 @@ class QueueWorker:
                 state = await self._broker.maintain(now)
                 await self._runner.dead_letter_crash_loops(state.crash_looped)
                 if self.queues is None:
-                    await self._refresh_queues()
+                    await self._fetch.refresh_queues()
             except redis.RedisError as exc:
                 await self._outage.wait(exc, "maintain", until=self._closing)
                 continue
