@@ -210,3 +210,40 @@ def test_a_hung_item_past_its_own_deadline_is_reclaimed(
     waiting = raw_redis.llen(config.keys.queue("jobs"))
     held = raw_redis.hlen(config.keys.inflight)
     assert held + waiting + config.get_metrics()["succeeded"] == 1
+
+
+def test_an_item_claimed_ahead_is_not_kept_from_others_while_the_loop_is_blocked(
+    make_config: Callable[..., QueueConfig], caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a worker (one executor, one item claimed ahead) whose processor blocks its loop
+    # for 1.5 leases, and a second item waiting behind it in the worker's buffer
+    config = make_config(lease_timeout=3.0)
+    manager = QueueManager(config)
+    first = manager.enqueue({"n": 4, "seconds": 4.5}, blocks_the_loop, queue_name="jobs")
+    manager.enqueue({"n": 5, "seconds": 0}, runs_for, queue_name="jobs")
+    finished = threading.Event()
+    join = run_worker_in_thread(config, finished, max_workers=1, prefetch=1)
+
+    async def main() -> Thief:
+        thief = Thief(config)
+        await async_wait_until(STARTED.is_set)
+        thief.start()
+        try:
+            # Then the buffered item's lease runs out (the blocked loop could not start it)
+            # and another worker takes it, while the running one keeps its lease
+            await async_wait_until(lambda: config.get_metrics()["succeeded"] == 1, timeout=15)
+            await async_wait_until(lambda: ("end", 4) in EVENTS)
+        finally:
+            await thief.stop()
+        return thief
+
+    try:
+        thief = asyncio.run(main())
+    finally:
+        finished.set()
+        join()
+    assert len(thief.claims) == 1  # the buffered item, taken over
+    # And the blocked worker did not run it as well once its loop was free again
+    assert ("start", 5) not in EVENTS
+    assert "giving it back unstarted" in caplog.text
+    assert QueueManager(config).get_operation(first["operation_id"])["status"] == "completed"

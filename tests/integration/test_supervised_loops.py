@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +23,7 @@ from queue_system.worker.store import WorkerBroker
 from tests.support.proxy import FaultProxy
 from tests.support.waiting import async_wait_until
 
+ROOT = Path(__file__).resolve().parents[2]
 RAN: list[int] = []
 
 
@@ -124,3 +129,27 @@ def test_a_loop_that_cannot_resume_stops_the_worker_loudly(
     # Then it stopped: not running, and its record is gone from the workers set
     assert not worker.running
     assert raw_redis.zcard(config.keys.workers) == 0
+
+
+def test_the_cli_worker_exits_1_when_a_loop_cannot_resume(redis_url: str, key_prefix: str) -> None:
+    env = {
+        **os.environ,
+        "CLI_APP_REDIS_URL": redis_url,
+        "CLI_APP_PREFIX": key_prefix,
+        "PYTHONPATH": str(ROOT),
+    }
+    argv = [
+        sys.executable,
+        "-m",
+        "queue_system",
+        "--url",
+        redis_url,
+        "--prefix",
+        key_prefix,
+        "worker",
+        "tests.integration.broken_heartbeat_app:config",
+    ]
+    out = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1, out.stderr[-2000:]
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: WorkerLoopError: the heartbeat loop failed"), last
