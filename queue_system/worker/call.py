@@ -130,12 +130,14 @@ class ThreadSlots:
         except BaseException:
             self._free.release()
             raise
+        # Read on the loop only (in _returned), so "abandoned" cannot race the thread's end.
         abandoned = [False]
 
         def returned(_: Future[Any]) -> None:  # in the thread: hand the slot back to the loop
             # A closed loop (RuntimeError) means the worker is gone, with its slots.
             with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self._returned, abandoned[0])
+                loop.call_soon_threadsafe(_resolve, started)  # also if cancelled unstarted
+                loop.call_soon_threadsafe(self._returned, abandoned)
 
         submitted.add_done_callback(returned)
         try:
@@ -147,8 +149,8 @@ class ThreadSlots:
                 self.overdue += 1
             raise
 
-    def _returned(self, was_abandoned: bool) -> None:
-        if was_abandoned:
+    def _returned(self, abandoned: list[bool]) -> None:
+        if abandoned[0]:
             self.overdue -= 1
         self._free.release()
 

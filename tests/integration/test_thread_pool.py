@@ -118,8 +118,9 @@ def test_a_timed_out_thread_counts_as_running_until_it_returns(config: QueueConf
         worker = QueueWorker(config, max_workers=2)
         await worker.start()
         try:
-            await async_wait_until(lambda: config.get_metrics()["failed"] == 1)
-            # The item is finished, but its thread still runs: the worker says so
+            # When the item is finished (in failures, and no longer held by the worker)
+            await async_wait_until(lambda: config.get_metrics()["failed"] == 1 and not worker._held)
+            # Then its thread, still running, still counts: the worker says so
             assert worker.heartbeat_record()["running"] == 1
             RELEASE.set()
             await async_wait_until(lambda: worker.heartbeat_record()["running"] == 0)
