@@ -16,7 +16,7 @@ from utils import circuit_breaker, retry_with_backoff, with_timeout  # noqa: F40
 # Create shared configuration
 config = QueueConfig(redis_url=os.environ.get("REDIS_URL", "redis://localhost:6379/0"))
 
-# Create queue manager and worker (burst: stop once nothing is waiting, delayed or running)
+# Create queue manager and worker (burst: stop once nothing is waiting or running)
 queue = QueueManager(config=config)
 worker = QueueWorker(config=config, max_workers=2, burst=True)
 

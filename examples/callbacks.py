@@ -66,7 +66,7 @@ async def main() -> None:
     config.register_callback(audit, name="audit")
     queue.enqueue(entity={"user_id": "789"}, processor=process_data, on_success="audit")
 
-    await QueueWorker(config=config, max_workers=2, burst=True).run()
+    await QueueWorker(config=config, max_workers=2, burst=True, wait_scheduled=True).run()
     config.redis_client.close()
 
 

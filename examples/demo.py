@@ -159,7 +159,8 @@ async def progress_line(config: QueueConfig, aqueue: AsyncQueueManager, elapsed:
 
 async def run_worker(config: QueueConfig) -> bool:
     """Run one burst worker until every job is terminal, printing progress; False on timeout."""
-    worker = QueueWorker(config, max_workers=20, burst=True)
+    # wait_scheduled: the demo's retries are due in 0.2 s; the burst waits for them
+    worker = QueueWorker(config, max_workers=20, burst=True, wait_scheduled=True)
     aqueue = AsyncQueueManager(config)
     started = time.monotonic()
     task = asyncio.create_task(worker.run())

@@ -70,7 +70,7 @@ async def main() -> None:
     )
     # A name no process registered (e.g. code that was renamed since the item was queued).
     queue.enqueue(entity={"supplier": "globex"}, processor="legacy.jobs:import_orders")
-    await QueueWorker(config=config, max_workers=2, burst=True).run()
+    await QueueWorker(config=config, max_workers=2, burst=True, wait_scheduled=True).run()
 
     # Get queue status
     status = queue.get_queue_status()

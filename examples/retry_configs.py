@@ -105,7 +105,7 @@ async def main() -> None:
             on_success=on_success,
             on_failure=on_failure,
         )
-    await QueueWorker(config=config, max_workers=4, burst=True).run()
+    await QueueWorker(config=config, max_workers=4, burst=True, wait_scheduled=True).run()
     status = queue.get_queue_status()
     print(f"failures queue holds {status['queue:failures']} items")
     config.redis_client.close()

@@ -5,6 +5,7 @@
     QueueSystemError
     ├── ConfigurationError          bad settings, no server binary, unknown options
     ├── QueueUnavailableError       Redis cannot be reached (down, frozen, breaker open)
+    ├── WorkerLoopError             a worker's background loop failed and could not resume
     ├── SerializationError          an entity cannot be encoded as JSON or is too large
     │   └── DecodeError             an item read back from Redis is not a valid envelope
     └── ProcessingError             an item cannot be run
@@ -26,6 +27,10 @@ class ConfigurationError(QueueSystemError):
 
 class QueueUnavailableError(QueueSystemError):
     """Raised when Redis cannot be reached in time, or its circuit breaker is open."""
+
+
+class WorkerLoopError(QueueSystemError):
+    """Raised by ``QueueWorker.run()`` when a background loop kept failing (the worker stopped)."""
 
 
 class SerializationError(QueueSystemError, ValueError):

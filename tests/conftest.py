@@ -97,7 +97,9 @@ def manager(config: QueueConfig) -> QueueManager:
 
 
 def run_burst(config: QueueConfig, **kwargs: Any) -> QueueWorker:
-    """Run a burst worker until every item is terminal (bounded by BURST_TIMEOUT_S)."""
+    """Run a burst worker until every item is terminal (bounded by BURST_TIMEOUT_S); it waits
+    for scheduled retries too (``wait_scheduled=True`` unless told otherwise)."""
+    kwargs.setdefault("wait_scheduled", True)
     worker = QueueWorker(config, burst=True, **kwargs)
 
     async def main() -> None:

@@ -40,7 +40,11 @@ from queue_system.engine.connection import DEFAULT_REDIS_URL, REDIS_URL_ENV_VAR,
 from queue_system.logs import setup_json_logging
 from queue_system.ops.admin import QueueAdmin, operator_identity
 from queue_system.producer.sync import QueueManager
-from queue_system.worker.loops import DEFAULT_GRACE_PERIOD_S, QueueWorker
+from queue_system.worker.loops import (
+    BURST_OUTAGE_LIMIT_S,
+    DEFAULT_GRACE_PERIOD_S,
+    QueueWorker,
+)
 
 logger = logging.getLogger("queue_system.cli")
 DEMO_PATH = Path(__file__).resolve().parents[2] / "examples" / "demo.py"
@@ -133,27 +137,67 @@ def _where() -> str:
 @click.argument("app")
 @click.option("--queues", help="Comma-separated queue names (default: every queue).")
 @click.option("--concurrency", default=5, show_default=True, help="Items run at once.")
-@click.option("--burst", is_flag=True, help="Exit 0 once nothing is waiting (for cron).")
+@click.option(
+    "--burst",
+    is_flag=True,
+    help="Exit 0 once nothing is waiting or in flight (for cron); retries scheduled for later "
+    "are left for the next run.",
+)
+@click.option(
+    "--wait-scheduled",
+    is_flag=True,
+    help="With --burst: also wait for scheduled retries to come due and run.",
+)
+@click.option(
+    "--outage-limit",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help=f"Exit 1 once Redis has been unreachable this many seconds "
+    f"[default: {BURST_OUTAGE_LIMIT_S:g} with --burst, else never].",
+)
 @click.option("--grace-period", default=DEFAULT_GRACE_PERIOD_S, show_default=True)
 @click.option("--work-timeout", default=30.0, show_default=True, help="Default item timeout.")
 def worker(
-    app: str, queues: str | None, concurrency: int, burst: bool, grace_period: float,
+    app: str,
+    queues: str | None,
+    concurrency: int,
+    burst: bool,
+    wait_scheduled: bool,
+    outage_limit: float | None,
+    grace_period: float,
     work_timeout: float,
-) -> None:  # fmt: skip
+) -> None:
     """Run a worker for APP ('module:attribute' naming the application's QueueConfig).
 
     SIGTERM/SIGINT: running items finish within the grace period, the rest go back at once;
     a second signal stops at once (running items are released back to their queues).
+    Exits 1 with one line on stderr if the worker had to stop on its own (Redis unreachable
+    past the outage limit, or a background loop that kept failing).
     """
+    if wait_scheduled and not burst:
+        raise click.UsageError("--wait-scheduled only applies with --burst")
     config = _load_app(app)
     names = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
     qw = QueueWorker(
-        config, concurrency, work_timeout, queues=names, burst=burst, grace_period=grace_period
+        config,
+        concurrency,
+        work_timeout,
+        queues=names,
+        burst=burst,
+        wait_scheduled=wait_scheduled,
+        outage_limit=outage_limit,
+        grace_period=grace_period,
     )
     where = redact_url(config.redis_url) if config.redis_url else "<client>"
     served = ",".join(names or ["every queue"])
-    logger.info("worker %s serving %s on %s (prefix %s, concurrency %d)", qw.worker_id, served,
-                where, config.queue_prefix, concurrency)  # fmt: skip
+    logger.info(
+        "worker %s serving %s on %s (prefix %s, concurrency %d)",
+        qw.worker_id,
+        served,
+        where,
+        config.queue_prefix,
+        concurrency,
+    )
     asyncio.run(_serve(qw))
 
 
@@ -163,8 +207,11 @@ async def _serve(qw: QueueWorker) -> None:
 
     def on_signal(sig: signal.Signals) -> None:
         if not stops:
-            logger.warning("%s: stopping (grace period %ss); send again to stop at once",
-                           sig.name, qw.grace_period)  # fmt: skip
+            logger.warning(
+                "%s: stopping (grace period %ss); send again to stop at once",
+                sig.name,
+                qw.grace_period,
+            )
             stops.append(loop.create_task(qw.stop()))
         else:
             logger.warning("%s again: stopping at once, releasing running items", sig.name)

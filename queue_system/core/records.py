@@ -25,9 +25,21 @@ def attempt_record(exc: BaseException, at: float) -> AttemptRecord:
     return {
         "at": at,
         "error_type": type(exc).__name__,
-        "message": str(exc) or repr(exc),
+        "message": describe_exception(exc),
         "traceback": text[-TRACEBACK_MAX_CHARS:],
     }
+
+
+def describe_exception(exc: BaseException) -> str:
+    """``str(exc)``, else its ``repr``, else its type: an exception's own ``__str__`` may fail."""
+    for describe in (str, repr):
+        try:
+            text = describe(exc)
+        except Exception:  # noqa: S112 (user code raised inside __str__ / __repr__)
+            continue
+        if text:
+            return text
+    return f"<{type(exc).__name__}: str() and repr() failed>"
 
 
 def dead_letter_record(

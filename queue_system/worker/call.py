@@ -1,20 +1,24 @@
 """Running one claimed item: decode and resolve it, then call its processor with a timeout.
 
-Sync processors and callbacks run in the worker's thread pool with a copy of the caller's
-``contextvars`` context; async ones run on the event loop. A timeout stops the *wait*: an
-async processor is cancelled, but a sync one cannot be interrupted and runs on in its thread
-until it returns (its result is then discarded).
+Sync processors and callbacks run in threads (:class:`ThreadSlots`) with a copy of the
+caller's ``contextvars`` context; async ones run on the event loop. A timeout stops the
+*wait*: an async processor is cancelled, but a sync one cannot be interrupted and runs on in
+its thread until it returns (its result is then discarded). That thread stays taken until
+then, so later sync items wait for a free thread; their timeout starts when they start.
+
+A ``CancelledError`` that the worker did not request (the processor awaited something that
+another party cancelled) is the processor's failure: :class:`ProcessorCancelledError`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
-import functools
 import inspect
 import sys
 from collections.abc import Awaitable, Callable
-from concurrent.futures import Executor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +31,7 @@ from queue_system.errors import DecodeError
 _HAS_ASYNCIO_TIMEOUT = sys.version_info >= (3, 11)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RunnableItem:
     """A decoded item whose processor and callbacks this worker is allowed to run."""
 
@@ -46,6 +50,10 @@ class InvalidItem(Exception):
         super().__init__(message)
         self.reason = reason
         self.envelope = envelope
+
+
+class ProcessorCancelledError(Exception):
+    """A processor raised CancelledError that the worker did not request: its failure."""
 
 
 def prepare(raw: bytes, registry: CallableRegistry, work_timeout: float) -> RunnableItem:
@@ -68,27 +76,113 @@ def prepare(raw: bytes, registry: CallableRegistry, work_timeout: float) -> Runn
             raise ValueError(f"timeout must be > 0, got {timeout}")
     except (TypeError, ValueError) as exc:
         raise InvalidItem("invalid_options", str(exc), as_dict) from exc
-    return RunnableItem(envelope, processor, on_success, on_failure, retry, timeout or work_timeout)
+    return RunnableItem(
+        envelope=envelope,
+        processor=processor,
+        on_success=on_success,
+        on_failure=on_failure,
+        retry=retry,
+        timeout_s=timeout or work_timeout,
+    )
 
 
 def _resolve_optional(registry: CallableRegistry, name: str | None) -> Callable[..., Any] | None:
     return registry.resolve(name) if name else None
 
 
-async def call_with_timeout(
-    fn: Callable[..., Any], arg: Any, timeout_s: float, executor: Executor
-) -> Any:
-    """``fn(arg)`` on the loop (async) or in ``executor`` (sync), bounded by ``timeout_s``.
+class ThreadSlots:
+    """A thread pool whose size is its capacity: a thread counts as taken until the function
+    it runs really returns, even after its caller stopped waiting (a timeout, a stop).
 
+    Use it from one event loop (created in the worker's ``start``).
+    """
+
+    def __init__(self, size: int, name: str) -> None:
+        self.size = size
+        self._pool = ThreadPoolExecutor(size, thread_name_prefix=name)
+        self._free = asyncio.Semaphore(size)
+        self.overdue = 0  # threads still running a function nobody waits for any more
+
+    async def run(
+        self,
+        fn: Callable[..., Any],
+        arg: Any,
+        timeout_s: float,
+        on_start: Callable[[], None] | None = None,
+    ) -> Any:
+        """``fn(arg)`` in a thread, bounded by ``timeout_s`` from the moment it starts.
+
+        Waits (unbounded) for a free thread first; ``on_start`` runs in the thread, first.
+        """
+        loop = asyncio.get_running_loop()
+        await self._free.acquire()
+        started: asyncio.Future[None] = loop.create_future()
+        context = contextvars.copy_context()
+
+        def target() -> Any:
+            loop.call_soon_threadsafe(_resolve, started)
+            if on_start is not None:
+                on_start()
+            return context.run(fn, arg)
+
+        try:
+            submitted = self._pool.submit(target)
+        except BaseException:
+            self._free.release()
+            raise
+        # Read on the loop only (in _returned), so "abandoned" cannot race the thread's end.
+        abandoned = [False]
+
+        def returned(_: Future[Any]) -> None:  # in the thread: hand the slot back to the loop
+            # A closed loop (RuntimeError) means the worker is gone, with its slots.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_resolve, started)  # also if cancelled unstarted
+                loop.call_soon_threadsafe(self._returned, abandoned)
+
+        submitted.add_done_callback(returned)
+        try:
+            await started  # at once: a free slot means a thread is free
+            return await _bounded(asyncio.wrap_future(submitted), timeout_s)
+        except BaseException:
+            if not submitted.cancel() and not submitted.done():
+                abandoned[0] = True  # runs on in its thread; still counts as taken
+                self.overdue += 1
+            raise
+
+    def _returned(self, abandoned: list[bool]) -> None:
+        if abandoned[0]:
+            self.overdue -= 1
+        self._free.release()
+
+    def shutdown(self) -> None:
+        """Start no more functions; threads still running end on their own."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+async def call_with_timeout(
+    fn: Callable[..., Any],
+    arg: Any,
+    timeout_s: float,
+    threads: ThreadSlots,
+    on_start: Callable[[], None] | None = None,
+) -> Any:
+    """``fn(arg)`` on the loop (async) or in ``threads`` (sync), bounded by ``timeout_s``.
+
+    ``on_start`` is called when ``fn`` really starts (in its thread for a sync ``fn``).
     Raises the builtin ``TimeoutError("processor exceeded its ...s timeout")`` at the
-    deadline; a ``TimeoutError`` the function raises itself passes through unchanged.
+    deadline (a ``TimeoutError`` the function raises itself passes through unchanged), and
+    :class:`ProcessorCancelledError` for a CancelledError the worker did not request.
     """
     if inspect.iscoroutinefunction(fn):
+        if on_start is not None:
+            on_start()
         return await _bounded(fn(arg), timeout_s)
-    loop = asyncio.get_running_loop()
-    context = contextvars.copy_context()
-    future = loop.run_in_executor(executor, functools.partial(context.run, fn, arg))
-    result = await _bounded(future, timeout_s)
+    result = await threads.run(fn, arg, timeout_s, on_start)
     if inspect.isawaitable(result):
         return await _bounded(result, timeout_s)
     return result
@@ -103,9 +197,28 @@ async def _bounded(awaitable: Awaitable[Any], timeout_s: float) -> Any:
             if scope.expired():
                 raise TimeoutError(f"processor exceeded its {timeout_s}s timeout") from None
             raise
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if task is None or task.cancelling():  # type: ignore[attr-defined,unused-ignore]
+                raise  # the worker cancelled this run (stop): not the processor's doing
+            raise _not_requested() from exc
     task = asyncio.ensure_future(awaitable)
-    done, _ = await asyncio.wait({task}, timeout=timeout_s)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=timeout_s)
+    except asyncio.CancelledError:
+        task.cancel()  # the worker cancelled this run (stop): cancel the processor with it
+        raise
     if not done:
         task.cancel()
         raise TimeoutError(f"processor exceeded its {timeout_s}s timeout")
-    return task.result()
+    try:
+        return task.result()
+    except asyncio.CancelledError as exc:  # the processor's own: this task was not cancelled
+        raise _not_requested() from exc
+
+
+def _not_requested() -> ProcessorCancelledError:
+    return ProcessorCancelledError(
+        "the processor raised CancelledError that the worker did not request "
+        "(it awaited something that another party cancelled)"
+    )

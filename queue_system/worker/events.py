@@ -59,21 +59,35 @@ class WorkerEvents:
         """An item could not be run: it went to ``system_errors``."""
         env = envelope or {}
         self.metrics.update(
-            "system_errors", 1, queue=_label(env.get("queue")),
-            priority=_label(env.get("priority")), processor=_label(env.get("processor")),
+            "system_errors",
+            1,
+            queue=_label(env.get("queue")),
+            priority=_label(env.get("priority")),
+            processor=_label(env.get("processor")),
             operation_id=_label(env.get("id")),
-        )  # fmt: skip
+        )
         self.jobs_failed += 1
         self._success_rate()
+
+    def script_error(self, script: str) -> None:
+        """One of our scripts (or a command) got an error reply: a bug, counted loudly.
+
+        ``script`` is named in the worker's ERROR record; the counter has no labels.
+        """
+        self.metrics.update("script_errors", 1)
 
     def _update(
         self, name: str, value: float, labels: Labels, operation_id: str | None = None
     ) -> None:
         queue, priority, processor = labels
         self.metrics.update(
-            name, value, queue=queue, priority=priority,
-            processor=None if name == "avg_wait_ms" else processor, operation_id=operation_id,
-        )  # fmt: skip
+            name,
+            value,
+            queue=queue,
+            priority=priority,
+            processor=None if name == "avg_wait_ms" else processor,
+            operation_id=operation_id,
+        )
 
     def _success_rate(self) -> None:
         finished = self.jobs_done + self.jobs_failed

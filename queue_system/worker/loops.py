@@ -2,15 +2,18 @@
 
 One process runs these asyncio tasks:
 
-* the fetcher claims batches (claim + lease is one script) while there is free capacity and,
-  when nothing is waiting, blocks on the namespace's wake-up list (no polling sleep);
-* ``max_workers`` executors run items (async on the loop, sync in a thread pool);
-* the acker writes successful runs in batches (one script call per batch) — fenced: an item
-  whose lease another worker took over is neither acked nor followed by its callbacks;
-* the renewer extends this worker's leases every third of ``lease_timeout``;
-* the maintainer promotes due retries and returns expired leases of dead workers.
+* the fetcher claims batches while there is free capacity and, when nothing is waiting,
+  blocks on the namespace's wake-up list (:mod:`queue_system.worker.fetch`);
+* ``max_workers`` executors run items (async on the loop, sync in a thread each);
+* the acker writes successful runs in batches (:mod:`queue_system.worker.acks`);
+* the maintainer promotes due retries and returns expired leases of dead workers;
+* the heartbeat publishes the worker's record; a ticker tells the lease keeper that the
+  event loop is alive (and logs when a processor blocked it).
 
-Redis errors never end the process: loops log, back off and resume when Redis is back.
+Leases are renewed from a thread of their own (:mod:`queue_system.worker.leases`). Every
+loop runs supervised (:mod:`queue_system.worker.supervision`): Redis errors never end the
+process, loops log, back off and resume when Redis is back; a loop that cannot resume stops
+the worker and ``run()`` raises.
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ import os
 import socket
 import uuid
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import redis
@@ -30,16 +32,21 @@ import redis.asyncio
 from queue_system.config import QueueConfig
 from queue_system.core.checks import validate_queue_name
 from queue_system.engine.outage import RedisOutage
+from queue_system.worker.acks import Acker
+from queue_system.worker.call import ThreadSlots
 from queue_system.worker.events import WorkerEvents
+from queue_system.worker.fetch import Fetcher
+from queue_system.worker.leases import LeaseKeeper
 from queue_system.worker.runner import ItemRunner
-from queue_system.worker.store import ClaimedItem, Completion, WorkerBroker
+from queue_system.worker.store import ClaimedItem, WorkerBroker
+from queue_system.worker.supervision import supervise
 
 logger = logging.getLogger("queue_system.worker")
 
 DEFAULT_GRACE_PERIOD_S = 10.0  # stop() waits this long for running items, then releases them
+BURST_OUTAGE_LIMIT_S = 30.0  # a burst worker gives up after Redis is unreachable this long
 MAINTENANCE_INTERVAL_S = 0.5  # how often due retries are promoted and dead leases recovered
 SHUTDOWN_WAIT_S = 5.0  # longest wait for the background loops to end once cancelled
-IDLE_WAIT_S = 1.0  # longest block on the wake-up list before re-checking (must be < timeouts)
 HEARTBEAT_INTERVAL_S = 5.0  # how often a worker refreshes its record in Redis
 
 
@@ -51,7 +58,13 @@ class QueueWorker:
         max_workers: items run at once.
         work_timeout: default seconds an item may run (an item's ``timeout`` overrides it).
         queues: queue names to serve; default every queue in the namespace.
-        burst: return from :meth:`run` once nothing is waiting, delayed or in flight.
+        burst: return from :meth:`run` once nothing is ready: nothing waiting, nothing in
+            flight (anywhere in the namespace: an expired lease comes back and runs).
+        wait_scheduled: in burst mode, also wait for retries scheduled for later (until
+            they are due and have run); without it they are left for the next run.
+        outage_limit: seconds Redis may stay unreachable before :meth:`run` raises
+            QueueUnavailableError; default BURST_OUTAGE_LIMIT_S (30 s) in burst mode, never
+            otherwise.
         grace_period: seconds :meth:`stop` waits for running items before releasing them.
         prefetch: items claimed ahead of free executors (default ``max_workers``).
     """
@@ -64,6 +77,8 @@ class QueueWorker:
         *,
         queues: list[str] | None = None,
         burst: bool = False,
+        wait_scheduled: bool = False,
+        outage_limit: float | None = None,
         grace_period: float = DEFAULT_GRACE_PERIOD_S,
         prefetch: int | None = None,
     ) -> None:
@@ -73,6 +88,8 @@ class QueueWorker:
             raise ValueError(f"work_timeout must be > 0 seconds, got {work_timeout!r}")
         if grace_period < 0:
             raise ValueError(f"grace_period must be >= 0 seconds, got {grace_period!r}")
+        if outage_limit is not None and not outage_limit > 0:
+            raise ValueError(f"outage_limit must be > 0 seconds or None, got {outage_limit!r}")
         if isinstance(queues, str):
             raise TypeError("queues must be a list of queue names, not a str")
         self.config = config
@@ -80,11 +97,14 @@ class QueueWorker:
         self.work_timeout = float(work_timeout)
         self.queues = [validate_queue_name(q) for q in queues] if queues else None
         self.burst = burst
+        self.wait_scheduled = wait_scheduled
+        self.outage_limit = BURST_OUTAGE_LIMIT_S if outage_limit is None and burst else outage_limit
         self.grace_period = float(grace_period)
         self.prefetch = max_workers if prefetch is None else prefetch
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._running = False
         self._finished: asyncio.Event | None = None
+        self._failure: BaseException | None = None
         self.started_at = 0.0
 
     @property
@@ -98,37 +118,75 @@ class QueueWorker:
             raise RuntimeError("worker is already running")
         self._client = self.config.make_async_client()
         self._broker = WorkerBroker(self.config, self._client, self.worker_id)
-        self._pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix="queue-worker")
+        self._threads = ThreadSlots(self.max_workers, "queue-worker")
+        self._callback_threads = ThreadSlots(self.max_workers, "queue-callback")
+        self._leases = LeaseKeeper(self.config, self.worker_id)
         self._ready: asyncio.Queue[ClaimedItem | None] = asyncio.Queue()
         self._held: dict[str, ClaimedItem] = {}
         self._busy = 0
-        self._completions: list[Completion] = []
-        self._after_ack: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {}
-        self._ack_wakeup = asyncio.Event()
-        self._ack_lock = asyncio.Lock()
         self._capacity_freed = asyncio.Event()
         self._stopping = asyncio.Event()
         self._hurry = asyncio.Event()
         self._finished = asyncio.Event()
-        self._claim_keys: list[str] = []
-        self._outage = RedisOutage(self.worker_id, self.config.clock)
-        self._closing = False
+        self._failure = None
+        events = WorkerEvents(self.config.metrics, self.worker_id)
+        self._outage = RedisOutage(
+            self.worker_id,
+            self.config.clock,
+            give_up_after_s=self.outage_limit,
+            on_error_reply=events.script_error,
+        )
+        self._closing = asyncio.Event()
+        self._acker = Acker(
+            broker=self._broker,
+            persist=self._outage.persist,
+            clock=self.config.clock,
+            events=events,
+            spawn_callback=lambda fn, data: self._runner.spawn_callback(fn, data),
+            finished=self._forget,
+            worker_id=self.worker_id,
+        )
         self._runner = ItemRunner(
-            self.config, self._broker, self._pool, self.work_timeout, self._outage.persist,
-            self._complete, self._forget, WorkerEvents(self.config.metrics, self.worker_id),
-        )  # fmt: skip
+            config=self.config,
+            broker=self._broker,
+            threads=self._threads,
+            callback_threads=self._callback_threads,
+            work_timeout=self.work_timeout,
+            persist=self._outage.persist,
+            complete=self._acker.complete,
+            release_token=self._forget,
+            leases=self._leases,
+            events=events,
+        )
+        self._fetch = Fetcher(
+            config=self.config,
+            broker=self._broker,
+            outage=self._outage,
+            leases=self._leases,
+            queues=self.queues,
+            capacity=self.max_workers + self.prefetch,
+            executors=self.max_workers,
+            # A thread still running a timed-out sync processor counts as in use.
+            in_use=lambda: self._busy + self._threads.overdue,
+            held=self._held,
+            ready=self._ready,
+            room_freed=self._capacity_freed,
+            stopping=self._stopping,
+            worker_id=self.worker_id,
+        )
         self._executors = [
             asyncio.create_task(self._executor_loop(), name=f"queue-executor-{i}")
             for i in range(self.max_workers)
         ]
-        self._fetcher = asyncio.create_task(self._fetch_loop(), name="queue-fetcher")
+        self._fetcher = self._supervised("fetcher", self._fetch_loop, stoppable=True)
         self._services = [
-            asyncio.create_task(self._ack_loop(), name="queue-acker"),
-            asyncio.create_task(self._renew_loop(), name="queue-renewer"),
-            asyncio.create_task(self._maintain_loop(), name="queue-maintainer"),
-            asyncio.create_task(self._heartbeat_loop(), name="queue-heartbeat"),
+            self._supervised("acker", lambda: self._acker.loop(self._closing)),
+            self._supervised("maintainer", self._maintain_loop),
+            self._supervised("heartbeat", self._heartbeat_loop),
+            self._supervised("loop-ticker", self._leases.tick_loop),
         ]
-        self._burst_stop: asyncio.Task[None] | None = None
+        self._leases.start()
+        self._stop_task: asyncio.Task[None] | None = None
         self.started_at = self.config.clock.time()
         self._running = True
         logger.info("worker %s started (max_workers=%d)", self.worker_id, self.max_workers)
@@ -139,18 +197,47 @@ class QueueWorker:
             list(self.config.registry.allowed_modules) or "(none)",
         )
 
+    def _supervised(
+        self, name: str, body: Callable[[], Awaitable[None]], *, stoppable: bool = False
+    ) -> asyncio.Task[None]:
+        supervised = supervise(
+            name,
+            body,
+            outage=self._outage,
+            clock=self.config.clock,
+            on_fatal=self._fail,
+            stopping=self._stopping if stoppable else None,
+        )
+        return asyncio.create_task(supervised, name=f"queue-{name}")
+
+    def _fail(self, exc: BaseException) -> None:
+        """A loop cannot resume: stop the worker; :meth:`run` raises ``exc``."""
+        if self._failure is None:
+            self._failure = exc
+            logger.critical("worker %s is stopping: %s", self.worker_id, exc)
+        if not self._stopping.is_set():
+            self._stop_task = asyncio.get_running_loop().create_task(self.stop())
+
     async def run(self) -> None:
-        """Start, then return when stopped (or, in burst mode, when the queues are empty)."""
+        """Start, then return when stopped (or, in burst mode, when nothing is ready).
+
+        Raises:
+            WorkerLoopError: a background loop kept failing; the worker stopped.
+            QueueUnavailableError: Redis stayed unreachable past ``outage_limit``.
+        """
         await self.start()
         assert self._finished is not None
         await self._finished.wait()
+        if self._failure is not None:
+            raise self._failure
 
     async def stop(self, grace_period: float | None = None) -> None:
         """Take no new items, let running ones finish for ``grace_period`` seconds, and put
         everything not finished back at the head of its tier at once.
 
         Calling it again with ``grace_period=0`` while a stop is under way cuts the wait short
-        (a second Ctrl+C): running items are released at once.
+        (a second Ctrl+C): running items are released at once. An error while stopping is
+        logged, the worker still closes, and :meth:`run` raises it.
         """
         if not self._running or self._stopping.is_set():
             if grace_period == 0 and self._running:
@@ -164,37 +251,61 @@ class QueueWorker:
             self.config.clock.monotonic() + grace + 2 * self.config.connection_timeout
         )
         self._stopping.set()
+        try:
+            await self._wind_down(grace)
+        except Exception as exc:  # a bug while stopping: close anyway; unacked leases expire
+            logger.exception("worker %s: error while stopping", self.worker_id)
+            if self._failure is None:
+                self._failure = exc
+        finally:
+            await self._close()
+
+    async def _wind_down(self, grace: float) -> None:
+        """Give back what has not started, let running items finish, ack, give back the rest."""
         await asyncio.gather(self._fetcher, return_exceptions=True)
-        buffered = self._drain_ready()
-        await self._outage.persist(self._broker.release, [i.token for i in buffered])
-        for item in buffered:
-            self._held.pop(item.token, None)
+        await self._release([i.token for i in self._drain_ready()])
         for _ in self._executors:
             self._ready.put_nowait(None)
         for task in await self._wait_for_executors(grace):
             task.cancel()
         await asyncio.gather(*self._executors, return_exceptions=True)
-        await self._flush_acks()
+        await self._acker.flush()
         leftover = list(self._held)
         if leftover:
-            await self._outage.persist(self._broker.release, leftover)
+            await self._release(leftover)
             logger.warning("worker %s released %d unfinished items", self.worker_id, len(leftover))
         callbacks = set(self._runner.callbacks)
         if callbacks:
             await asyncio.wait(callbacks, timeout=max(grace, 1.0))
-        # A cancel landing inside a redis-py call can surface as redis.TimeoutError, which the
-        # loops treat as an outage; the closing flag ends them regardless, within a bound.
-        self._closing = True
-        for task in [*self._services, *callbacks]:
+
+    async def _close(self) -> None:
+        """End the background loops, the lease keeper and the connections; mark stopped."""
+        # A cancel landing inside a redis-py call can surface as redis.TimeoutError (or be
+        # swallowed while connecting); the closing event ends the loops and their sleeps anyway.
+        self._closing.set()
+        self._acker.wake()  # to see it
+        tasks = [*self._services, *self._runner.callbacks]
+        for task in tasks:
             task.cancel()
-        await asyncio.wait([*self._services, *callbacks], timeout=SHUTDOWN_WAIT_S)
+        await asyncio.wait(tasks, timeout=SHUTDOWN_WAIT_S)
+        await asyncio.to_thread(self._leases.stop)
         await self._outage.persist(self._broker.unregister)
-        self._pool.shutdown(wait=False)
+        self._threads.shutdown()
+        self._callback_threads.shutdown()
         await self._client.aclose()
         self._running = False
         assert self._finished is not None
         self._finished.set()
         logger.info("worker %s stopped", self.worker_id)
+
+    async def _release(self, tokens: list[str]) -> None:
+        """Give leased items back to the head of their tier (fenced: lost leases are skipped)."""
+        if not tokens:
+            return
+        self._leases.forget(tokens)
+        await self._outage.persist(self._broker.release, tokens)
+        for token in tokens:
+            self._held.pop(token, None)
 
     async def _wait_for_executors(self, grace: float) -> list[asyncio.Task[None]]:
         """Wait up to ``grace`` seconds (or until hurried) for running items; the late ones."""
@@ -217,85 +328,20 @@ class QueueWorker:
     # --- fetching -----------------------------------------------------------------------------
 
     async def _fetch_loop(self) -> None:
-        capacity = self.max_workers + self.prefetch
-        await self._refresh_queues()
-        while not self._stopping.is_set():
-            waiting = self._ready.qsize()
-            free = capacity - waiting - self._busy
-            if free <= 0 or (waiting and free < capacity // 2):
-                self._capacity_freed.clear()
-                await self._wait_any(self._capacity_freed.wait(), IDLE_WAIT_S)
-                continue
-            self._capacity_freed.clear()
-            try:
-                items = await self._broker.claim(self._claim_keys, free, start_now=self._idle_now())
-            except redis.RedisError as exc:
-                await self._outage.wait(exc)
-                continue
-            self._outage.recovered()
-            self._accept(items)
-            if not items:
-                await self._idle(free)
+        await self._fetch.loop(self._burst_done if self.burst else None)
+        if not self._stopping.is_set():  # the burst is over
+            self._stop_task = asyncio.get_running_loop().create_task(self.stop())
 
-    def _idle_now(self) -> int:
-        """Executors that will start a claimed item at once (the claim marks it started)."""
-        return max(0, self.max_workers - self._busy - self._ready.qsize())
-
-    def _accept(self, items: list[ClaimedItem]) -> None:
-        for item in items:
-            self._held[item.token] = item
-            self._ready.put_nowait(item)
-
-    async def _idle(self, free: int) -> None:
-        """Nothing was claimable: finish a burst, or block until work is signalled."""
-        if self.burst:
-            if self._held or self._busy:
-                await self._wait_any(self._capacity_freed.wait(), IDLE_WAIT_S)
-                return
-            state = await self._broker.maintain(self.config.clock.time())
-            await self._runner.dead_letter_crash_loops(state.crash_looped)
-            quiet = not (state.promoted or state.requeued or state.delayed or state.in_flight)
-            if quiet and not self._held and not await self._anything_waiting():
-                self._burst_stop = asyncio.get_running_loop().create_task(self.stop())
-                await self._stopping.wait()
-                return
-        # Wait and claim in one round trip; a stop waits for it (at most IDLE_WAIT_S).
-        wait_s = min(IDLE_WAIT_S, self.config.connection_timeout / 2)
-        try:
-            signalled, items = await self._broker.wait_and_claim(
-                self._claim_keys, free, wait_s, start_now=self._idle_now()
-            )
-        except redis.RedisError as exc:
-            await self._outage.wait(exc)
-            return
-        self._accept(items)
-        if signalled and not items and self.queues is None:
-            await self._refresh_queues()  # woken for a queue this worker has not seen yet
-
-    async def _anything_waiting(self) -> bool:
-        await self._refresh_queues()
-        pipe = self._client.pipeline(transaction=False)
-        for key in self._claim_keys:
-            pipe.llen(key)
-        return any(await pipe.execute()) if self._claim_keys else False
-
-    async def _refresh_queues(self) -> None:
-        names = self.queues if self.queues is not None else await self._broker.queue_names()
-        self._claim_keys = self.config.keys.claim_order(names)
-
-    async def _wait_any(self, awaitable: Awaitable[Any], timeout: float) -> None:
-        """Wait for ``awaitable``, a stop request, or ``timeout`` seconds, whichever is first."""
-        work = asyncio.ensure_future(awaitable)
-        stop = asyncio.ensure_future(self._stopping.wait())
-        try:
-            await asyncio.wait({work, stop}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (work, stop):
-                if not task.done():
-                    task.cancel()
-            await asyncio.gather(work, stop, return_exceptions=True)
-        if work.done() and not work.cancelled() and isinstance(work.exception(), redis.RedisError):
-            await self._outage.wait(work.exception())  # type: ignore[arg-type]
+    async def _burst_done(self) -> bool:
+        """True once nothing is ready: nothing waiting or in flight (nor scheduled, when
+        ``wait_scheduled``). Redis errors propagate: the supervisor backs off."""
+        state = await self._broker.maintain(self.config.clock.time())
+        self._outage.recovered("maintain")
+        await self._runner.dead_letter_crash_loops(state.crash_looped)
+        scheduled = state.delayed if self.wait_scheduled else 0
+        if state.promoted or state.requeued or scheduled or state.in_flight or self._held:
+            return False
+        return not await self._fetch.anything_waiting()
 
     def _drain_ready(self) -> list[ClaimedItem]:
         items = []
@@ -314,94 +360,59 @@ class QueueWorker:
                 return
             self._busy += 1
             try:
-                await self._runner.run(item)
-            except Exception:
+                if self._leases.may_start(item.token):
+                    await self._runner.run(item)
+                else:
+                    logger.warning(
+                        "worker %s: the lease on %s may have lapsed while the event loop was "
+                        "blocked; giving it back unstarted",
+                        self.worker_id,
+                        item.token,
+                    )
+                    await self._release([item.token])
+            except Exception:  # the runner finishes every item; this guards the loop itself
                 logger.exception("worker %s: unexpected error on %s", self.worker_id, item.token)
+                self._forget(item.token)
             finally:
                 self._busy -= 1
                 self._capacity_freed.set()
 
-    def _complete(
-        self, completion: Completion, on_success: Callable[..., Any] | None, data: dict[str, Any]
-    ) -> None:
-        """Queue a successful run for the next batched ack (callbacks fire after the ack)."""
-        if on_success is not None:
-            self._after_ack[completion.item.token] = (on_success, data)
-        self._completions.append(completion)
-        self._ack_wakeup.set()
-
     def _forget(self, token: str) -> None:
+        """The item is finished (or given back): stop tracking and renewing it."""
         self._held.pop(token, None)
+        self._leases.forget((token,))
+        self._capacity_freed.set()
 
-    # --- acking, renewing, maintaining --------------------------------------------------------
-
-    async def _ack_loop(self) -> None:
-        while not self._closing:
-            await self._ack_wakeup.wait()
-            self._ack_wakeup.clear()
-            await self._flush_acks()
-
-    async def _flush_acks(self) -> None:
-        async with self._ack_lock:
-            await self._flush_acks_locked()
-
-    async def _flush_acks_locked(self) -> None:
-        while self._completions:
-            batch, self._completions = self._completions, []
-            results = await self._outage.persist(self._broker.ack, batch, self.config.clock.time())
-            if results is None:  # gave up while stopping: leases expire, items run again
-                results = [False] * len(batch)
-            for completion, acked in zip(batch, results, strict=True):
-                token = completion.item.token
-                self._held.pop(token, None)
-                self._capacity_freed.set()
-                after = self._after_ack.pop(token, None)
-                if not acked:
-                    logger.warning("worker %s lost the lease on %s; not acked, no callbacks",
-                                   self.worker_id, token)  # fmt: skip
-                elif after is not None:
-                    self._runner.spawn_callback(*after)
-            self._runner.events.acked(batch, results)
-
-    async def _renew_loop(self) -> None:
-        interval = self.config.lease_timeout / 3
-        while not self._closing:
-            await asyncio.sleep(interval)
-            tokens = list(self._held)
-            try:
-                lost = await self._broker.renew(tokens)
-            except redis.RedisError as exc:
-                await self._outage.wait(exc)
-                continue
-            for token in lost:
-                logger.warning("worker %s: lease %s was taken over", self.worker_id, token)
+    # --- maintaining, heartbeat ---------------------------------------------------------------
 
     async def _maintain_loop(self) -> None:
-        while not self._closing:
+        while not self._closing.is_set():
             now = self.config.clock.time()
             try:
                 state = await self._broker.maintain(now)
                 await self._runner.dead_letter_crash_loops(state.crash_looped)
                 if self.queues is None:
-                    await self._refresh_queues()
+                    await self._fetch.refresh_queues()
             except redis.RedisError as exc:
-                await self._outage.wait(exc)
+                await self._outage.wait(exc, "maintain", until=self._closing)
                 continue
+            self._outage.recovered("maintain")
             if state.requeued:
                 logger.warning("recovered %d items from expired leases", state.requeued)
             pause = MAINTENANCE_INTERVAL_S
             if state.next_due_ms is not None:  # wake for the next due retry, not later
                 pause = min(pause, max(state.next_due_ms / 1000 - now, 0.005))
-            await asyncio.sleep(pause)
+            await self._outage.sleep(pause, until=self._closing)
 
     async def _heartbeat_loop(self) -> None:
-        while not self._closing:
+        while not self._closing.is_set():
             try:
                 await self._broker.heartbeat(self.heartbeat_record(), HEARTBEAT_INTERVAL_S * 3)
             except redis.RedisError as exc:
-                await self._outage.wait(exc)
+                await self._outage.wait(exc, "heartbeat", until=self._closing)
                 continue
-            await asyncio.sleep(HEARTBEAT_INTERVAL_S)
+            self._outage.recovered("heartbeat")
+            await self._outage.sleep(HEARTBEAT_INTERVAL_S, until=self._closing)
 
     def heartbeat_record(self) -> dict[str, str | int | float]:
         """What this worker publishes about itself (see ``QueueManager.get_workers``)."""
@@ -414,6 +425,7 @@ class QueueWorker:
             "started_at": round(self.started_at, 3),
             "jobs_done": self._runner.events.jobs_done,
             "jobs_failed": self._runner.events.jobs_failed,
-            "running": self._busy,
+            # Items running, plus threads still running a sync processor that timed out.
+            "running": self._busy + self._threads.overdue,
             "last_seen": round(self.config.clock.time(), 3),
         }

@@ -3,7 +3,9 @@
 Outcomes: success (queued for the worker's batched ack), retry (delayed set), ``failures``
 (retries exhausted) or ``system_errors`` (cannot be run). Writes go through the worker's
 ``persist`` so a Redis outage only delays them; a lost lease discards the outcome and its
-callbacks.
+callbacks. Whatever goes wrong while finishing an item (a result or a retry that cannot be
+encoded, an exception that cannot be printed) still ends it: in ``system_errors`` with its
+raw bytes and the reason ``runner_error``; the item is never left leased for ever.
 """
 
 from __future__ import annotations
@@ -12,16 +14,27 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from concurrent.futures import Executor
 from typing import Any, Protocol
 
 from queue_system.config import QueueConfig
 from queue_system.core.clock import to_ms
 from queue_system.core.envelope import dumps, encode_envelope, envelope_summary
-from queue_system.core.records import attempt_record, callback_data, dead_letter_record
+from queue_system.core.records import (
+    attempt_record,
+    callback_data,
+    dead_letter_record,
+    describe_exception,
+)
 from queue_system.core.types import Envelope
-from queue_system.worker.call import InvalidItem, RunnableItem, call_with_timeout, prepare
+from queue_system.worker.call import (
+    InvalidItem,
+    RunnableItem,
+    ThreadSlots,
+    call_with_timeout,
+    prepare,
+)
 from queue_system.worker.events import WorkerEvents
+from queue_system.worker.leases import LeaseKeeper
 from queue_system.worker.skew import Wait, plan_wait
 from queue_system.worker.store import ClaimedItem, Completion, WorkerBroker
 
@@ -37,31 +50,56 @@ class Persist(Protocol):
 
 
 class ItemRunner:
-    """Runs items for one worker; the worker owns the loops, this owns one item's life."""
+    """Runs items for one worker; the worker owns the loops, this owns one item's life.
+
+    Args:
+        config: the worker's config.
+        broker: its script calls.
+        threads: threads for sync processors; ``callback_threads`` for sync callbacks.
+        work_timeout: default seconds an item may run.
+        persist: the worker's outage-tolerant write wrapper.
+        complete: queues a successful run for the batched ack.
+        release_token: the worker stops tracking a finished item.
+        leases: told when a processor starts (from its thread) and when it returned.
+        events: metric updates.
+    """
 
     def __init__(
         self,
+        *,
         config: QueueConfig,
         broker: WorkerBroker,
-        pool: Executor,
+        threads: ThreadSlots,
+        callback_threads: ThreadSlots,
         work_timeout: float,
         persist: Persist,
         complete: Callable[[Completion, Callable[..., Any] | None, dict[str, Any]], None],
         release_token: Callable[[str], None],
+        leases: LeaseKeeper,
         events: WorkerEvents,
     ) -> None:
         self.config = config
         self.broker = broker
-        self.pool = pool
+        self.threads = threads
+        self.callback_threads = callback_threads
         self.work_timeout = work_timeout
         self.persist = persist
         self.complete = complete
         self.release_token = release_token
+        self.leases = leases
         self.events = events
         self.callbacks: set[asyncio.Task[None]] = set()
 
     async def run(self, item: ClaimedItem) -> None:
-        """Decode, resolve and run ``item``, then record its outcome."""
+        """Decode, resolve and run ``item``, then record its outcome (whatever happens)."""
+        try:
+            await self._run(item)
+        except asyncio.CancelledError:
+            raise  # the worker's stop; processors' own cancellations arrive as failures
+        except Exception as exc:
+            await self._runner_error(item, exc)
+
+    async def _run(self, item: ClaimedItem) -> None:
         clock = self.config.clock
         try:
             runnable = prepare(item.raw, self.config.registry, self.work_timeout)
@@ -81,16 +119,28 @@ class ItemRunner:
         started = clock.monotonic()
         try:
             result = await call_with_timeout(
-                runnable.processor, env["entity"], runnable.timeout_s, self.pool
+                runnable.processor,
+                env["entity"],
+                runnable.timeout_s,
+                self.threads,
+                on_start=lambda: self.leases.running(item.token, runnable.timeout_s),
             )
         except Exception as exc:
+            self.leases.ran(item.token)
             await self._failed(item, runnable, exc, to_ms(clock.monotonic() - started), wait_ms)
             return
+        self.leases.ran(item.token)
         completion = Completion(
-            item, env["id"], env.get("dedup"), to_ms(clock.monotonic() - started),
-            queue_priority(env), wait_ms, self._result_json(result, env["queue"]),
-            self.config.result_ttl_for(env["queue"]), env["processor"],
-        )  # fmt: skip
+            item=item,
+            operation_id=env["id"],
+            dedup_key=env.get("dedup"),
+            run_ms=to_ms(clock.monotonic() - started),
+            queue_priority=queue_priority(env),
+            wait_ms=wait_ms,
+            result_json=self._result_json(result, env["queue"]),
+            result_ttl=self.config.result_ttl_for(env["queue"]),
+            processor=env["processor"],
+        )
         data = callback_data(env, result=result) if runnable.on_success else {}
         self.complete(completion, runnable.on_success, data)
 
@@ -103,8 +153,10 @@ class ItemRunner:
             # Measured in bytes, and encoded here: a str Redis cannot take (a lone surrogate)
             # is a UnicodeEncodeError (a ValueError) now, not a failed ack batch later.
             size = len(text.encode())
-        except (TypeError, ValueError) as exc:
-            return json.dumps({"unserializable": type(result).__name__, "error": str(exc)})
+        except Exception as exc:  # not JSON, NaN, too deep (RecursionError), a bad default
+            return json.dumps(
+                {"unserializable": type(result).__name__, "error": describe_exception(exc)}
+            )
         if size > self.config.max_result_bytes:
             return json.dumps({"truncated": True, "size": size})
         return text
@@ -129,20 +181,67 @@ class ItemRunner:
 
     async def _system_error(self, item: ClaimedItem, exc: InvalidItem) -> None:
         record = dead_letter_record(
-            reason=exc.reason, error_type=type(exc.__cause__ or exc).__name__, message=str(exc),
-            at=self.config.clock.time(), envelope=exc.envelope, raw=item.raw,
-        )  # fmt: skip
+            reason=exc.reason,
+            error_type=type(exc.__cause__ or exc).__name__,
+            message=str(exc),
+            at=self.config.clock.time(),
+            envelope=exc.envelope,
+            raw=item.raw,
+        )
         await self._finish(
-            item, self.broker.dead_letter, item, record, system_error=True,
+            item,
+            self.broker.dead_letter,
+            item,
+            record,
+            system_error=True,
             dedup_key=dedup_of(exc.envelope),
-        )  # fmt: skip
+        )
         self.events.system_error(exc.envelope)
         logger.error("system error (%s) for item %s: %s", exc.reason, item.token, exc)
 
+    async def _runner_error(self, item: ClaimedItem, exc: Exception) -> None:
+        """Last resort: the item could not be finished normally; system_errors, raw bytes kept."""
+        message = describe_exception(exc)
+        logger.error(
+            "item %s could not be finished (%s: %s); moving it to system_errors",
+            item.token,
+            type(exc).__name__,
+            message,
+            exc_info=exc,
+        )
+        summary = envelope_summary(item.raw)
+        record = dead_letter_record(
+            reason="runner_error",
+            error_type=type(exc).__name__,
+            message=message,
+            at=self.config.clock.time(),
+            envelope=summary,
+            raw=item.raw,
+        )
+        try:
+            kept = await self._finish(
+                item,
+                self.broker.dead_letter,
+                item,
+                record,
+                system_error=True,
+                dedup_key=dedup_of(summary),
+            )
+        except Exception:  # even that failed: the lease runs out and recovery takes over
+            logger.exception("item %s: could not record the runner error", item.token)
+            self.release_token(item.token)
+            return
+        if kept:
+            self.events.system_error(summary)
+
     async def _failed(
-        self, item: ClaimedItem, runnable: RunnableItem, exc: BaseException, run_ms: int,
+        self,
+        item: ClaimedItem,
+        runnable: RunnableItem,
+        exc: BaseException,
+        run_ms: int,
         wait_ms: int,
-    ) -> None:  # fmt: skip
+    ) -> None:
         env = runnable.envelope
         now = self.config.clock.time()
         attempt = attempt_record(exc, now)
@@ -152,36 +251,77 @@ class ItemRunner:
         if retry.has_attempts_left(env["attempts"]):
             due = now + retry.get_delay_for_attempt(failed_runs)
             if not retry.would_exceed_timeout(env["first_at"], due):
-                retried: Envelope = {**env, "attempts": failed_runs, "history": history,
-                                     "enqueued_at": due}  # fmt: skip
-                raw = encode_envelope(retried, max_bytes=RETRY_PAYLOAD_MAX_BYTES)
-                last_error = {"type": attempt["error_type"], "message": attempt["message"],
-                              "traceback": attempt["traceback"]}  # fmt: skip
-                await self._finish(
-                    item, self.broker.schedule_retry, item, raw, due, operation_id=env["id"],
-                    run_ms=run_ms, queue_priority=queue_priority(env), wait_ms=wait_ms,
-                    attempts=failed_runs, last_error=json.dumps(last_error),
-                )  # fmt: skip
-                self.events.retried(env["queue"], env["priority"], env["processor"])
-                logger.info("operation %s failed (%s); retry %d due in %.2fs", env["id"],
-                            type(exc).__name__, failed_runs, due - now)  # fmt: skip
+                await self._retry(item, env, history, failed_runs, due, run_ms, wait_ms)
+                logger.info(
+                    "operation %s failed (%s); retry %d due in %.2fs",
+                    env["id"],
+                    type(exc).__name__,
+                    failed_runs,
+                    due - now,
+                )
                 return
         final: dict[str, Any] = {**env, "attempts": failed_runs, "history": history}
         record = dead_letter_record(
-            reason="failed", error_type=type(exc).__name__, message=attempt["message"], at=now,
-            envelope=final, history=history,
-        )  # fmt: skip
+            reason="failed",
+            error_type=type(exc).__name__,
+            message=attempt["message"],
+            at=now,
+            envelope=final,
+            history=history,
+        )
         kept = await self._finish(
-            item, self.broker.dead_letter, item, record, system_error=False, run_ms=run_ms,
-            dedup_key=env.get("dedup"), wait_ms=wait_ms,
-        )  # fmt: skip
+            item,
+            self.broker.dead_letter,
+            item,
+            record,
+            system_error=False,
+            run_ms=run_ms,
+            dedup_key=env.get("dedup"),
+            wait_ms=wait_ms,
+        )
         self.events.failed(env["queue"], env["priority"], env["processor"], env["id"])
-        logger.warning("operation %s failed after %d runs: %s", env["id"], failed_runs, exc)
+        logger.warning(
+            "operation %s failed after %d runs: %s", env["id"], failed_runs, attempt["message"]
+        )
         if kept and runnable.on_failure is not None:
-            data = callback_data(env, error=attempt["message"], error_type=type(exc).__name__,
-                                 history=history)  # fmt: skip
+            data = callback_data(
+                env, error=attempt["message"], error_type=type(exc).__name__, history=history
+            )
             data["attempts"] = failed_runs
             self.spawn_callback(runnable.on_failure, data)
+
+    async def _retry(
+        self,
+        item: ClaimedItem,
+        env: Envelope,
+        history: list[Any],
+        failed_runs: int,
+        due: float,
+        run_ms: int,
+        wait_ms: int,
+    ) -> None:
+        retried: Envelope = {**env, "attempts": failed_runs, "history": history, "enqueued_at": due}
+        raw = encode_envelope(retried, max_bytes=RETRY_PAYLOAD_MAX_BYTES)
+        last = history[-1]
+        last_error = {
+            "type": last["error_type"],
+            "message": last["message"],
+            "traceback": last["traceback"],
+        }
+        await self._finish(
+            item,
+            self.broker.schedule_retry,
+            item,
+            raw,
+            due,
+            operation_id=env["id"],
+            run_ms=run_ms,
+            queue_priority=queue_priority(env),
+            wait_ms=wait_ms,
+            attempts=failed_runs,
+            last_error=json.dumps(last_error),
+        )
+        self.events.retried(env["queue"], env["priority"], env["processor"])
 
     async def _finish(
         self, item: ClaimedItem, write: Callable[..., Awaitable[bool]], *args: Any, **kwargs: Any
@@ -189,7 +329,13 @@ class ItemRunner:
         """Run a fenced write (retry/dead-letter) of ``item``; False when the lease was lost."""
         held = await self.persist(write, *args, **kwargs)
         self.release_token(item.token)
-        if not held:
+        if held is None:
+            logger.warning(
+                "outcome of %s not written (Redis unreachable): its lease will expire and it "
+                "will run again",
+                item.token,
+            )
+        elif not held:
             logger.warning("lease on %s was lost; outcome discarded", item.token)
         return bool(held)
 
@@ -198,14 +344,21 @@ class ItemRunner:
         for item, expiries in looped:
             summary = envelope_summary(item.raw)
             record = dead_letter_record(
-                reason="crash_loop", error_type="CrashLoop",
+                reason="crash_loop",
+                error_type="CrashLoop",
                 message=f"lease expired {expiries} times: the item keeps killing or stalling "
-                "its worker", at=self.config.clock.time(), envelope=summary, raw=item.raw,
-            )  # fmt: skip
+                "its worker",
+                at=self.config.clock.time(),
+                envelope=summary,
+                raw=item.raw,
+            )
             await self.persist(
-                self.broker.dead_letter, item, record, system_error=True,
+                self.broker.dead_letter,
+                item,
+                record,
+                system_error=True,
                 dedup_key=dedup_of(summary),
-            )  # fmt: skip
+            )
             self.events.system_error(summary)
             logger.error("item %s moved to system_errors: crash loop", item.token)
 
@@ -217,10 +370,13 @@ class ItemRunner:
 
     async def _run_callback(self, fn: Callable[..., Any], data: dict[str, Any]) -> None:
         try:
-            await call_with_timeout(fn, data, self.work_timeout, self.pool)
+            await call_with_timeout(fn, data, self.work_timeout, self.callback_threads)
         except Exception:
-            logger.exception("callback %s failed for operation %s",
-                             getattr(fn, "__qualname__", fn), data.get("operation_id"))  # fmt: skip
+            logger.exception(
+                "callback %s failed for operation %s",
+                getattr(fn, "__qualname__", fn),
+                data.get("operation_id"),
+            )
 
 
 def queue_priority(env: Envelope) -> str:

@@ -1,0 +1,105 @@
+"""Acker: writes a worker's successful runs in batches, then fires their ``on_success``.
+
+One script call per batch, fenced: an item whose lease another worker took over is neither
+acked nor followed by its callback. A batch whose write gave up (the worker stopping, or
+Redis unreachable past the worker's outage limit) is not acked either: the leases expire and
+the items run again (at-least-once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from queue_system.core.clock import Clock
+from queue_system.worker.events import WorkerEvents
+from queue_system.worker.runner import Persist
+from queue_system.worker.store import Completion, WorkerBroker
+
+logger = logging.getLogger("queue_system.worker")
+
+AfterAck = tuple[Callable[..., Any], dict[str, Any]]  # an on_success callback and its data
+
+
+class Acker:
+    """Batches one worker's successful runs (use it on the worker's event loop only).
+
+    Args:
+        broker: the worker's script calls.
+        persist: the worker's outage-tolerant write wrapper (None when it gave up).
+        clock: the worker's clock (finish times).
+        events: metric updates.
+        spawn_callback: runs an ``on_success`` callback in the background.
+        finished: the worker stops tracking an item (acked or not).
+        worker_id: names the worker in log records.
+    """
+
+    def __init__(
+        self,
+        *,
+        broker: WorkerBroker,
+        persist: Persist,
+        clock: Clock,
+        events: WorkerEvents,
+        spawn_callback: Callable[[Callable[..., Any], dict[str, Any]], None],
+        finished: Callable[[str], None],
+        worker_id: str,
+    ) -> None:
+        self.broker = broker
+        self.persist = persist
+        self.clock = clock
+        self.events = events
+        self.spawn_callback = spawn_callback
+        self.finished = finished
+        self.worker_id = worker_id
+        self._completions: list[Completion] = []
+        self._after_ack: dict[str, AfterAck] = {}
+        self._wakeup = asyncio.Event()
+        self._lock = asyncio.Lock()
+
+    def complete(
+        self, completion: Completion, on_success: Callable[..., Any] | None, data: dict[str, Any]
+    ) -> None:
+        """Queue a successful run for the next batch (its callback fires after the ack)."""
+        if on_success is not None:
+            self._after_ack[completion.item.token] = (on_success, data)
+        self._completions.append(completion)
+        self._wakeup.set()
+
+    def wake(self) -> None:
+        """Wake :meth:`loop` (to see that the worker is closing)."""
+        self._wakeup.set()
+
+    async def loop(self, closing: asyncio.Event) -> None:
+        """Write batches as runs complete, until ``closing`` is set."""
+        while not closing.is_set():
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Write every completed run now."""
+        async with self._lock:
+            while self._completions:
+                batch, self._completions = self._completions, []
+                await self._write(batch)
+
+    async def _write(self, batch: list[Completion]) -> None:
+        results = await self.persist(self.broker.ack, batch, self.clock.time())
+        gave_up = results is None
+        if gave_up:
+            results = [False] * len(batch)
+        for completion, acked in zip(batch, results, strict=True):
+            token = completion.item.token
+            self.finished(token)
+            after = self._after_ack.pop(token, None)
+            if acked:
+                if after is not None:
+                    self.spawn_callback(*after)
+            elif not gave_up:
+                logger.warning(
+                    "worker %s lost the lease on %s; not acked, no callbacks", self.worker_id, token
+                )
+        self.events.acked(batch, results)
