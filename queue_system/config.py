@@ -20,6 +20,7 @@ from typing import Any, TypeVar, overload
 
 import redis
 import redis.asyncio
+from redis.commands.core import Script
 
 from queue_system.core.checks import require_positive, validate_queue_name
 from queue_system.core.clock import Clock, SystemClock
@@ -155,7 +156,7 @@ class QueueConfig:
         self.metrics = Metrics(logger=logging.getLogger("queue_system.metrics"))
         self.redis_url = redis_url if redis_client is None else None
         self.redis_client = self._sync_client(redis_client, redis_url)
-        self._registered_scripts: Scripts | None = None
+        self._registered_scripts: Scripts[Script] | None = None
         self.guard = RedisGuard(
             connection.server_label(self.redis_client),
             max_connection_retries=self.max_connection_retries,
@@ -244,7 +245,7 @@ class QueueConfig:
         result["local"] = self.metrics.snapshot()
         return result
 
-    def _scripts(self) -> Scripts:
+    def _scripts(self) -> Scripts[Script]:
         if self._registered_scripts is None:
             self._registered_scripts = Scripts.register(self.redis_client)
         return self._registered_scripts

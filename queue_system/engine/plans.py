@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import redis
 import redis.asyncio
+from redis.commands.core import AsyncScript, Script
 
 from queue_system.engine.scripts import Scripts
 
@@ -48,7 +49,7 @@ class Command:
 Plan = Generator[list[Command], list[Any], T]
 
 
-def _queue(pipe: Any, scripts: Scripts, command: Command) -> Any:
+def _queue(pipe: Any, scripts: Scripts[Any], command: Command) -> Any:
     """Add ``command`` to ``pipe``; returns what the client returns (awaited by run_async)."""
     if command.script:
         script = getattr(scripts, command.name)
@@ -56,7 +57,7 @@ def _queue(pipe: Any, scripts: Scripts, command: Command) -> Any:
     return getattr(pipe, command.name)(*command.args)
 
 
-def run_sync(client: redis.Redis, scripts: Scripts, plan: Plan[T]) -> T:
+def run_sync(client: redis.Redis, scripts: Scripts[Script], plan: Plan[T]) -> T:
     """Run ``plan`` on a sync client: one pipelined round trip per batch it yields."""
     try:
         batch = next(plan)
@@ -70,7 +71,7 @@ def run_sync(client: redis.Redis, scripts: Scripts, plan: Plan[T]) -> T:
         return result
 
 
-async def run_async(client: redis.asyncio.Redis, scripts: Scripts, plan: Plan[T]) -> T:
+async def run_async(client: redis.asyncio.Redis, scripts: Scripts[AsyncScript], plan: Plan[T]) -> T:
     """Run ``plan`` on an asyncio client: one pipelined round trip per batch it yields."""
     try:
         batch = next(plan)

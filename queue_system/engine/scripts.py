@@ -8,7 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import Generic, TypeVar, overload
+
+import redis
+import redis.asyncio
+from redis.commands.core import AsyncScript, Script
 
 SCRIPT_NAMES = (
     "enqueue",
@@ -24,6 +28,7 @@ SCRIPT_NAMES = (
     "start",
     "purge",
     "position",
+    "requeue",
 )
 
 TOO_MANY_QUEUES = "QS_TOO_MANY_QUEUES"
@@ -35,25 +40,41 @@ def script_source(name: str) -> str:
     return lua_dir.joinpath(f"{name}.lua").read_text("utf-8")
 
 
-@dataclass(frozen=True)
-class Scripts:
-    """One registered script object per atomic operation (sync ``Script`` or ``AsyncScript``)."""
+#: A registered script: ``Script`` on a sync client, ``AsyncScript`` (awaited) on an asyncio one.
+S = TypeVar("S", Script, AsyncScript)
 
-    enqueue: Any
-    claim: Any
-    ack: Any
-    schedule_retry: Any
-    defer: Any
-    dead_letter: Any
-    promote_due: Any
-    recover: Any
-    release: Any
-    renew: Any
-    start: Any
-    purge: Any
-    position: Any
+
+@dataclass(frozen=True, kw_only=True)
+class Scripts(Generic[S]):
+    """One registered script object per atomic operation, on one client."""
+
+    enqueue: S
+    claim: S
+    ack: S
+    schedule_retry: S
+    defer: S
+    dead_letter: S
+    promote_due: S
+    recover: S
+    release: S
+    renew: S
+    start: S
+    purge: S
+    position: S
+    requeue: S
+
+    @overload
+    @classmethod
+    def register(cls, client: redis.Redis) -> Scripts[Script]: ...
+
+    @overload
+    @classmethod
+    def register(cls, client: redis.asyncio.Redis) -> Scripts[AsyncScript]: ...
 
     @classmethod
-    def register(cls, client: Any) -> Scripts:
+    def register(
+        cls, client: redis.Redis | redis.asyncio.Redis
+    ) -> Scripts[Script] | Scripts[AsyncScript]:
         """Register every script on ``client`` (a ``redis.Redis`` or ``redis.asyncio.Redis``)."""
-        return cls(**{name: client.register_script(script_source(name)) for name in SCRIPT_NAMES})
+        scripts = {name: client.register_script(script_source(name)) for name in SCRIPT_NAMES}
+        return cls(**scripts)  # type: ignore[arg-type]

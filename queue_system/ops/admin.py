@@ -38,7 +38,7 @@ from queue_system.core.types import (
     HealthSnapshot,
     SkippedRecord,
 )
-from queue_system.engine.scripts import script_source
+from queue_system.engine.scripts import Scripts
 from queue_system.errors import DecodeError, SerializationError
 from queue_system.ops.dead_letters import DeadLetterFilter, Filters, selected_ids
 from queue_system.ops.health import system_health
@@ -73,7 +73,7 @@ class QueueAdmin:
     def __init__(self, config: QueueConfig) -> None:
         self.config = config
         self._client = config.redis_client
-        self._requeue = self._client.register_script(script_source("requeue"))
+        self._requeue = Scripts.register(self._client).requeue
 
     def get_system_health(self) -> HealthSnapshot:
         """Redis, per-queue and worker figures, in seed 004's shape plus server details.

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import redis.asyncio
+from redis.commands.core import AsyncScript
 
 from queue_system.config import QueueConfig
 from queue_system.core.retry_policy import QueueRetryConfig
@@ -42,10 +43,10 @@ class AsyncQueueManager:
     def __init__(self, config: QueueConfig) -> None:
         self.config = config
         self._client: redis.asyncio.Redis | None = None
-        self._scripts: Scripts | None = None
+        self._scripts: Scripts[AsyncScript] | None = None
         self._guard = config.guard
 
-    def _connected(self) -> tuple[redis.asyncio.Redis, Scripts]:
+    def _connected(self) -> tuple[redis.asyncio.Redis, Scripts[AsyncScript]]:
         if self._client is None or self._scripts is None:
             self._client = self.config.make_async_client()
             self._scripts = Scripts.register(self._client)

@@ -25,6 +25,7 @@ from typing import Any
 
 import redis.asyncio
 import redis.exceptions
+from redis.typing import EncodableT
 
 from queue_system.config import NOTIFY_CAP, QueueConfig
 from queue_system.core.checks import OPERATION_ID_PATTERN
@@ -245,7 +246,7 @@ class WorkerBroker:
             self.keys.redeliveries,
             self.keys.started,
         ]
-        args = [
+        args: list[EncodableT] = [
             item.token,
             member,
             to_ms(due_s),
@@ -290,7 +291,7 @@ class WorkerBroker:
         last_error = {"type": record["error_type"], "message": record["message"]}
         if record["history"]:
             last_error["traceback"] = record["history"][-1]["traceback"]
-        args = [
+        args: list[EncodableT] = [
             item.token,
             json.dumps(record, separators=(",", ":"), default=str),
             self.config.dead_letter_cap,
@@ -322,7 +323,7 @@ class WorkerBroker:
         if not tokens:
             return 0
         keys = [self.keys.inflight, self.keys.leases, self.keys.notify, self.keys.started]
-        args = [NOTIFY_CAP, self.keys.operation_prefix, *tokens]
+        args: list[EncodableT] = [NOTIFY_CAP, self.keys.operation_prefix, *tokens]
         return int(await self.scripts.release(keys=keys, args=args))
 
     async def maintain(self, now_s: float) -> Maintenance:
