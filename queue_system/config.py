@@ -188,9 +188,13 @@ class QueueConfig:
         """Whether a completed operation of ``queue_name`` keeps its result."""
         return self.queue_keep_results.get(queue_name, self.keep_results)
 
-    def make_async_client(self) -> redis.asyncio.Redis:
-        """A new asyncio client with the same settings (bind it to one event loop only)."""
-        return connection.async_client_like(self.redis_client, self.max_connection_retries)
+    def make_async_client(self, socket_timeout: float | None = None) -> redis.asyncio.Redis:
+        """A new asyncio client with the same settings (bind it to one event loop only);
+        ``socket_timeout`` (seconds) replaces the reply timeout when given."""
+        overrides = {} if socket_timeout is None else {"socket_timeout": socket_timeout}
+        return connection.async_client_like(
+            self.redis_client, self.max_connection_retries, **overrides
+        )
 
     def get_queue_key(self, queue_name: str, priority: str = "normal") -> str:
         """The Redis list holding ``queue_name`` at ``priority``, e.g. ``queue:high:emails``."""

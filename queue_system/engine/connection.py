@@ -86,17 +86,21 @@ def sync_client_from_url(
         socket_timeout=connection_timeout,
         socket_connect_timeout=connection_timeout,
         retry=_retry(max_connection_retries),
-        retry_on_error=[redis.ConnectionError],
+        retry_on_error=list(RETRIED_ERRORS),
         decode_responses=False,
     )
 
 
 def connection_kwargs(client: redis.Redis) -> dict[str, Any]:
-    """Settings to rebuild ``client`` elsewhere (another event loop, bytes responses)."""
+    """Settings to rebuild ``client`` elsewhere (another event loop, bytes responses): where it
+    connects, how it authenticates, its socket and TLS settings. A unix socket's path comes
+    back as ``unix_socket_path``, the name the client constructors take."""
     pool = client.connection_pool
     kwargs = {k: v for k, v in pool.connection_kwargs.items() if k in _COPIED_KWARGS}
     if issubclass(pool.connection_class, redis.SSLConnection):
         kwargs["ssl"] = True
+    if "path" in kwargs:
+        kwargs["unix_socket_path"] = kwargs.pop("path")
     return kwargs
 
 
@@ -105,24 +109,28 @@ def uses_bytes(client: redis.Redis) -> bool:
     return not client.connection_pool.connection_kwargs.get("decode_responses", False)
 
 
-def sync_client_like(client: redis.Redis, max_connection_retries: int) -> redis.Redis:
-    """A bytes-returning sync client with ``client``'s connection settings."""
-    kwargs = connection_kwargs(client)
-    if kwargs.pop("path", None) is not None:
-        kwargs["unix_socket_path"] = client.connection_pool.connection_kwargs["path"]
+def sync_client_like(
+    client: redis.Redis, max_connection_retries: int, **overrides: Any
+) -> redis.Redis:
+    """A bytes-returning sync client with ``client``'s connection settings (``overrides``
+    replace some, e.g. ``socket_timeout``); ``max_connection_retries=0`` never retries."""
+    kwargs = connection_kwargs(client) | overrides
     return redis.Redis(
-        **kwargs, retry=_retry(max_connection_retries), retry_on_error=[redis.ConnectionError]
+        **kwargs,
+        retry=_retry(max_connection_retries),
+        retry_on_error=list(RETRIED_ERRORS),
+        decode_responses=False,
     )
 
 
-def async_client_like(client: redis.Redis, max_connection_retries: int) -> redis.asyncio.Redis:
+def async_client_like(
+    client: redis.Redis, max_connection_retries: int, **overrides: Any
+) -> redis.asyncio.Redis:
     """An asyncio client with ``client``'s connection settings, bound to no loop yet."""
-    kwargs = connection_kwargs(client)
-    if kwargs.pop("path", None) is not None:
-        kwargs["unix_socket_path"] = client.connection_pool.connection_kwargs["path"]
+    kwargs = connection_kwargs(client) | overrides
     return redis.asyncio.Redis(
         **kwargs,
         retry=_async_retry(max_connection_retries),
-        retry_on_error=[redis.ConnectionError],
+        retry_on_error=list(RETRIED_ERRORS),
         decode_responses=False,
     )

@@ -20,14 +20,12 @@ from collections.abc import Iterable
 from typing import Any, cast
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from queue_system.config import QueueConfig
 from queue_system.core.clock import iso_utc
 from queue_system.core.envelope import as_text
 from queue_system.core.types import PRIORITIES, HealthSnapshot, QueueStats
-from queue_system.engine.connection import connection_kwargs
+from queue_system.engine.connection import sync_client_like
 
 HEALTH_MARGIN_S = 0.9  # the answer comes within connection_timeout + this
 WORKER_FRESH_S = 30.0  # a worker whose last heartbeat is older is not counted
@@ -41,17 +39,12 @@ _RECORD_QUEUE = re.compile(rb'"queue":\s*"([A-Za-z0-9][A-Za-z0-9_.\-]{0,127})"')
 def health_client(config: QueueConfig) -> redis.Redis:
     """A client like ``config.redis_client`` that waits at most ``connection_timeout`` per
     command and never retries (the engine's client reconnects, which would multiply waits)."""
-    kwargs = connection_kwargs(config.redis_client)
-    path = kwargs.pop("path", None)
-    if path is not None:
-        kwargs["unix_socket_path"] = path
-    kwargs.update(
+    return sync_client_like(
+        config.redis_client,
+        max_connection_retries=0,
         socket_timeout=config.connection_timeout,
         socket_connect_timeout=config.connection_timeout,
-        retry=Retry(NoBackoff(), 0),
-        decode_responses=False,
     )
-    return redis.Redis(**kwargs)
 
 
 def system_health(config: QueueConfig) -> HealthSnapshot:

@@ -179,10 +179,11 @@ class LeaseKeeper:
             loop.close()
 
     async def _keep(self) -> None:
-        client = self.config.make_async_client()
         # A stuck renewal must give up (and be retried) well within the lease.
-        client.connection_pool.connection_kwargs["socket_timeout"] = min(
-            self.config.connection_timeout, max(self.interval_s / 2, RENEW_TIMEOUT_MIN_S)
+        client = self.config.make_async_client(
+            socket_timeout=min(
+                self.config.connection_timeout, max(self.interval_s / 2, RENEW_TIMEOUT_MIN_S)
+            )
         )
         broker = WorkerBroker(self.config, client, self.worker_id)
         backoff = Backoff(BACKOFF_MIN_S, max(BACKOFF_MIN_S, self.interval_s / 2))
