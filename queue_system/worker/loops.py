@@ -92,6 +92,10 @@ class QueueWorker:
             raise ValueError(f"outage_limit must be > 0 seconds or None, got {outage_limit!r}")
         if isinstance(queues, str):
             raise TypeError("queues must be a list of queue names, not a str")
+        if prefetch is not None and (
+            isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 0
+        ):
+            raise ValueError(f"prefetch must be an int >= 0 or None, got {prefetch!r}")
         self.config = config
         self.max_workers = max_workers
         self.work_timeout = float(work_timeout)

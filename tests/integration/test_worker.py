@@ -228,3 +228,31 @@ def test_running_property(config: QueueConfig) -> None:
         assert not worker.running
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True, "2"])
+def test_prefetch_must_be_a_count(config: QueueConfig, bad: object) -> None:
+    with pytest.raises(ValueError, match="prefetch"):
+        QueueWorker(config, prefetch=bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("prefetch", "expected"), [(0, "lhll"), (None, "llhl")])
+def test_prefetch_decides_whether_a_new_high_item_waits_behind_claimed_low_ones(
+    config: QueueConfig, manager: QueueManager, prefetch: int | None, expected: str
+) -> None:
+    # Given one executor and four low items; the first run enqueues a high item
+    order: list[str] = []
+
+    def record(entity: dict[str, Any]) -> None:
+        order.append(entity["p"])
+        if len(order) == 1:
+            manager.enqueue({"p": "h"}, name, queue_name="strict", priority="high")
+
+    name = config.register_callback(record, name="record_order")
+    for _ in range(3):
+        manager.enqueue({"p": "l"}, name, queue_name="strict", priority="low")
+    # When a one-executor worker drains it
+    run_burst(config, max_workers=1, prefetch=prefetch)
+    # Then with prefetch=0 the high item runs next; by default it waits behind the low item
+    # the worker had already claimed ahead (the README's prefetch note)
+    assert "".join(order) == expected
