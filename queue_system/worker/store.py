@@ -55,7 +55,7 @@ class ClaimedItem:
     started: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Completion:
     """A successful run waiting to be acked in the next batch."""
 

@@ -169,7 +169,16 @@ def test_ack_sets_the_result_ttl_even_on_a_record_that_was_gone(
     async def use(broker: WorkerBroker) -> list[bool]:
         [item] = await broker.claim(keys_of(config), 1)
         raw_redis.delete(config.keys.operation(op))
-        done = Completion(item, op, None, 1, "job:normal", 1, '"ok"', RESULT_TTL_S)
+        done = Completion(
+            item=item,
+            operation_id=op,
+            dedup_key=None,
+            run_ms=1,
+            queue_priority="job:normal",
+            wait_ms=1,
+            result_json='"ok"',
+            result_ttl=RESULT_TTL_S,
+        )
         return await broker.ack([done], 1.0)
 
     assert with_broker(config, use) == [True]
@@ -243,7 +252,16 @@ def test_the_redelivery_count_ends_with_its_item(
 
     async def use(broker: WorkerBroker) -> None:
         acked, retried, dead = await broker.claim(keys_of(config), 3)
-        done = Completion(acked, op_id(acked), None, 1, "job:normal", 1, '"ok"', 60)
+        done = Completion(
+            item=acked,
+            operation_id=op_id(acked),
+            dedup_key=None,
+            run_ms=1,
+            queue_priority="job:normal",
+            wait_ms=1,
+            result_json='"ok"',
+            result_ttl=60,
+        )
         assert await broker.ack([done], 1.0) == [True]
         assert await broker.schedule_retry(
             retried,

@@ -228,7 +228,16 @@ def test_start_marks_ride_along_with_an_ack_sent_at_the_same_moment(
             broker = WorkerBroker(config, client, "w")
             done, starting = await broker.claim(config.keys.claim_order(["job"]), 2)
             op = json.loads(done.raw)["id"]
-            completion = Completion(done, op, None, 1, "job:normal", 1, "null", 60)
+            completion = Completion(
+                item=done,
+                operation_id=op,
+                dedup_key=None,
+                run_ms=1,
+                queue_priority="job:normal",
+                wait_ms=1,
+                result_json="null",
+                result_ttl=60,
+            )
             # An executor finished one item and starts the next while the ack goes out
             marking = asyncio.ensure_future(broker.mark_started(starting))
             await asyncio.sleep(0)  # the executor is now waiting for its mark

@@ -70,14 +70,32 @@ def test_fencing_a_taken_over_lease_cannot_ack(make_config: Callable[..., QueueC
         assert theirs.raw == mine.raw and theirs.token != mine.token
         # A can neither ack, nor retry, nor renew it; B can ack it
         env = json.loads(mine.raw)
-        completion = Completion(mine, env["id"], None, 1, "job:normal", 1, '"done"', 60)
+        completion = Completion(
+            item=mine,
+            operation_id=env["id"],
+            dedup_key=None,
+            run_ms=1,
+            queue_priority="job:normal",
+            wait_ms=1,
+            result_json='"done"',
+            result_ttl=60,
+        )
         assert await a.ack([completion], 0.0) == [False]
         assert await a.renew([mine.token]) == [mine.token]
         assert not await a.schedule_retry(
             mine, mine.raw, 0, operation_id=env["id"], run_ms=1, queue_priority="job:normal",
             wait_ms=1, attempts=1, last_error="{}",
         )  # fmt: skip
-        theirs_done = Completion(theirs, env["id"], None, 1, "job:normal", 1, '"done"', 60)
+        theirs_done = Completion(
+            item=theirs,
+            operation_id=env["id"],
+            dedup_key=None,
+            run_ms=1,
+            queue_priority="job:normal",
+            wait_ms=1,
+            result_json='"done"',
+            result_ttl=60,
+        )
         assert await b.ack([theirs_done], 0.0) == [True]
         await client.aclose()
 

@@ -321,7 +321,16 @@ def op_id(item: ClaimedItem) -> str:
 
 
 def completion(item: ClaimedItem) -> Completion:
-    return Completion(item, op_id(item), None, 1, "job:normal", 1, '"done"', 60)
+    return Completion(
+        item=item,
+        operation_id=op_id(item),
+        dedup_key=None,
+        run_ms=1,
+        queue_priority="job:normal",
+        wait_ms=1,
+        result_json='"done"',
+        result_ttl=60,
+    )
 
 
 # --- a worker end to end: callbacks fire exactly once ----------------------------------------
