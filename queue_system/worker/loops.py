@@ -69,6 +69,28 @@ class QueueWorker:
         prefetch: items claimed ahead of free executors (default ``max_workers``).
     """
 
+    # The parts of one run, all created by start() (None of them exists before it).
+    _client: redis.asyncio.Redis
+    _broker: WorkerBroker
+    _threads: ThreadSlots
+    _callback_threads: ThreadSlots
+    _leases: LeaseKeeper
+    _ready: asyncio.Queue[ClaimedItem | None]
+    _held: dict[str, ClaimedItem]
+    _busy: int
+    _capacity_freed: asyncio.Event
+    _stopping: asyncio.Event
+    _hurry: asyncio.Event
+    _closing: asyncio.Event
+    _outage: RedisOutage
+    _acker: Acker
+    _runner: ItemRunner
+    _fetch: Fetcher
+    _executors: list[asyncio.Task[None]]
+    _fetcher: asyncio.Task[None]
+    _services: list[asyncio.Task[None]]
+    _stop_task: asyncio.Task[None] | None
+
     def __init__(
         self,
         config: QueueConfig,
@@ -125,8 +147,8 @@ class QueueWorker:
         self._threads = ThreadSlots(self.max_workers, "queue-worker")
         self._callback_threads = ThreadSlots(self.max_workers, "queue-callback")
         self._leases = LeaseKeeper(self.config, self.worker_id)
-        self._ready: asyncio.Queue[ClaimedItem | None] = asyncio.Queue()
-        self._held: dict[str, ClaimedItem] = {}
+        self._ready = asyncio.Queue()
+        self._held = {}
         self._busy = 0
         self._capacity_freed = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -190,7 +212,7 @@ class QueueWorker:
             self._supervised("loop-ticker", self._leases.tick_loop),
         ]
         self._leases.start()
-        self._stop_task: asyncio.Task[None] | None = None
+        self._stop_task = None
         self.started_at = self.config.clock.time()
         self._running = True
         logger.info("worker %s started (max_workers=%d)", self.worker_id, self.max_workers)
