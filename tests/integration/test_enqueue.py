@@ -64,7 +64,7 @@ def test_given_operation_id_queue_name_and_options_are_kept(
     [
         ({"priority": "urgent"}, ValueError, "priority"),
         ({"entity": {"x": object()}}, SerializationError, "JSON"),
-        ({"entity": "x" * 5000}, SerializationError, "limit"),
+        ({"entity": {"x": "x" * 5000}}, SerializationError, "limit"),
         ({"processor": lambda d: d}, TypeError, "lambda"),
         ({"queue_name": "*"}, ValueError, "queue_name"),
         ({"queue_name": "a:b"}, ValueError, "queue_name"),

@@ -33,11 +33,17 @@ def test_common_types_and_custom_serializer() -> None:
         raise TypeError(type(obj).__name__)  # the built-in defaults handle the rest
 
     data = encode_envelope(
-        envelope(entity={"when": dt.datetime(2026, 1, 2), "id": uuid.UUID(int=1), "m": Money()}),  # type: ignore[arg-type]
+        envelope(
+            entity={
+                "when": dt.datetime(2026, 1, 2, tzinfo=dt.timezone.utc),
+                "id": uuid.UUID(int=1),
+                "m": Money(),
+            }
+        ),  # type: ignore[arg-type]
         custom_serializer=money_only,
     )
     entity = json.loads(data)["entity"]
-    assert entity["when"] == "2026-01-02T00:00:00"
+    assert entity["when"] == "2026-01-02T00:00:00+00:00"
     assert entity["id"] == str(uuid.UUID(int=1))
     assert entity["m"] == {"cents": 150}
 
