@@ -23,6 +23,7 @@ from queue_system.engine.scripts import Scripts
 from queue_system.ops.health import system_health
 from queue_system.ops.reads import read_operation, read_queue_status, read_workers
 from queue_system.producer.log_context import (
+    CALLER_ERRORS,
     enqueue_batch_context,
     enqueue_context,
     operation_context,
@@ -59,7 +60,7 @@ class AsyncQueueManager:
             self._scripts = Scripts.register(self._client)
         return self._client, self._scripts
 
-    @try_catch(context=enqueue_context)
+    @try_catch(context=enqueue_context, caller_errors=CALLER_ERRORS)
     async def enqueue(
         self,
         entity: Any,
@@ -94,7 +95,7 @@ class AsyncQueueManager:
             answer = await self._guard.call_async(scripts.enqueue, keys=plan.keys, args=plan.args)
         return plan.interpret(answer)[0]
 
-    @try_catch(context=enqueue_batch_context)
+    @try_catch(context=enqueue_batch_context, caller_errors=CALLER_ERRORS)
     async def enqueue_batch(
         self, entities: Sequence[Any], processor: CallableRef, **kwargs: Any
     ) -> list[EnqueueResult]:
@@ -108,12 +109,12 @@ class AsyncQueueManager:
             answer = await self._guard.call_async(scripts.enqueue, keys=plan.keys, args=plan.args)
         return plan.interpret(answer, self.config, started)
 
-    @try_catch
+    @try_catch(caller_errors=CALLER_ERRORS)
     async def get_queue_status(self) -> QueueStatus:
         """See :meth:`QueueManager.get_queue_status`."""
         return await self._read(lambda: read_queue_status(self.config.keys))
 
-    @try_catch(context=operation_context)
+    @try_catch(context=operation_context, caller_errors=CALLER_ERRORS)
     async def get_operation(self, operation_id: str) -> OperationInfo | None:
         """See :meth:`QueueManager.get_operation`."""
         return await self._read(lambda: read_operation(self.config.keys, operation_id))
@@ -123,7 +124,7 @@ class AsyncQueueManager:
         short-timeout client)."""
         return await asyncio.to_thread(system_health, self.config)
 
-    @try_catch
+    @try_catch(caller_errors=CALLER_ERRORS)
     async def get_workers(self) -> list[WorkerInfo]:
         """See :meth:`QueueManager.get_workers`."""
         return await self._read(lambda: read_workers(self.config.keys))
@@ -138,7 +139,7 @@ class AsyncQueueManager:
         with redis_errors():
             return await self._guard.call_async(run)
 
-    @try_catch(context=purge_context)
+    @try_catch(context=purge_context, caller_errors=CALLER_ERRORS)
     async def purge_queue(self, queue_name: str, priority: str = "normal") -> int:
         """See :meth:`QueueManager.purge_queue`."""
         key = self.config.get_queue_key(queue_name, priority)

@@ -14,6 +14,11 @@ from typing import Any, Protocol
 from queue_system.config import QueueConfig
 from queue_system.producer.plan import default_queue_name
 
+CALLER_ERRORS: tuple[type[Exception], ...] = (ValueError, TypeError)
+"""Bad arguments (``SerializationError`` is a ValueError), raised before anything is sent:
+logged as one WARNING line, since the caller's own traceback shows where; any other failure
+is an ERROR with its traceback."""
+
 LOGGED_OPERATION_IDS = 10
 """Caller-chosen operation ids of a failed batch named in its record at most."""
 

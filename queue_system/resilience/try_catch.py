@@ -39,6 +39,7 @@ def try_catch(
     passthrough: tuple[type[BaseException], ...] = DEFAULT_PASSTHROUGH,
     logger: logging.Logger | None = None,
     context: Context | None = None,
+    caller_errors: tuple[type[BaseException], ...] = (),
 ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
 
 
@@ -50,6 +51,7 @@ def try_catch(
     passthrough: tuple[type[BaseException], ...] = DEFAULT_PASSTHROUGH,
     logger: logging.Logger | None = None,
     context: Context | None = None,
+    caller_errors: tuple[type[BaseException], ...] = (),
 ) -> Any:
     """Log any ``Exception`` a call raises, with context, then re-raise it; never swallow it.
 
@@ -62,6 +64,8 @@ def try_catch(
       to that record and to its message (``... (queue=emails, operation_id=op-1)``; None
       values stay out of the message). It runs only on failure; if it raises, the record goes
       without it. A field named like a LogRecord attribute is renamed ``context_<name>``.
+    * Exceptions in ``caller_errors`` (the caller's own mistake, e.g. a bad argument) are
+      logged at WARNING, one line without traceback: the caller's traceback shows where.
     * Exceptions in ``passthrough``, and those already instances of ``reraise_as``, are
       re-raised unchanged.
     * Any other exception is re-raised as ``reraise_as(f"{qualname}: {exc}")`` from the
@@ -77,6 +81,7 @@ def try_catch(
         passthrough: Exception classes never wrapped.
         logger: Where to log; default ``logging.getLogger(func.__module__)``.
         context: Fields for the record, from the call's arguments (never pass secrets).
+        caller_errors: Exception classes logged at WARNING without traceback.
 
     Returns:
         The wrapped function, or a decorator when called with settings only.
@@ -100,13 +105,15 @@ def try_catch(
             if not getattr(exc, _LOGGED_FLAG, False):
                 fields = _context_fields(context, args, kwargs)
                 shown = ", ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
-                log.error(
+                mistake = isinstance(exc, caller_errors)
+                log.log(
+                    logging.WARNING if mistake else logging.ERROR,
                     "%s raised %s: %s%s",
                     qualname,
                     type(exc).__name__,
                     exc,
                     f" ({shown})" if shown else "",
-                    exc_info=exc,
+                    exc_info=None if mistake else exc,
                     extra={**fields, "function": qualname, "exception_type": type(exc).__name__},
                 )
                 setattr(exc, _LOGGED_FLAG, True)

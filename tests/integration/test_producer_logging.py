@@ -80,15 +80,19 @@ def test_the_queue_of_a_default_named_enqueue_is_the_processors_name(
     assert record.operation_id is None  # type: ignore[attr-defined]
 
 
-def test_bad_input_is_logged_with_context_and_reraised_unchanged(
+def test_bad_input_is_one_warning_line_with_context_and_reraised_unchanged(
     config: QueueConfig, caplog: pytest.LogCaptureFixture
 ) -> None:
+    # The caller's own mistake: its traceback is the caller's, so the record is one line
     with pytest.raises(TypeError, match="entity must be a dict") as raised:
         QueueManager(config).enqueue("hello", process_data, operation_id="op-2")  # type: ignore[arg-type]
-    [record] = error_records(caplog)
+    assert error_records(caplog) == []
+    [record] = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert record.function == "QueueManager.enqueue"  # type: ignore[attr-defined]
+    assert record.exception_type == "TypeError"  # type: ignore[attr-defined]
     assert record.operation_id == "op-2"  # type: ignore[attr-defined]
-    assert record.exc_info is not None and record.exc_info[1] is raised.value
+    assert record.exc_info is None
+    assert str(raised.value) in record.getMessage()
 
 
 def test_a_failed_batch_names_its_queue_size_and_given_ids_but_no_entity(

@@ -1,4 +1,5 @@
-"""try_catch(context=...): the failure record carries fields taken from the call's arguments."""
+"""try_catch(context=...): the failure record carries fields taken from the call's arguments;
+try_catch(caller_errors=...): the caller's own mistakes are one WARNING line."""
 
 from __future__ import annotations
 
@@ -86,3 +87,34 @@ def test_context_names_that_logging_reserves_are_prefixed(
     assert record.context_message == "m"  # type: ignore[attr-defined]
     assert record.context_name == "n"  # type: ignore[attr-defined]
     assert record.queue == "q"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("error", [ValueError("bad priority"), TypeError("not a dict")])
+def test_caller_errors_are_one_warning_line_without_traceback(
+    error: Exception, caplog: pytest.LogCaptureFixture
+) -> None:
+    @try_catch(caller_errors=(ValueError, TypeError), context=lambda: {"queue": "q"})
+    def send() -> None:
+        raise error
+
+    with pytest.raises(type(error)) as raised:
+        send()
+    assert raised.value is error
+    [record] = caplog.records
+    assert record.levelno == logging.WARNING
+    assert record.exc_info is None
+    assert (
+        record.getMessage()
+        == f"{send.__qualname__} raised {type(error).__name__}: {error} (queue=q)"
+    )
+
+
+def test_other_errors_stay_errors_with_their_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    @try_catch(caller_errors=(ValueError,))
+    def send() -> None:
+        raise ConnectionError("down")
+
+    with pytest.raises(ConnectionError):
+        send()
+    [record] = caplog.records
+    assert record.levelno == logging.ERROR and record.exc_info is not None
