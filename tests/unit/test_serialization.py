@@ -9,11 +9,10 @@ from queue_system.errors import DecodeError, SerializationError
 
 
 def envelope(**overrides: object) -> dict:
-    base = {
-        "v": SCHEMA_VERSION, "id": "op1", "queue": "q", "priority": "high", "processor": "m:f",
-        "entity": {"a": 1}, "retry": {"max_attempts": 1, "delays": [1.0], "timeout": None,
-        "jitter": 0.1}, "attempts": 0, "first_at": 1.0, "enqueued_at": 1.0, "history": [],
-    }  # fmt: skip
+    retry = {"max_attempts": 1, "delays": [1.0], "timeout": None, "jitter": 0.1}
+    times = {"attempts": 0, "first_at": 1.0, "enqueued_at": 1.0, "history": []}
+    base = dict(v=SCHEMA_VERSION, id="op1", queue="q", priority="high", processor="m:f")
+    base.update(entity={"a": 1}, retry=retry, **times)
     base.update(overrides)
     return base
 
