@@ -34,7 +34,7 @@ from queue_system.engine.plans import run_sync
 from queue_system.engine.scripts import Scripts
 from queue_system.errors import ConfigurationError
 from queue_system.metrics.local import Metrics
-from queue_system.metrics.shared import read_metrics
+from queue_system.metrics.shared import read_metrics, with_local
 
 DEFAULT_BACKUP_TTL_S = 86400 * 7  # TTL of dead letters, dedup keys and counters: 7 days
 DEFAULT_LEASE_TIMEOUT_S = 30.0  # a claimed item returns to its queue this long after its
@@ -237,17 +237,21 @@ class QueueConfig:
         return register if fn is None else register(fn)
 
     def update_metric(self, metric_name: str, value: Any = 1, force_log: bool = False) -> None:
-        """Update a process-local metric; logs it when the event-driven policy says so."""
+        """Update a metric of this process; logs it when the event-driven policy says so.
+
+        :meth:`get_metrics` returns it under ``metric_name`` (and under ``local``).
+        """
         self.metrics.update(metric_name, value, force_log)
 
     def get_metrics(self) -> MetricsSnapshot:
-        """Totals shared by every process (from Redis) plus ``local``, this process's view."""
+        """Totals shared by every process (from Redis), this process's ``update_metric``
+        values under their own names (a shared total of the same name wins), and ``local``:
+        every series of this process, e.g. ``"processed{queue=a,priority=high}"``."""
         scripts = self._scripts()
-        result = self.guard.call(
+        shared = self.guard.call(
             lambda: run_sync(self.redis_client, scripts, read_metrics(self.keys))
         )
-        result["local"] = self.metrics.snapshot()
-        return result
+        return with_local(shared, self.metrics.snapshot(), self.metrics.unlabelled())
 
     def _scripts(self) -> Scripts[Script]:
         if self._registered_scripts is None:

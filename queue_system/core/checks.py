@@ -16,6 +16,17 @@ OPERATION_ID_MAX_LENGTH = 128
 # Lua scripts read ids back from an envelope's opening bytes: keep them plain.
 OPERATION_ID_PATTERN = re.compile(rf"[A-Za-z0-9_.:\-]{{1,{OPERATION_ID_MAX_LENGTH}}}")
 
+RESERVED_QUEUE_NAMES = frozenset(
+    {
+        *("registry", "failures", "system_errors", "inflight", "leases", "started_leases"),
+        *("lease_seq", "receipt", "delayed", "redeliveries", "notify", "metrics"),
+        *("dedup", "op", "workers", "worker"),
+    }
+)
+"""The namespace's own key names (``queue:failures``, ``queue:op:<id>``...): no new queue may
+take one, so a queue never reads as one of them (``tests/unit/test_reserved_names.py`` keeps
+this in step with every fixed key ``KeySpace`` builds)."""
+
 
 def validate_queue_name(queue_name: str) -> str:
     """Return ``queue_name`` if it is safe inside a key, else raise ValueError."""
@@ -23,6 +34,18 @@ def validate_queue_name(queue_name: str) -> str:
         raise ValueError(
             f"queue_name {queue_name!r} is invalid: use 1-128 characters from "
             "letters, digits, '_', '.', '-', starting with a letter or digit"
+        )
+    return queue_name
+
+
+def validate_new_queue_name(queue_name: str) -> str:
+    """:func:`validate_queue_name`, and not one of ``RESERVED_QUEUE_NAMES`` (checked where a
+    queue name is first used: enqueue). Existing queues of a reserved name stay readable."""
+    validate_queue_name(queue_name)
+    if queue_name in RESERVED_QUEUE_NAMES:
+        raise ValueError(
+            f"queue_name {queue_name!r} is reserved: the namespace's own keys use "
+            f"{', '.join(sorted(RESERVED_QUEUE_NAMES))}; choose another name"
         )
     return queue_name
 

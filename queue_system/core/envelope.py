@@ -7,10 +7,12 @@ worker can move the item to ``system_errors`` with its reason instead of droppin
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import decimal
 import enum
 import json
+import sys
 import uuid
 from collections.abc import Callable
 from typing import Any, cast
@@ -32,36 +34,123 @@ Serializer = Callable[[Any], Any]
 
 
 def default_json(value: Any) -> Any:
-    """JSON form of common non-JSON types: datetimes (ISO 8601), UUID, Decimal, Enum, sets."""
-    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+    """JSON form of the types JSON lacks, converted without loss; anything else is refused.
+
+    ======================  ==============================================================
+    aware ``datetime``      ISO 8601 with its offset: ``"2026-01-02T03:04:05.123456+02:00"``
+    naive ``datetime``      refused (TypeError): without an offset it names no instant
+    ``date``, ``time``      ISO 8601: ``"2026-01-02"``, ``"09:30:00"``
+    ``UUID``, ``Decimal``   their string (every digit of a Decimal kept: ``"0.10"``)
+    ``Enum``                its ``value``
+    dataclass instance      its fields, as ``dataclasses.asdict`` (their values converted too)
+    pydantic model          ``model_dump(mode="json")`` (pydantic is never imported here)
+    ``set``, ``frozenset``  refused (TypeError): a list would silently change the data
+    anything else           refused (TypeError naming the type)
+    ======================  ==============================================================
+
+    ``json.dumps`` calls it only for values it cannot encode itself. It encodes tuples as
+    lists and dict keys that are numbers, booleans or None as strings, as JSON requires.
+
+    Raises:
+        TypeError: the value has no lossless JSON form.
+    """
+    if isinstance(value, dt.datetime):
+        if value.utcoffset() is None:
+            raise TypeError(
+                "naive datetime (no UTC offset) cannot be serialized: it names no instant; "
+                "give it a timezone (datetime.now(timezone.utc), dt.replace(tzinfo=...)) "
+                "or convert it with custom_serializer"
+            )
+        return value.isoformat()
+    if isinstance(value, (dt.date, dt.time)):
         return value.isoformat()
     if isinstance(value, (uuid.UUID, decimal.Decimal)):
         return str(value)
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, (set, frozenset)):
-        return sorted(value, key=repr)
+        raise TypeError(
+            f"a {type(value).__name__} cannot be serialized: JSON has no sets, and a list "
+            "would change the data; pass sorted(...) or list(...) yourself"
+        )
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        # asdict's JSON without its deep copy: json.dumps converts the field values itself.
+        return {field.name: getattr(value, field.name) for field in dataclasses.fields(value)}
+    if getattr(type(value), "model_dump", None) is not None:
+        # A pydantic model's module is imported already, or it could not exist.
+        pydantic = sys.modules.get("pydantic")
+        if pydantic is not None and isinstance(value, pydantic.BaseModel):
+            return value.model_dump(mode="json")
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
-def dumps(value: Any, custom_serializer: Serializer | None = None) -> str:
-    """Compact JSON; ``custom_serializer`` handles types JSON lacks, before the defaults."""
-    if custom_serializer is None:
+def _with_custom(custom_serializer: Serializer) -> Serializer:
+    """The ``default=`` hook trying ``custom_serializer`` first, then :func:`default_json`."""
+
+    def hook(value: Any) -> Any:
+        try:
+            return custom_serializer(value)
+        except TypeError:
+            return default_json(value)
+
+    return hook
+
+
+def dumps(value: Any, custom_serializer: Serializer | None = None, *, what: str = "value") -> str:
+    """Compact UTF-8 JSON of ``value``, converting other types as :func:`default_json` says.
+
+    Args:
+        value: what to encode.
+        custom_serializer: a ``json.dumps`` ``default=`` hook tried before
+            :func:`default_json`; raising TypeError hands a value on to it.
+        what: the name used in the error message (``"entity"``).
+
+    Raises:
+        SerializationError: a value has no JSON form (its type named), or is NaN/infinite.
+    """
+    hook = default_json if custom_serializer is None else _with_custom(custom_serializer)
+    try:
         return json.dumps(
-            value, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=default_json
+            value, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=hook
         )
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise SerializationError(f"{what} cannot be serialized as JSON: {exc}") from exc
 
-    def fallback(obj: Any) -> Any:
-        if custom_serializer is not None:
-            try:
-                return custom_serializer(obj)
-            except TypeError:
-                pass
-        return default_json(obj)
 
-    return json.dumps(
-        value, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=fallback
-    )
+# Values json.dumps encodes itself (bool is an int): never a JSON object, never converted.
+_JSON_NATIVE = (str, int, float, list, tuple, type(None))
+
+
+def entity_object(
+    value: Any, custom_serializer: Serializer | None = None, argument: str = "entity"
+) -> dict[str, Any]:
+    """``value`` as the JSON object an entity must be: a dict is kept as given.
+
+    Another value is converted as :func:`dumps` would convert it (``custom_serializer`` first,
+    then :func:`default_json`), so a dataclass instance or a pydantic model becomes its
+    object; it must then be a dict.
+
+    Raises:
+        TypeError: ``value`` is not (and does not convert to) a dict; names ``argument``.
+        SerializationError: converting it failed otherwise (e.g. a pydantic error).
+    """
+    if isinstance(value, dict):
+        return value
+    converted: Any = None
+    if not isinstance(value, _JSON_NATIVE):
+        hook = default_json if custom_serializer is None else _with_custom(custom_serializer)
+        try:
+            converted = hook(value)
+        except TypeError:
+            pass
+        except (ValueError, RecursionError) as exc:
+            raise SerializationError(f"{argument} cannot be serialized as JSON: {exc}") from exc
+    if not isinstance(converted, dict):
+        raise TypeError(
+            f"{argument} must be a dict (a JSON object), got {type(value).__name__}; "
+            "put other values inside one, e.g. {'value': ...}"
+        )
+    return converted
 
 
 def encode_envelope(
@@ -70,9 +159,10 @@ def encode_envelope(
     max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
 ) -> bytes:
     """Envelope → UTF-8 JSON bytes; SerializationError if not JSON-able or over ``max_bytes``."""
+    text = dumps(envelope, custom_serializer, what="entity")
     try:
-        data = dumps(envelope, custom_serializer).encode()
-    except (TypeError, ValueError, RecursionError) as exc:
+        data = text.encode()
+    except UnicodeEncodeError as exc:  # a lone surrogate in a str
         raise SerializationError(f"entity cannot be serialized as JSON: {exc}") from exc
     if len(data) > max_bytes:
         raise SerializationError(

@@ -31,11 +31,12 @@ class MetricsContext(TypedDict, total=False):
     pid: int
 
 
-@dataclass
+@dataclass(kw_only=True)
 class _Series:
     """One metric (one name + label set) in this process."""
 
     kind: MetricKind
+    labelled: bool
     value: float | None = None
     samples: int = 0
     total: float = 0.0
@@ -190,6 +191,15 @@ class Metrics:
         with self._lock:
             return {k: s.value for k, s in self._series.items() if s.value is not None}
 
+    def unlabelled(self) -> dict[str, float]:
+        """This process's values of series without labels (``update_metric``'s), by name."""
+        with self._lock:
+            return {
+                k: s.value
+                for k, s in self._series.items()
+                if not s.labelled and s.value is not None
+            }
+
     def _apply(
         self,
         metric_name: str,
@@ -208,7 +218,11 @@ class Metrics:
         with self._lock:
             series = self._series.get(key)
             if series is None:
-                series = _Series(wanted, 0.0 if wanted == "counter" else None)
+                series = _Series(
+                    kind=wanted,
+                    labelled=any(v is not None for v in labels.values()),
+                    value=0.0 if wanted == "counter" else None,
+                )
                 self._series[key] = series
             elif kind is not None and kind != series.kind:
                 raise ValueError(f"metric {key!r} is a {series.kind}, not a {kind}")

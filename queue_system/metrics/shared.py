@@ -96,6 +96,20 @@ def compute_metrics(
     return cast(MetricsSnapshot, result)
 
 
+def with_local(
+    shared: MetricsSnapshot, local: Mapping[str, float], named: Mapping[str, float]
+) -> MetricsSnapshot:
+    """``shared`` plus this process's view: every series under ``local``, and each metric
+    updated without labels (``config.update_metric(name)``) under its own name, unless a shared
+    total already holds that name (the shared total wins; the local value stays in ``local``).
+    """
+    result: dict[str, Any] = dict(shared)
+    result["local"] = dict(local)
+    for name, value in named.items():
+        result.setdefault(name, value)
+    return cast(MetricsSnapshot, result)
+
+
 def read_metrics(keys: KeySpace) -> Plan[MetricsSnapshot]:
     """Plan: the shared counter hash and every registered queue's depth per tier, as the
     ``get_metrics()`` dict (without ``local``)."""

@@ -23,12 +23,20 @@ from queue_system.engine.plans import Plan, run_async
 from queue_system.engine.scripts import Scripts
 from queue_system.ops.health import system_health
 from queue_system.ops.reads import read_operation, read_queue_status, read_workers
+from queue_system.producer.log_context import (
+    CALLER_ERRORS,
+    enqueue_batch_context,
+    enqueue_context,
+    operation_context,
+    purge_context,
+)
 from queue_system.producer.plan import (
     PurgeProgress,
     plan_enqueue,
     plan_enqueue_batch,
     redis_errors,
 )
+from queue_system.resilience import try_catch
 
 T = TypeVar("T")
 
@@ -37,7 +45,8 @@ class AsyncQueueManager:
     """Same methods as :class:`QueueManager`, awaited, so an event loop is never blocked.
 
     Its asyncio client is created on first use inside the running loop; call
-    :meth:`aclose` when done (e.g. in a FastAPI shutdown handler).
+    :meth:`aclose` when done (e.g. in a FastAPI shutdown handler). Failures are logged on
+    ``queue_system.producer.aio`` as :class:`QueueManager` logs them.
     """
 
     def __init__(self, config: QueueConfig) -> None:
@@ -52,6 +61,7 @@ class AsyncQueueManager:
             self._scripts = Scripts.register(self._client)
         return self._client, self._scripts
 
+    @try_catch(context=enqueue_context, caller_errors=CALLER_ERRORS)
     async def enqueue(
         self,
         entity: Any,
@@ -86,6 +96,7 @@ class AsyncQueueManager:
             answer = await self._guard.call_async(scripts.enqueue, keys=plan.keys, args=plan.args)
         return plan.interpret(answer)[0]
 
+    @try_catch(context=enqueue_batch_context, caller_errors=CALLER_ERRORS)
     async def enqueue_batch(
         self, entities: Sequence[Any], processor: CallableRef, **kwargs: Any
     ) -> list[EnqueueResult]:
@@ -99,10 +110,12 @@ class AsyncQueueManager:
             answer = await self._guard.call_async(scripts.enqueue, keys=plan.keys, args=plan.args)
         return plan.interpret(answer, self.config, started)
 
+    @try_catch(caller_errors=CALLER_ERRORS)
     async def get_queue_status(self) -> QueueStatus:
         """See :meth:`QueueManager.get_queue_status`."""
         return await self._read(lambda: read_queue_status(self.config.keys))
 
+    @try_catch(context=operation_context, caller_errors=CALLER_ERRORS)
     async def get_operation(self, operation_id: str) -> OperationInfo | None:
         """See :meth:`QueueManager.get_operation`."""
         return await self._read(lambda: read_operation(self.config.keys, operation_id))
@@ -112,6 +125,7 @@ class AsyncQueueManager:
         short-timeout client)."""
         return await asyncio.to_thread(system_health, self.config)
 
+    @try_catch(caller_errors=CALLER_ERRORS)
     async def get_workers(self) -> list[WorkerInfo]:
         """See :meth:`QueueManager.get_workers`."""
         return await self._read(lambda: read_workers(self.config.keys))
@@ -126,6 +140,7 @@ class AsyncQueueManager:
         with redis_errors():
             return await self._guard.call_async(run)
 
+    @try_catch(context=purge_context, caller_errors=CALLER_ERRORS)
     async def purge_queue(self, queue_name: str, priority: str = "normal") -> int:
         """See :meth:`QueueManager.purge_queue`."""
         key = self.config.get_queue_key(queue_name, priority)

@@ -21,9 +21,9 @@ import redis
 
 from queue_system.config import NOTIFY_CAP, QueueConfig
 from queue_system.core.checks import (
+    validate_new_queue_name,
     validate_operation_id,
     validate_priority,
-    validate_queue_name,
     validate_timeout,
 )
 from queue_system.core.envelope import (
@@ -33,6 +33,7 @@ from queue_system.core.envelope import (
     as_text,
     dumps,
     encode_envelope,
+    entity_object,
 )
 from queue_system.core.retry_policy import QueueRetryConfig
 from queue_system.core.types import CallableRef, EnqueueResult, Envelope
@@ -67,7 +68,9 @@ def generate_nonce() -> str:
 def hash_entity(entity: Any, custom_serializer: Serializer | None = None) -> str:
     """SHA-256 of the entity's canonical JSON (sorted keys)."""
     canonical = json.dumps(
-        json.loads(dumps(entity, custom_serializer)), sort_keys=True, separators=(",", ":")
+        json.loads(dumps(entity, custom_serializer, what="entity")),
+        sort_keys=True,
+        separators=(",", ":"),
     )
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -128,12 +131,20 @@ def plan_enqueue(
     timeout: float | None = None,
     deduplication_key: str | bool | None = None,
     custom_serializer: Callable[[Any], Any] | None = None,
+    batch: bool = False,
 ) -> EnqueuePlan:
-    """Validate an enqueue of ``entities`` and build its script call (raises before any I/O)."""
+    """Validate an enqueue of ``entities`` and build its script call (raises before any I/O).
+
+    Each entity must be a dict (see :func:`entity_object`); a TypeError names the bad one
+    (``entity``, or ``entities[i]`` when ``batch``). ``queue_name=None`` means the processor's
+    name; ``""`` and reserved names raise ValueError.
+    """
     if processor is None:
         raise TypeError("processor is required: a module-level callable or a registered name")
     processor_name = config.registry.name_for(processor)
-    queue = validate_queue_name(queue_name or default_queue_name(processor_name))
+    queue = validate_new_queue_name(
+        default_queue_name(processor_name) if queue_name is None else queue_name
+    )
     priority = validate_priority(priority)
     if retry_config is not None and not isinstance(retry_config, QueueRetryConfig):
         raise TypeError("retry_config must be a QueueRetryConfig")
@@ -166,7 +177,10 @@ def plan_enqueue(
     ]
     dedup_keys: list[str] = []
     plan = EnqueuePlan(keys=keys, args=args)
-    for entity, given_id in zip(entities, ids, strict=False):
+    for index, (entity, given_id) in enumerate(zip(entities, ids, strict=False)):
+        if not isinstance(entity, dict):
+            argument = f"entities[{index}]" if batch else "entity"
+            entity = entity_object(entity, custom_serializer, argument)
         op_id = validate_operation_id(given_id) if given_id is not None else generate_operation_id()
         dedup = _dedup_key(config, deduplication_key, processor_name, entity, custom_serializer)
         envelope: Envelope = {
@@ -210,7 +224,7 @@ def plan_enqueue_batch(
         raise TypeError("entities must be a list of entities")
     if not entities:
         return None
-    return plan_enqueue(config, entities, processor, **options)
+    return plan_enqueue(config, entities, processor, batch=True, **options)
 
 
 @functools.cache

@@ -19,12 +19,20 @@ from queue_system.engine.plans import Plan, run_sync
 from queue_system.engine.scripts import Scripts
 from queue_system.ops.health import system_health
 from queue_system.ops.reads import read_operation, read_queue_status, read_workers
+from queue_system.producer.log_context import (
+    CALLER_ERRORS,
+    enqueue_batch_context,
+    enqueue_context,
+    operation_context,
+    purge_context,
+)
 from queue_system.producer.plan import (
     PurgeProgress,
     plan_enqueue,
     plan_enqueue_batch,
     redis_errors,
 )
+from queue_system.resilience import try_catch
 
 T = TypeVar("T")
 
@@ -35,7 +43,10 @@ class QueueManager:
     Every method either completes in Redis or raises: once ``enqueue`` returns, the item is
     stored. A call whose reply was lost is sent again (a reconnect, then the guard's retries)
     and stores nothing twice. Redis being unreachable raises ``QueueUnavailableError``; bad
-    arguments raise ``ValueError``/``TypeError`` before anything is written.
+    arguments raise ``ValueError``/``TypeError`` before anything is written. A method that
+    raises logs the failure first on ``queue_system.producer.sync``, with the method, queue,
+    priority and operation id (never the entity), as the reference's ``@try_catch`` does: at
+    ERROR with the traceback, or bad arguments as one WARNING line.
     """
 
     def __init__(self, config: QueueConfig) -> None:
@@ -44,6 +55,7 @@ class QueueManager:
         self._scripts = Scripts.register(self._client)
         self._guard = config.guard
 
+    @try_catch(context=enqueue_context, caller_errors=CALLER_ERRORS)
     def enqueue(
         self,
         entity: Any,
@@ -106,6 +118,7 @@ class QueueManager:
             answer = self._guard.call(self._scripts.enqueue, keys=plan.keys, args=plan.args)
         return plan.interpret(answer)[0]
 
+    @try_catch(context=enqueue_batch_context, caller_errors=CALLER_ERRORS)
     def enqueue_batch(
         self, entities: Sequence[Any], processor: CallableRef, **kwargs: Any
     ) -> list[EnqueueResult]:
@@ -124,11 +137,13 @@ class QueueManager:
             answer = self._guard.call(self._scripts.enqueue, keys=plan.keys, args=plan.args)
         return plan.interpret(answer, self.config, started)
 
+    @try_catch(caller_errors=CALLER_ERRORS)
     def get_queue_status(self) -> QueueStatus:
         """Depth of every registered queue and tier, plus failures, system errors, in-flight
         and delayed counts, keyed by Redis key: ``{"queue:high:process_data": 5, ...}``."""
         return self._read(lambda: read_queue_status(self.config.keys))
 
+    @try_catch(context=operation_context, caller_errors=CALLER_ERRORS)
     def get_operation(self, operation_id: str) -> OperationInfo | None:
         """Status of one operation, or None if the id is unknown or its record expired.
 
@@ -152,6 +167,7 @@ class QueueManager:
         """
         return system_health(self.config)
 
+    @try_catch(caller_errors=CALLER_ERRORS)
     def get_workers(self) -> list[WorkerInfo]:
         """Live workers (each refreshes its record every few seconds; a dead one expires)."""
         return self._read(lambda: read_workers(self.config.keys))
@@ -161,6 +177,7 @@ class QueueManager:
         with redis_errors():
             return self._guard.call(lambda: run_sync(self._client, self._scripts, make_plan()))
 
+    @try_catch(context=purge_context, caller_errors=CALLER_ERRORS)
     def purge_queue(self, queue_name: str, priority: str = "normal") -> int:
         """Delete the waiting items of ``queue_name`` at ``priority``; returns how many.
 

@@ -48,10 +48,10 @@ def test_given_operation_id_queue_name_and_options_are_kept(
     manager: QueueManager, raw_redis: redis.Redis, key_prefix: str
 ) -> None:
     retry = QueueRetryConfig.custom(delays=[5, 10], timeout=60)
+    options = {"queue_name": "emails", "priority": "low", "operation_id": "op-7"}
     result = manager.enqueue(
-        {"a": 1}, process_data, queue_name="emails", priority="low", operation_id="op-7",
-        retry_config=retry, timeout=2.5, on_success=process_data,
-    )  # fmt: skip
+        {"a": 1}, process_data, retry_config=retry, timeout=2.5, on_success=process_data, **options
+    )
     assert result["operation_id"] == "op-7"
     envelope = json.loads(raw_redis.lindex(f"{key_prefix}low:emails", 0))  # type: ignore[arg-type]
     assert envelope["timeout"] == 2.5
@@ -64,7 +64,7 @@ def test_given_operation_id_queue_name_and_options_are_kept(
     [
         ({"priority": "urgent"}, ValueError, "priority"),
         ({"entity": {"x": object()}}, SerializationError, "JSON"),
-        ({"entity": "x" * 5000}, SerializationError, "limit"),
+        ({"entity": {"x": "x" * 5000}}, SerializationError, "limit"),
         ({"processor": lambda d: d}, TypeError, "lambda"),
         ({"queue_name": "*"}, ValueError, "queue_name"),
         ({"queue_name": "a:b"}, ValueError, "queue_name"),
@@ -206,8 +206,9 @@ def test_async_manager_is_the_awaited_twin(
     async def main() -> None:
         manager = AsyncQueueManager(config)
         try:
-            one = await manager.enqueue({"a": 1}, process_data, priority="high",
-                                        deduplication_key="x")  # fmt: skip
+            one = await manager.enqueue(
+                {"a": 1}, process_data, priority="high", deduplication_key="x"
+            )
             dup = await manager.enqueue({"a": 1}, process_data, deduplication_key="x")
             assert dup["status"] == "duplicate" and dup["operation_id"] == one["operation_id"]
             batch = await manager.enqueue_batch([{"i": 1}, {"i": 2}], process_data)

@@ -9,11 +9,10 @@ from queue_system.errors import DecodeError, SerializationError
 
 
 def envelope(**overrides: object) -> dict:
-    base = {
-        "v": SCHEMA_VERSION, "id": "op1", "queue": "q", "priority": "high", "processor": "m:f",
-        "entity": {"a": 1}, "retry": {"max_attempts": 1, "delays": [1.0], "timeout": None,
-        "jitter": 0.1}, "attempts": 0, "first_at": 1.0, "enqueued_at": 1.0, "history": [],
-    }  # fmt: skip
+    retry = {"max_attempts": 1, "delays": [1.0], "timeout": None, "jitter": 0.1}
+    times = {"attempts": 0, "first_at": 1.0, "enqueued_at": 1.0, "history": []}
+    base = dict(v=SCHEMA_VERSION, id="op1", queue="q", priority="high", processor="m:f")
+    base.update(entity={"a": 1}, retry=retry, **times)
     base.update(overrides)
     return base
 
@@ -33,11 +32,17 @@ def test_common_types_and_custom_serializer() -> None:
         raise TypeError(type(obj).__name__)  # the built-in defaults handle the rest
 
     data = encode_envelope(
-        envelope(entity={"when": dt.datetime(2026, 1, 2), "id": uuid.UUID(int=1), "m": Money()}),  # type: ignore[arg-type]
+        envelope(
+            entity={
+                "when": dt.datetime(2026, 1, 2, tzinfo=dt.timezone.utc),
+                "id": uuid.UUID(int=1),
+                "m": Money(),
+            }
+        ),  # type: ignore[arg-type]
         custom_serializer=money_only,
     )
     entity = json.loads(data)["entity"]
-    assert entity["when"] == "2026-01-02T00:00:00"
+    assert entity["when"] == "2026-01-02T00:00:00+00:00"
     assert entity["id"] == str(uuid.UUID(int=1))
     assert entity["m"] == {"cents": 150}
 
