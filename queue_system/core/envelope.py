@@ -12,6 +12,7 @@ import datetime as dt
 import decimal
 import enum
 import json
+import re
 import sys
 import uuid
 from collections.abc import Callable
@@ -232,3 +233,13 @@ def envelope_summary(raw: bytes) -> dict[str, Any] | None:
     except ValueError:
         return None
     return data if isinstance(data, dict) else None
+
+
+_OPENING_ID = re.compile(re.escape(ENVELOPE_OPENING.encode()) + rb'([A-Za-z0-9_.:\-]+)"')
+
+
+def operation_id_of(raw: bytes) -> str | None:
+    """The operation id an item's opening bytes name (what the Lua scripts read), or None for
+    bytes that do not start like an envelope. Untrusted: only for logs and key lookups."""
+    match = _OPENING_ID.match(raw)
+    return match.group(1).decode() if match else None

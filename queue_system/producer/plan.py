@@ -11,7 +11,6 @@ import functools
 import hashlib
 import json
 import os
-import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -27,13 +26,13 @@ from queue_system.core.checks import (
     validate_timeout,
 )
 from queue_system.core.envelope import (
-    ENVELOPE_OPENING,
     SCHEMA_VERSION,
     Serializer,
     as_text,
     dumps,
     encode_envelope,
     entity_object,
+    operation_id_of,
 )
 from queue_system.core.retry_policy import QueueRetryConfig
 from queue_system.core.types import CallableRef, EnqueueResult, Envelope
@@ -51,7 +50,6 @@ PURGE_FIRST_READ = 16
 
 # The operation id in an envelope's fixed opening, as the Lua scripts read it
 # (^{"v":1,"id":"([%w_.:%-]+)"); junk without it has no status record.
-_ENVELOPE_ID = re.compile(re.escape(ENVELOPE_OPENING.encode()) + rb'([A-Za-z0-9_.:\-]+)"')
 _DEDUP_SET = b'"dedup":"'  # only an envelope holding a dedup key has this (else "dedup":null)
 
 
@@ -326,10 +324,9 @@ class PurgeProgress:
 
 def _purged_keys(raw: bytes, dedup_prefix: str) -> tuple[str | None, str | None]:
     """(operation id, dedup key) of one waiting item; None where it has none (or is junk)."""
-    match = _ENVELOPE_ID.match(raw)
-    if match is None:
+    op_id = operation_id_of(raw)
+    if op_id is None:
         return None, None
-    op_id = match.group(1).decode()
     if _DEDUP_SET not in raw:
         return op_id, None
     try:

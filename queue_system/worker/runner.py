@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from queue_system.config import QueueConfig
 from queue_system.core.clock import to_ms
-from queue_system.core.envelope import dumps, encode_envelope, envelope_summary
+from queue_system.core.envelope import dumps, encode_envelope, envelope_summary, operation_id_of
 from queue_system.core.records import (
     attempt_record,
     callback_data,
@@ -116,6 +116,8 @@ class ItemRunner:
         env.pop("unknown_since", None)  # it runs here: a later retry gets a whole new wait
         wait_ms = max(0, to_ms(clock.time() - env["enqueued_at"]))
         await self.persist(self.broker.mark_started, item)  # first: a crash now must count
+        job = {"operation_id": env["id"], "processor": env["processor"], "queue": env["queue"]}
+        logger.debug("operation %s started (%s)", env["id"], env["processor"], extra=job)
         started = clock.monotonic()
         try:
             result = await call_with_timeout(
@@ -127,14 +129,29 @@ class ItemRunner:
             )
         except Exception as exc:
             self.leases.ran(item.token)
-            await self._failed(item, runnable, exc, to_ms(clock.monotonic() - started), wait_ms)
+            run_ms = to_ms(clock.monotonic() - started)
+            logger.debug(
+                "operation %s raised %s after %d ms",
+                env["id"],
+                type(exc).__name__,
+                run_ms,
+                extra={**job, "duration_ms": run_ms},
+            )
+            await self._failed(item, runnable, exc, run_ms, wait_ms)
             return
         self.leases.ran(item.token)
+        run_ms = to_ms(clock.monotonic() - started)
+        logger.debug(
+            "operation %s succeeded in %d ms",
+            env["id"],
+            run_ms,
+            extra={**job, "duration_ms": run_ms},
+        )
         completion = Completion(
             item=item,
             operation_id=env["id"],
             dedup_key=env.get("dedup"),
-            run_ms=to_ms(clock.monotonic() - started),
+            run_ms=run_ms,
             queue_priority=queue_priority(env),
             wait_ms=wait_ms,
             result_json=self._result_json(result, env["queue"]),
@@ -197,17 +214,26 @@ class ItemRunner:
             dedup_key=dedup_of(exc.envelope),
         )
         self.events.system_error(exc.envelope)
-        logger.error("system error (%s) for item %s: %s", exc.reason, item.token, exc)
+        op_id = operation_id_of(item.raw)
+        logger.error(
+            "system error (%s) for operation %s: %s",
+            exc.reason,
+            op_id or f"<unreadable item, lease {item.token}>",
+            exc,
+            extra={"operation_id": op_id, "reason": exc.reason},
+        )
 
     async def _runner_error(self, item: ClaimedItem, exc: Exception) -> None:
         """Last resort: the item could not be finished normally; system_errors, raw bytes kept."""
         message = describe_exception(exc)
+        op_id = operation_id_of(item.raw)
         logger.error(
-            "item %s could not be finished (%s: %s); moving it to system_errors",
-            item.token,
+            "operation %s could not be finished (%s: %s); moving it to system_errors",
+            op_id or f"<unreadable item, lease {item.token}>",
             type(exc).__name__,
             message,
             exc_info=exc,
+            extra={"operation_id": op_id},
         )
         summary = envelope_summary(item.raw)
         record = dead_letter_record(
@@ -228,7 +254,11 @@ class ItemRunner:
                 dedup_key=dedup_of(summary),
             )
         except Exception:  # even that failed: the lease runs out and recovery takes over
-            logger.exception("item %s: could not record the runner error", item.token)
+            logger.exception(
+                "operation %s: could not record the runner error",
+                op_id or f"<lease {item.token}>",
+                extra={"operation_id": op_id},
+            )
             self.release_token(item.token)
             return
         if kept:
@@ -329,14 +359,19 @@ class ItemRunner:
         """Run a fenced write (retry/dead-letter) of ``item``; False when the lease was lost."""
         held = await self.persist(write, *args, **kwargs)
         self.release_token(item.token)
+        op_id = operation_id_of(item.raw)
+        where = {"operation_id": op_id, "lease": item.token}
         if held is None:
             logger.warning(
-                "outcome of %s not written (Redis unreachable): its lease will expire and it "
-                "will run again",
-                item.token,
+                "outcome of operation %s not written (Redis unreachable): its lease will expire "
+                "and it will run again",
+                op_id,
+                extra=where,
             )
         elif not held:
-            logger.warning("lease on %s was lost; outcome discarded", item.token)
+            logger.warning(
+                "operation %s: lease %s was lost; outcome discarded", op_id, item.token, extra=where
+            )
         return bool(held)
 
     async def dead_letter_crash_loops(self, looped: list[tuple[ClaimedItem, int]]) -> None:
@@ -360,7 +395,12 @@ class ItemRunner:
                 dedup_key=dedup_of(summary),
             )
             self.events.system_error(summary)
-            logger.error("item %s moved to system_errors: crash loop", item.token)
+            op_id = operation_id_of(item.raw)
+            logger.error(
+                "operation %s moved to system_errors: crash loop",
+                op_id or f"<unreadable item, lease {item.token}>",
+                extra={"operation_id": op_id, "reason": "crash_loop"},
+            )
 
     def spawn_callback(self, fn: Callable[..., Any], data: dict[str, Any]) -> None:
         """Run a callback in the background (tracked so stop() can wait for it)."""
