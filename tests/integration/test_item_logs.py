@@ -43,7 +43,7 @@ def test_each_run_has_debug_lines_with_its_operation_id(
         op_id = getattr(record, "operation_id", None)
         if op_id is not None and record.levelno == logging.DEBUG:
             by_id.setdefault(op_id, []).append(record.getMessage())
-    assert [m.split(" ", 2)[2] for m in by_id[ok]][0].startswith("started")
+    assert by_id[ok][0].split(" ", 2)[2].startswith("started")
     assert any("succeeded in" in m for m in by_id[ok])
     assert any("raised RuntimeError" in m for m in by_id[bad["operation_id"]])
     finished = [r for r in caplog.records if "succeeded in" in r.getMessage()]
