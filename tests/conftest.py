@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -12,10 +11,8 @@ import freezegun.config
 import pytest
 import redis
 
-from queue_system import QueueConfig, QueueManager, QueueWorker
+from queue_system import QueueConfig, QueueManager
 from queue_system.engine.embedded_server import EmbeddedRedis
-
-BURST_TIMEOUT_S = 30.0
 
 # freezegun gives real time to every caller whose module name starts with one of its ignore
 # prefixes, and "queue" (meant for the stdlib module) is a prefix of "queue_system": without
@@ -23,24 +20,6 @@ BURST_TIMEOUT_S = 30.0
 freezegun.configure(
     default_ignore_list=[m for m in freezegun.config.DEFAULT_IGNORE_LIST if m != "queue"]
 )
-
-
-class FakeClock:
-    """A clock the test moves by hand (wall time); durations still use a real monotonic."""
-
-    def __init__(self, start: float = 1_800_000_000.0) -> None:
-        self.now = start
-
-    def time(self) -> float:
-        return self.now
-
-    def monotonic(self) -> float:
-        import time
-
-        return time.monotonic()
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture(scope="session")
@@ -94,16 +73,3 @@ def config(make_config: Callable[..., QueueConfig]) -> QueueConfig:
 @pytest.fixture
 def manager(config: QueueConfig) -> QueueManager:
     return QueueManager(config)
-
-
-def run_burst(config: QueueConfig, **kwargs: Any) -> QueueWorker:
-    """Run a burst worker until every item is terminal (bounded by BURST_TIMEOUT_S); it waits
-    for scheduled retries too (``wait_scheduled=True`` unless told otherwise)."""
-    kwargs.setdefault("wait_scheduled", True)
-    worker = QueueWorker(config, burst=True, **kwargs)
-
-    async def main() -> None:
-        await asyncio.wait_for(worker.run(), BURST_TIMEOUT_S)
-
-    asyncio.run(main())
-    return worker

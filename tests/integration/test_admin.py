@@ -18,7 +18,8 @@ from queue_system.core.records import dead_letter_record
 from queue_system.engine.embedded_server import EmbeddedRedis, free_loopback_port
 from queue_system.engine.scripts import script_source
 from queue_system.ops import admin as admin_module
-from tests.conftest import FakeClock, run_burst
+from tests.support.burst import run_burst
+from tests.support.clock import FakeClock
 
 NO_RETRY = QueueRetryConfig(max_attempts=0)
 T0 = 1_800_000_000.0

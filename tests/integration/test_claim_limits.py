@@ -9,7 +9,7 @@ import redis
 
 from queue_system import QueueConfig, QueueManager
 from queue_system.worker.store import WorkerBroker
-from tests.conftest import run_burst
+from tests.support.burst import run_burst
 
 ITEMS = 5000
 RAN: list[int] = []

@@ -20,8 +20,8 @@ from queue_system import QueueConfig, QueueManager, QueueRetryConfig
 from queue_system.cli import main as cli_module
 from queue_system.cli.main import cli
 from queue_system.engine.embedded_server import EmbeddedRedis, free_loopback_port
-from tests.conftest import run_burst
 from tests.integration import cli_app
+from tests.support.burst import run_burst
 from tests.support.cli import cli_runner
 from tests.support.waiting import wait_until
 

@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from queue_system import QueueManager
-from tests.conftest import run_burst
+from tests.support.burst import run_burst
 from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -19,7 +19,7 @@ from queue_system import QueueConfig, QueueManager
 from queue_system.engine.embedded_server import EmbeddedRedis
 from queue_system.engine.scripts import script_source
 from queue_system.worker.store import ClaimedItem, Completion, WorkerBroker
-from tests.conftest import run_burst
+from tests.support.burst import run_burst
 from tests.support.proxy import FaultProxy
 from tests.support.waiting import async_wait_until, wait_until
 

@@ -23,7 +23,8 @@ from queue_system.engine.embedded_server import EmbeddedRedis
 from queue_system.engine.scripts import script_source
 from queue_system.ops.reads import iso_utc
 from queue_system.worker.store import WorkerBroker
-from tests.conftest import FakeClock, run_burst
+from tests.support.burst import run_burst
+from tests.support.clock import FakeClock
 from tests.support.proxy import FaultProxy
 from tests.support.waiting import async_wait_until
 

@@ -18,7 +18,7 @@ from queue_system import (
     QueueRetryConfig,
     SerializationError,
 )
-from tests.conftest import run_burst
+from tests.support.burst import run_burst
 
 
 def process_data(data: dict) -> dict:

@@ -22,7 +22,7 @@ import redis
 
 from queue_system import AsyncQueueManager, QueueConfig, QueueManager, SerializationError
 from queue_system.core.checks import RESERVED_QUEUE_NAMES
-from tests.conftest import run_burst
+from tests.support.burst import run_burst
 
 SEEN: list[Any] = []
 

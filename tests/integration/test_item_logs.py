@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from queue_system import QueueConfig, QueueManager, QueueRetryConfig
-from tests.conftest import run_burst
+from tests.support.burst import run_burst
 
 
 def test_a_system_error_names_the_operation_not_the_lease(

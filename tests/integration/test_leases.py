@@ -11,7 +11,7 @@ import redis
 
 from queue_system import QueueConfig, QueueManager, QueueWorker
 from queue_system.worker.store import Completion, WorkerBroker
-from tests.conftest import run_burst
+from tests.support.burst import run_burst
 from tests.support.waiting import async_wait_until
 
 RUNS: list[Any] = []

@@ -5,7 +5,7 @@ own value stays under ``local``."""
 from __future__ import annotations
 
 from queue_system import QueueConfig, QueueManager
-from tests.conftest import run_burst
+from tests.support.burst import run_burst
 
 
 def process_data(data: dict) -> None:

@@ -24,7 +24,7 @@ import redis
 
 from queue_system import QueueConfig, QueueManager, QueueRetryConfig
 from queue_system.metrics.local import series_key
-from tests.conftest import run_burst
+from tests.support.burst import run_burst
 from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -21,7 +21,7 @@ import pytest
 from queue_system import QueueConfig, QueueManager, QueueRetryConfig
 from queue_system.logs import setup_json_logging
 from queue_system.metrics.local import RECORD_MESSAGE
-from tests.conftest import run_burst
+from tests.support.burst import run_burst
 
 ASSETS = Path(__file__).resolve().parents[2] / "examples" / "opensearch"
 TEMPLATE = ASSETS / "index_template.json"

@@ -11,7 +11,8 @@ import pytest
 import redis
 
 from queue_system import AsyncQueueManager, QueueConfig, QueueManager, QueueRetryConfig, QueueWorker
-from tests.conftest import FakeClock, run_burst
+from tests.support.burst import run_burst
+from tests.support.clock import FakeClock
 from tests.support.waiting import async_wait_until
 
 GATE = threading.Event()

@@ -8,7 +8,7 @@ import datetime as dt
 from typing import Any
 
 from queue_system import QueueConfig, QueueManager
-from tests.conftest import run_burst
+from tests.support.burst import run_burst
 
 AT = dt.datetime(2026, 5, 1, 12, 0, tzinfo=dt.timezone.utc)
 

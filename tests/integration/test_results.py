@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from queue_system import QueueConfig, QueueManager
-from tests.conftest import run_burst
+from tests.support.burst import run_burst
 
 SEEN: list[Any] = []
 

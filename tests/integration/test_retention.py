@@ -8,7 +8,7 @@ import redis
 
 from queue_system import QueueConfig, QueueManager, QueueRetryConfig
 from queue_system.config import NOTIFY_CAP
-from tests.conftest import run_burst
+from tests.support.burst import run_burst
 
 
 def ok(data: dict) -> None:

@@ -10,7 +10,7 @@ import redis
 
 from queue_system import QueueConfig, QueueManager
 from queue_system.core.records import decode_raw
-from tests.conftest import run_burst
+from tests.support.burst import run_burst
 
 RAN: list[object] = []
 
