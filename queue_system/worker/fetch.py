@@ -8,9 +8,9 @@ list (no extra round trip). With more than ``CLAIM_INDEX_MIN_QUEUES`` queue name
 first reads the ready index (``KeySpace.ready``: lists that may hold items, kept by every
 script that pushes) and passes only those it serves, in claim order, so a claim's cost does
 not grow with idle queues. Items the index does not know (pushed before it existed, or by an
-older version during a rolling deploy) are found by a sweep (LLEN of every served list) when
-the fetcher starts or turns to the index, every ``INDEX_SWEEP_S`` seconds, and in burst mode
-before the run is declared over. In burst mode it decides
+older version during a rolling deploy) are found by a sweep (LLEN of every served list) at the
+worker's first maintenance pass using the index, every ``INDEX_SWEEP_S`` seconds after, and in
+burst mode before the run is declared over. In burst mode it decides
 when the run is over: nothing waiting and nothing in flight (nor scheduled, with
 ``wait_scheduled``). Redis errors of a claim are backed off here; any other error ends
 :meth:`Fetcher.loop`, whose supervisor restarts it.
@@ -185,7 +185,9 @@ class Fetcher:
         return waiting
 
     async def maybe_sweep_index(self) -> None:
-        """Sweep (see :meth:`sweep_index`) when the fetcher uses the index and one is due."""
+        """Sweep (see :meth:`sweep_index`) when the fetcher uses the index and one is due: at
+        the first maintenance pass that finds it using the index, then every
+        ``INDEX_SWEEP_S``."""
         if self.use_index and self.config.clock.monotonic() >= self._next_sweep:
             await self.sweep_index()
 
@@ -195,9 +197,7 @@ class Fetcher:
         names = self.queues if self.queues is not None else await self._queue_names()
         self.claim_keys = self.config.keys.claim_order(names)
         self._claim_rank = {key: place for place, key in enumerate(self.claim_keys)}
-        was_indexed, self.use_index = self.use_index, len(names) > CLAIM_INDEX_MIN_QUEUES
-        if self.use_index and not was_indexed:
-            await self.sweep_index()  # items waiting from before the index
+        self.use_index = len(names) > CLAIM_INDEX_MIN_QUEUES
 
     async def _queue_names(self) -> list[str]:
         """Registered queue names; an invalid member (written by hand) is skipped, logged once."""

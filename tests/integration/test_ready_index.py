@@ -143,8 +143,19 @@ def test_items_waiting_from_before_the_index_are_claimed(
     many_queues(raw_redis, wide)
     QueueManager(wide).enqueue_batch([{"n": i} for i in range(3)], record, queue_name="old")
     raw_redis.delete(wide.keys.ready)  # as a version without the index left them
-    run_burst(wide)
-    assert sorted(RUNS) == [0, 1, 2]
+    # A long-running worker (a burst's end-of-run check would sweep anyway), well before its
+    # second sweep (INDEX_SWEEP_S): the sweep of its first maintenance pass finds them.
+    worker = QueueWorker(wide)
+
+    async def main() -> None:
+        task = asyncio.create_task(worker.run())
+        try:
+            await async_wait_until(lambda: sorted(RUNS) == [0, 1, 2], timeout=10)
+        finally:
+            await worker.stop()
+            await task
+
+    asyncio.run(main())
     assert max(claim_sizes()) <= 1
 
 
