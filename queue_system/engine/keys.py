@@ -4,6 +4,11 @@ Layout under a prefix (default ``queue:``)::
 
     queue:{priority}:{queue_name}   LIST  waiting items (JSON envelopes); LPUSH in, RPOP out
     queue:registry                  SET   queue names ever enqueued to
+    queue:ready                     SET   waiting-list keys that may hold items: every script
+                                          that pushes onto a waiting list adds it; a claim
+                                          that finds it empty (or a purge that empties it)
+                                          removes it. A stale member is harmless, a missing
+                                          one is repaired by the worker's index sweep
     queue:failures                  LIST  dead letters: retries exhausted (capped)
     queue:system_errors             LIST  dead letters: items that cannot be run (capped)
     queue:inflight                  HASH  lease token -> "<list key>\\n<raw item>"
@@ -27,8 +32,9 @@ Layout under a prefix (default ``queue:``)::
 
 Lease tokens are ``<worker id>:<n>``, ``n`` from ``lease_seq``: unique for ever, and ordered
 as the items were claimed. Keys without a TTL or size cap: the waiting lists, the status
-records (and dedup keys) of live items, and the one ``lease_seq`` counter. Because every name
-is built here, a Redis Cluster layout (one hash tag per prefix) needs no change at call sites.
+records (and dedup keys) of live items, the one ``lease_seq`` counter, and the ``ready`` index
+(at most one member per waiting list). Because every name is built here, a Redis Cluster
+layout (one hash tag per prefix) needs no change at call sites.
 """
 
 from __future__ import annotations
@@ -100,6 +106,11 @@ class KeySpace:
     @property
     def registry(self) -> str:
         return f"{self.prefix}registry"
+
+    @property
+    def ready(self) -> str:
+        """The index of waiting lists that may hold items (so a claim skips idle queues)."""
+        return f"{self.prefix}ready"
 
     @property
     def failures(self) -> str:

@@ -325,6 +325,7 @@ class QueueAdmin:
             keys.registry,
             keys.notify,
             keys.operation(fresh["id"]),
+            keys.ready,
         ]
         dedup = fresh.get("dedup")
         if isinstance(dedup, str) and dedup.startswith(keys.dedup_prefix):

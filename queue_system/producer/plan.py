@@ -161,6 +161,7 @@ def plan_enqueue(
         config.keys.notify,
         config.keys.metrics,
         config.keys.queue(queue, priority),
+        config.keys.ready,
     ]
     args: list[Any] = [
         queue,
@@ -304,7 +305,7 @@ class PurgeProgress:
             if kept > PURGE_CHUNK_BYTES and count > 0:
                 raws = raws[len(raws) - count :]
                 break
-        keys = [list_key]
+        keys = [list_key, config.keys.ready]
         args: list[Any] = [len(raws)]
         for raw in raws:
             op_id, dedup = _purged_keys(raw, config.keys.dedup_prefix)

@@ -1,7 +1,16 @@
 """Fetcher: claims items for one worker while it has room, in strict priority order.
 
 Claim + lease is one script. When nothing is claimable the fetcher blocks on the namespace's
-wake-up list and claims in the same round trip (no polling sleep). In burst mode it decides
+wake-up list and claims in the same round trip (no polling sleep).
+
+The claim script gets the waiting lists to pop as KEYS. With few queues that is every served
+list (no extra round trip). With more than ``CLAIM_INDEX_MIN_QUEUES`` queue names, the fetcher
+first reads the ready index (``KeySpace.ready``: lists that may hold items, kept by every
+script that pushes) and passes only those it serves, in claim order, so a claim's cost does
+not grow with idle queues. Items the index does not know (pushed before it existed, or by an
+older version during a rolling deploy) are found by a sweep (LLEN of every served list) at the
+worker's first maintenance pass using the index, every ``INDEX_SWEEP_S`` seconds after, and in
+burst mode before the run is declared over. In burst mode it decides
 when the run is over: nothing waiting and nothing in flight (nor scheduled, with
 ``wait_scheduled``). Redis errors of a claim are backed off here; any other error ends
 :meth:`Fetcher.loop`, whose supervisor restarts it.
@@ -25,6 +34,11 @@ from queue_system.worker.store import ClaimedItem, WorkerBroker
 logger = logging.getLogger("queue_system.worker")
 
 IDLE_WAIT_S = 1.0  # longest block on the wake-up list before re-checking (must be < timeouts)
+CLAIM_INDEX_MIN_QUEUES = 32
+"""Above this many served queue names, a claim reads the ready index first (one small read)
+and passes only the lists that may hold items; at or below it, every list (one round trip)."""
+INDEX_SWEEP_S = 30.0
+"""How often a fetcher that uses the ready index re-adds every served list holding items."""
 
 
 class Fetcher:
@@ -74,6 +88,9 @@ class Fetcher:
         self.stopping = stopping
         self.worker_id = worker_id
         self.claim_keys: list[str] = []
+        self.use_index = False
+        self._claim_rank: dict[str, int] = {}  # served list key -> its place in claim order
+        self._next_sweep = 0.0  # monotonic time of the next index sweep
         self._invalid_queues: set[str] = set()
 
     async def loop(self, burst_done: Callable[[], Awaitable[bool]] | None = None) -> None:
@@ -92,9 +109,7 @@ class Fetcher:
                 continue
             self.room_freed.clear()
             try:
-                items = await self.broker.claim(
-                    self.claim_keys, free, start_now=self._idle_executors()
-                )
+                items = await self._claim(free)
             except redis.RedisError as exc:
                 await self.outage.wait(exc, "claim", until=self.stopping)
                 continue
@@ -111,6 +126,17 @@ class Fetcher:
                     return
             await self._wait_and_claim(free)
 
+    async def _claim(self, free: int) -> list[ClaimedItem]:
+        if not self.use_index:
+            return await self.broker.claim(self.claim_keys, free, start_now=self._idle_executors())
+        lists = self._in_claim_order(await self.broker.ready_lists())
+        return await self.broker.claim(lists, free, start_now=self._idle_executors(), prune=True)
+
+    def _in_claim_order(self, ready: set[str]) -> list[str]:
+        """The served lists among ``ready``, in strict priority order."""
+        rank = self._claim_rank
+        return sorted((key for key in ready if key in rank), key=rank.__getitem__)
+
     def _idle_executors(self) -> int:
         """Executors that will start a claimed item at once: the claim marks that many started
         (so their start costs no extra round trip)."""
@@ -126,9 +152,16 @@ class Fetcher:
         """Nothing was claimable: block until work is signalled, and claim in the same trip."""
         wait_s = min(IDLE_WAIT_S, self.config.connection_timeout / 2)  # a stop waits for it
         try:
-            signalled, items = await self.broker.wait_and_claim(
-                self.claim_keys, free, wait_s, start_now=self._idle_executors()
-            )
+            if self.use_index:  # wait + read the index in one trip, then claim what it names
+                signalled, ready = await self.broker.wait_for_ready(wait_s)
+                lists = self._in_claim_order(ready)
+                items = await self.broker.claim(
+                    lists, free, start_now=self._idle_executors(), prune=True
+                )
+            else:
+                signalled, items = await self.broker.wait_and_claim(
+                    self.claim_keys, free, wait_s, start_now=self._idle_executors()
+                )
         except redis.RedisError as exc:
             await self.outage.wait(exc, "wait_and_claim", until=self.stopping)
             return
@@ -138,17 +171,33 @@ class Fetcher:
             await self.refresh_queues()  # woken for a queue this worker has not seen yet
 
     async def anything_waiting(self) -> bool:
-        """True if any served list holds an item."""
+        """True if any served list holds an item (each such list joins the ready index, so
+        that the next claim finds it)."""
         await self.refresh_queues()
-        pipe = self.broker.client.pipeline(transaction=False)
-        for key in self.claim_keys:
-            pipe.llen(key)
-        return any(await pipe.execute()) if self.claim_keys else False
+        return await self.sweep_index() > 0
+
+    async def sweep_index(self) -> int:
+        """Add every served list holding items to the ready index; returns how many hold
+        items. Finds items the index missed (pushed by an older version or by hand)."""
+        started = self.config.clock.monotonic()
+        waiting = await self.broker.index_lists(self.claim_keys)
+        self._next_sweep = started + INDEX_SWEEP_S
+        return waiting
+
+    async def maybe_sweep_index(self) -> None:
+        """Sweep (see :meth:`sweep_index`) when the fetcher uses the index and one is due: at
+        the first maintenance pass that finds it using the index, then every
+        ``INDEX_SWEEP_S``."""
+        if self.use_index and self.config.clock.monotonic() >= self._next_sweep:
+            await self.sweep_index()
 
     async def refresh_queues(self) -> None:
-        """Re-read the queue registry (unless the worker serves fixed queues)."""
+        """Re-read the queue registry (unless the worker serves fixed queues), and choose
+        between passing every list to a claim and reading the ready index first."""
         names = self.queues if self.queues is not None else await self._queue_names()
         self.claim_keys = self.config.keys.claim_order(names)
+        self._claim_rank = {key: place for place, key in enumerate(self.claim_keys)}
+        self.use_index = len(names) > CLAIM_INDEX_MIN_QUEUES
 
     async def _queue_names(self) -> list[str]:
         """Registered queue names; an invalid member (written by hand) is skipped, logged once."""

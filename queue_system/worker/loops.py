@@ -419,6 +419,7 @@ class QueueWorker:
                 await self._runner.dead_letter_crash_loops(state.crash_looped)
                 if self.queues is None:
                     await self._fetch.refresh_queues()
+                await self._fetch.maybe_sweep_index()
             except redis.RedisError as exc:
                 await self._outage.wait(exc, "maintain", until=self._closing)
                 continue

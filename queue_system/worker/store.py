@@ -123,26 +123,35 @@ class WorkerBroker:
             self.keys.started,
             self.keys.lease_sequence,
             self.keys.claim_receipt(call_id),
+            self.keys.ready,
             *list_keys,
         ]
 
-    def claim_args(self, count: int, *, start_now: int) -> list[str | int]:
+    def claim_args(self, count: int, *, start_now: int, prune: bool) -> list[str | int]:
         """ARGV of ``claim.lua`` (see its header)."""
         start_now = max(0, start_now)
-        return [self._lease_ms, count, self.worker_id, start_now, self.keys.operation_prefix]
+        return [
+            self._lease_ms,
+            count,
+            self.worker_id,
+            start_now,
+            self.keys.operation_prefix,
+            "1" if prune else "0",
+        ]
 
     async def claim(
-        self, list_keys: list[str], count: int, *, start_now: int = 0
+        self, list_keys: list[str], count: int, *, start_now: int = 0, prune: bool = False
     ) -> list[ClaimedItem]:
         """Lease up to ``count`` items (at most ``MAX_CLAIM_ITEMS``) from ``list_keys``, in
         priority order. The first ``start_now`` are marked started (free executors take them
-        at once), so they need no ``mark_started`` call."""
+        at once), so they need no ``mark_started`` call. ``prune``: the lists were read from
+        the ready index, and those found empty leave it."""
         count = min(count, MAX_CLAIM_ITEMS)
         if count <= 0 or not list_keys:
             return []
         starts = self._starts.take()  # pending start marks ride along (claim.lua)
         async with self._call_id("claim") as call_id:
-            args = self.claim_args(count, start_now=start_now)
+            args = self.claim_args(count, start_now=start_now, prune=prune)
             if starts is not None:
                 args.extend(starts.tokens)
             call = self.scripts.claim(keys=self.claim_keys(list_keys, call_id), args=args)
@@ -182,16 +191,44 @@ class WorkerBroker:
                 self.scripts.claim.sha,
                 len(keys),
                 *keys,
-                *self.claim_args(count, start_now=start_now),
+                *self.claim_args(count, start_now=start_now, prune=False),
             )
             try:
                 signal, answer = await pipe.execute()
             except redis.exceptions.NoScriptError:  # server restarted: the claim did not run
                 answer = await self.scripts.claim(
-                    keys=keys, args=self.claim_args(count, start_now=start_now)
+                    keys=keys, args=self.claim_args(count, start_now=start_now, prune=False)
                 )
                 signal = True
         return signal is not None, self._claimed(answer)
+
+    async def ready_lists(self) -> set[str]:
+        """The ready index: waiting lists that may hold items (a superset of the non-empty
+        ones, but for items pushed by something other than our scripts)."""
+        return {as_text(key) for key in await self.client.smembers(self.keys.ready)}
+
+    async def wait_for_ready(self, timeout_s: float) -> tuple[bool, set[str]]:
+        """Block until a producer signals work (or ``timeout_s``), then read the ready index,
+        in one round trip. Returns (signalled, ready lists)."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.brpop([self.keys.notify], timeout=max(timeout_s, 0.01))
+        pipe.smembers(self.keys.ready)
+        signal, members = await pipe.execute()
+        return signal is not None, {as_text(key) for key in members}
+
+    async def index_lists(self, list_keys: list[str]) -> int:
+        """Add each of ``list_keys`` that holds items to the ready index (items pushed before
+        the index existed, or by an older version); returns how many hold items."""
+        if not list_keys:
+            return 0
+        pipe = self.client.pipeline(transaction=False)
+        for key in list_keys:
+            pipe.llen(key)
+        lengths = await pipe.execute()
+        waiting = [key for key, length in zip(list_keys, lengths, strict=True) if length]
+        if waiting:
+            await self.client.sadd(self.keys.ready, *waiting)
+        return len(waiting)
 
     async def mark_started(self, item: ClaimedItem) -> None:
         """Record that ``item``'s processor is about to run, before it runs: only a started
@@ -322,14 +359,20 @@ class WorkerBroker:
         """Put leased items back at the head of their tier at once (tokens in claim order)."""
         if not tokens:
             return 0
-        keys = [self.keys.inflight, self.keys.leases, self.keys.notify, self.keys.started]
+        keys = [
+            self.keys.inflight,
+            self.keys.leases,
+            self.keys.notify,
+            self.keys.started,
+            self.keys.ready,
+        ]
         args: list[EncodableT] = [NOTIFY_CAP, self.keys.operation_prefix, *tokens]
         return int(await self.scripts.release(keys=keys, args=args))
 
     async def maintain(self, now_s: float) -> Maintenance:
         """Promote due retries and recover expired leases (two script calls)."""
         promoted = await self.scripts.promote_due(
-            keys=[self.keys.delayed, self.keys.notify],
+            keys=[self.keys.delayed, self.keys.notify, self.keys.ready],
             args=[to_ms(now_s), CLAIM_LIMIT, NOTIFY_CAP, self.keys.operation_prefix],
         )
         async with self._call_id("recover") as call_id:
@@ -342,6 +385,7 @@ class WorkerBroker:
                     self.keys.started,
                     self.keys.lease_sequence,
                     self.keys.claim_receipt(call_id),
+                    self.keys.ready,
                 ],
                 args=[
                     CLAIM_LIMIT,

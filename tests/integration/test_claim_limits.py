@@ -59,7 +59,7 @@ def test_the_claim_script_leases_any_count_in_one_call(
             broker = WorkerBroker(config, client, "w")
             return await broker.scripts.claim(  # type: ignore[no-any-return]
                 keys=broker.claim_keys(config.keys.claim_order(["job"]), "big-call"),
-                args=broker.claim_args(ITEMS, start_now=ITEMS),
+                args=broker.claim_args(ITEMS, start_now=ITEMS, prune=False),
             )
         finally:
             await client.aclose()

@@ -8,6 +8,7 @@ import redis
 
 from queue_system import QueueConfig, QueueManager, QueueRetryConfig
 from queue_system.config import NOTIFY_CAP
+from queue_system.core.types import PRIORITIES
 from tests.support.burst import run_burst
 
 
@@ -37,13 +38,19 @@ def test_every_key_has_a_ttl_or_a_cap(
     # A waiting item's status record and dedup key live as long as it does.
     live_items |= {k.operation(kept["operation_id"]), k.dedup("still-queued")}
     live_items.add(k.lease_sequence)  # one counter: lease numbers must never repeat
-    capped = {k.registry: config.max_queues, k.notify: NOTIFY_CAP}
+    # The ready index holds waiting-list keys: at most one per tier of each registered queue.
+    capped = {
+        k.registry: config.max_queues,
+        k.ready: len(PRIORITIES) * config.max_queues,
+        k.notify: NOTIFY_CAP,
+    }
     for key in sorted(keys):
         ttl = raw_redis.ttl(key)
         if key in live_items:
             continue
         if key in capped:
-            size = raw_redis.scard(key) if key == k.registry else raw_redis.llen(key)
+            sets = (k.registry, k.ready)
+            size = raw_redis.scard(key) if key in sets else raw_redis.llen(key)
             assert size <= capped[key], key
             continue
         assert 0 < ttl <= config.backup_ttl, f"{key} has no TTL"

@@ -1,11 +1,14 @@
 -- claim: pop up to N items, highest priority first, and lease each to the caller, atomically.
 -- KEYS[1] inflight HASH (token -> "<list key>\n<item>")   KEYS[2] leases ZSET (token -> deadline)
 -- KEYS[3] started SET   KEYS[4] lease sequence STRING   KEYS[5] this call's receipt STRING
--- KEYS[6..] waiting lists in claim order (all high, then all normal, then all low)
+-- KEYS[6] ready SET (the index of non-empty waiting lists)
+-- KEYS[7..] waiting lists in claim order (all high, then all normal, then all low)
 -- ARGV[1] lease length (ms)   ARGV[2] max items N (any size)   ARGV[3] worker id
 -- ARGV[4] K: how many of the first items start at once (marked started, see start.lua)
 -- ARGV[5] status record key prefix (queue:op:)
--- ARGV[6..] lease tokens of items this worker starts now: marked as start.lua does (they ride
+-- ARGV[6] "1": remove each list found empty from the ready index (the caller chose the lists
+--         from that index); "0": leave the index alone (the caller passed every list)
+-- ARGV[7..] lease tokens of items this worker starts now: marked as start.lua does (they ride
 --           along with the claim: one round trip)
 -- Returns: {m, token1, list key1, item1, token2, ...}: the first m items are marked started
 --          ({0} when nothing is waiting).
@@ -25,7 +28,7 @@ local function token_of(n)
   return worker .. ':' .. string.format('%d', n)
 end
 
-for i = 6, #ARGV do
+for i = 7, #ARGV do
   if redis.call('HEXISTS', KEYS[1], ARGV[i]) == 1 then
     redis.call('SADD', KEYS[3], ARGV[i])
   end
@@ -51,10 +54,15 @@ if receipt then
 end
 
 local want = tonumber(ARGV[2])
+local prune = ARGV[6] == '1'
 local lists, items = {}, {}
-for k = 6, #KEYS do
+for k = 7, #KEYS do
   if want <= 0 then break end
   local popped = redis.call('RPOP', KEYS[k], want)
+  -- Only a list seen empty leaves the index; every push adds it back in the same script.
+  if prune and (not popped or #popped < want or redis.call('LLEN', KEYS[k]) == 0) then
+    redis.call('SREM', KEYS[6], KEYS[k])
+  end
   if popped then
     for _, item in ipairs(popped) do
       lists[#lists + 1] = KEYS[k]

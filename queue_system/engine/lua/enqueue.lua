@@ -1,8 +1,8 @@
 -- enqueue: push N items onto one waiting list, with deduplication, in one step; safe to re-send.
 -- KEYS[1] registry SET      KEYS[2] notify LIST     KEYS[3] metrics HASH
--- KEYS[4] waiting LIST (queue:{priority}:{name})
--- KEYS[5..4+N] the status HASH (queue:op:{id}) of each item, in item order
--- KEYS[5+N..] the dedup STRING key of each item that has one, in item order
+-- KEYS[4] waiting LIST (queue:{priority}:{name})   KEYS[5] ready SET (index of non-empty lists)
+-- KEYS[6..5+N] the status HASH (queue:op:{id}) of each item, in item order
+-- KEYS[6+N..] the dedup STRING key of each item that has one, in item order
 -- ARGV[1] queue name        ARGV[2] max queues in the registry   ARGV[3] notify cap
 -- ARGV[4] TTL (s) of the metrics counters                        ARGV[5] item count N
 -- ARGV[6] priority          ARGV[7] processor name               ARGV[8] now (s)
@@ -18,6 +18,8 @@
 -- Error "QS_TOO_MANY_QUEUES" when the queue is new and the registry is full (nothing written).
 -- Status records and dedup keys get no TTL: they live as long as their item (the scripts that
 -- end an item give them one), so a dedup key cannot expire under a waiting item.
+-- A push adds the list to the ready index in the same step: a claim that reads the index
+-- never misses it.
 local n = tonumber(ARGV[5])
 local known = redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1
 if not known and redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[2]) then
@@ -28,7 +30,7 @@ local out = {}
 local seen = {}  -- operation ids stored (or found stored by this call) so far in this run
 local queued = 0
 local was_empty = false
-local dedup_index = 5 + n
+local dedup_index = 6 + n
 for i = 0, n - 1 do
   local op_id, item = ARGV[10 + 3 * i], ARGV[11 + 3 * i]
   local dedup = false
@@ -36,7 +38,7 @@ for i = 0, n - 1 do
     dedup = KEYS[dedup_index]
     dedup_index = dedup_index + 1
   end
-  local status = KEYS[5 + i]
+  local status = KEYS[6 + i]
   local record = redis.call('HMGET', status, 'nonce', 'status')
   local holder, holder_status = false, ''
   if seen[op_id] then
@@ -59,6 +61,7 @@ for i = 0, n - 1 do
 end
 if queued > 0 then
   if not known then redis.call('SADD', KEYS[1], ARGV[1]) end
+  redis.call('SADD', KEYS[5], KEYS[4])
   redis.call('HINCRBY', KEYS[3], 'enqueued', queued)
   redis.call('EXPIRE', KEYS[3], ARGV[4])
 end

@@ -1,5 +1,6 @@
 -- promote_due: move delayed items whose due time has come back to the tail of their list.
 -- KEYS[1] delayed ZSET ("<list key>\n<item>" -> due ms)   KEYS[2] notify LIST
+-- KEYS[3] ready SET: each list pushed onto is added (the index of non-empty lists)
 -- ARGV[1] now (ms, the caller's clock, so tests can control it)   ARGV[2] max items
 -- ARGV[3] notify cap   ARGV[4] status record key prefix (queue:op:): records become "pending",
 --         without TTL (the item lives on)
@@ -11,7 +12,9 @@ local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, to
 for _, member in ipairs(due) do
   local cut = string.find(member, '\n', 1, true)
   local item = string.sub(member, cut + 1)
-  redis.call('LPUSH', string.sub(member, 1, cut - 1), item)
+  local list_key = string.sub(member, 1, cut - 1)
+  redis.call('LPUSH', list_key, item)
+  redis.call('SADD', KEYS[3], list_key)
   redis.call('ZREM', KEYS[1], member)
   local op_id = string.match(item, '^{"v":1,"id":"([%w_.:%-]+)"')
   if op_id then

@@ -2,8 +2,8 @@
 -- record and dedup key of each, atomically. The caller read the chunk just before (LRANGE) and
 -- named each item's keys; it calls again until the list is empty, so no call blocks the server
 -- for more than one chunk.
--- KEYS[1] waiting LIST
--- KEYS[2..] per item, in item order, 0 to 2 keys as its flags say: its status HASH, then its
+-- KEYS[1] waiting LIST   KEYS[2] ready SET: the list leaves the index once it is empty
+-- KEYS[3..] per item, in item order, 0 to 2 keys as its flags say: its status HASH, then its
 --           dedup STRING key
 -- ARGV[1] item count N
 -- ARGV[2..] per item, in the order read (head side first, the tail item last), 3 values: the item
@@ -16,7 +16,7 @@
 local n = tonumber(ARGV[1])
 local chunk = {}  -- item bytes -> list of indexes into `names` (equal bytes share their keys)
 local names = {}
-local key_index = 2
+local key_index = 3
 for i = 0, n - 1 do
   local item, op_id, flags = ARGV[2 + 3 * i], ARGV[3 + 3 * i], ARGV[4 + 3 * i]
   local entry = {op_id = op_id}
@@ -50,5 +50,8 @@ for j = #tail, 1, -1 do
 end
 if removed > 0 then
   redis.call('LTRIM', KEYS[1], 0, -1 - removed)
+end
+if redis.call('LLEN', KEYS[1]) == 0 then
+  redis.call('SREM', KEYS[2], KEYS[1])
 end
 return removed

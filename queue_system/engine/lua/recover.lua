@@ -1,6 +1,7 @@
 -- recover: return items whose lease expired (their worker died or froze) to their lists.
 -- KEYS[1] inflight HASH   KEYS[2] leases ZSET   KEYS[3] redeliveries HASH   KEYS[4] notify LIST
 -- KEYS[5] started SET     KEYS[6] lease sequence STRING   KEYS[7] this call's receipt STRING
+-- KEYS[8] ready SET: each list an item goes back to is added (the index of non-empty lists)
 -- ARGV[1] max items   ARGV[2] max lease expiries per item   ARGV[3] redeliveries TTL (s)
 -- ARGV[4] lease length (ms)   ARGV[5] caller's worker id   ARGV[6] notify cap
 -- ARGV[7] status record key prefix (queue:op:): requeued ones become "pending", without TTL
@@ -80,6 +81,7 @@ for _, entry in ipairs(order) do
     else
       -- Back at the head of its tier: it was taken before everything still waiting there.
       redis.call('RPUSH', list_key, item)
+      redis.call('SADD', KEYS[8], list_key)
       requeued = requeued + 1
       if op_id then
         local status = ARGV[7] .. op_id

@@ -1,5 +1,6 @@
 -- release: give leased items back at once (worker stopping), at the head of their tier.
 -- KEYS[1] inflight HASH   KEYS[2] leases ZSET   KEYS[3] notify LIST   KEYS[4] started SET
+-- KEYS[5] ready SET: each list an item goes back to is added (the index of non-empty lists)
 -- ARGV[1] notify cap   ARGV[2] status record key prefix (queue:op:): records become "pending"
 --         (without TTL: the item lives on)
 -- ARGV[3..] tokens in the order they were claimed
@@ -16,7 +17,9 @@ for i = #ARGV, 3, -1 do
     redis.call('SREM', KEYS[4], ARGV[i])
     local cut = string.find(value, '\n', 1, true)
     local item = string.sub(value, cut + 1)
-    redis.call('RPUSH', string.sub(value, 1, cut - 1), item)
+    local list_key = string.sub(value, 1, cut - 1)
+    redis.call('RPUSH', list_key, item)
+    redis.call('SADD', KEYS[5], list_key)
     released = released + 1
     local op_id = string.match(item, '^{"v":1,"id":"([%w_.:%-]+)"')
     if op_id then
