@@ -3,7 +3,8 @@
 Layout under a prefix (default ``queue:``)::
 
     queue:{priority}:{queue_name}   LIST  waiting items (JSON envelopes); LPUSH in, RPOP out
-    queue:registry                  SET   queue names ever enqueued to
+    queue:registry                  SET   queue names enqueued to (until forgotten or idle)
+    queue:queue_activity            HASH  queue name -> "<last seen in use (s)> <processed>"
     queue:failures                  LIST  dead letters: retries exhausted (capped)
     queue:system_errors             LIST  dead letters: items that cannot be run (capped)
     queue:inflight                  HASH  lease token -> "<list key>\\n<raw item>"
@@ -100,6 +101,11 @@ class KeySpace:
     @property
     def registry(self) -> str:
         return f"{self.prefix}registry"
+
+    @property
+    def queue_activity(self) -> str:
+        """When each registered queue was last seen in use (idle names retire)."""
+        return f"{self.prefix}queue_activity"
 
     @property
     def failures(self) -> str:

@@ -24,6 +24,8 @@ SCRIPT_NAMES = (
     "start",
     "purge",
     "position",
+    "forget_queue",
+    "retire_idle_queues",
 )
 
 TOO_MANY_QUEUES = "QS_TOO_MANY_QUEUES"
@@ -52,6 +54,8 @@ class Scripts:
     start: Any
     purge: Any
     position: Any
+    forget_queue: Any
+    retire_idle_queues: Any
 
     @classmethod
     def register(cls, client: Any) -> Scripts:
