@@ -62,9 +62,7 @@ METRICS_LOGGER = "queue_system.metrics"
     show_default=True,
     help="Level of the root logger: the application's records and the library's.",
 )
-@click.option(
-    "--log-format", type=click.Choice(LOG_FORMATS), default="json", show_default=True
-)
+@click.option("--log-format", type=click.Choice(LOG_FORMATS), default="json", show_default=True)
 @click.option(
     "--metrics-log",
     is_flag=True,
@@ -125,8 +123,9 @@ def _queue_names(queues: str | None) -> list[str] | None:
         return None
     names = [q.strip() for q in queues.split(",") if q.strip()]
     if not names:
-        raise click.BadParameter("name at least one queue (omit --queues for every queue)",
-                                 param_hint="--queues")  # fmt: skip
+        raise click.BadParameter(
+            "name at least one queue (omit --queues for every queue)", param_hint="--queues"
+        )
     try:
         return [validate_queue_name(name) for name in names]
     except ValueError as exc:
@@ -143,7 +142,9 @@ def _check_queues_exist(config: QueueConfig, names: list[str], burst: bool) -> N
     if burst:
         raise click.ClickException(f"no such queue: {', '.join(unknown)} (known: {listing})")
     logger.warning(
-        "no such queue yet: %s (known: %s); waiting for items to arrive", ", ".join(unknown), listing
+        "no such queue yet: %s (known: %s); waiting for items to arrive",
+        ", ".join(unknown),
+        listing,
     )
 
 

@@ -40,8 +40,8 @@ from queue_system.core.types import (
 )
 from queue_system.engine.scripts import script_source
 from queue_system.errors import DecodeError, SerializationError
-from queue_system.ops.dead_letters import DeadLetterFilter, Filters, selected_ids
 from queue_system.ops import queues
+from queue_system.ops.dead_letters import DeadLetterFilter, Filters, selected_ids
 from queue_system.ops.health import system_health
 from queue_system.ops.queues import QueueInfo
 

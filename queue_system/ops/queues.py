@@ -3,7 +3,7 @@ ones (see :mod:`queue_system.engine.queue_names`). Used through :class:`QueueAdm
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import Any, TypedDict
 
 from queue_system.config import QueueConfig
 from queue_system.core.clock import iso_utc
@@ -64,7 +64,8 @@ def list_queues(config: QueueConfig) -> list[QueueInfo]:
 
 def forget_queue(config: QueueConfig, name: str) -> None:
     """Remove the empty queue ``name`` from the registry, atomically with the check."""
-    known, waiting, in_flight, scheduled, _ = _run(config, "forget_queue", forget_call(config.keys, name))
+    answer = _run(config, "forget_queue", forget_call(config.keys, name))
+    known, waiting, in_flight, scheduled, _ = (int(n) for n in answer)
     if not known:
         raise ValueError(f"unknown queue {name!r}")
     if waiting or in_flight or scheduled:
@@ -85,8 +86,8 @@ def retire_idle_queues(config: QueueConfig) -> list[str]:
     return sorted(as_text(n) for n in _run(config, "retire_idle_queues", call))
 
 
-def _run(config: QueueConfig, script: str, call: ScriptCall) -> list[int | bytes]:
-    found: list[int | bytes] = config.redis_client.register_script(script_source(script))(
+def _run(config: QueueConfig, script: str, call: ScriptCall) -> list[Any]:
+    found: list[Any] = config.redis_client.register_script(script_source(script))(
         keys=call.keys, args=call.args
     )
     return found

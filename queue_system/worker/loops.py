@@ -421,9 +421,7 @@ class QueueWorker:
             return
         self._retire_at = now + RETIRE_INTERVAL_S
         names = await self._broker.queue_names()
-        call = retire_call(
-            self.config.keys, names, now_s=now, idle_ttl_s=self.config.backup_ttl
-        )
+        call = retire_call(self.config.keys, names, now_s=now, idle_ttl_s=self.config.backup_ttl)
         script = self._client.register_script(script_source("retire_idle_queues"))
         retired = await script(keys=call.keys, args=call.args)
         if retired:

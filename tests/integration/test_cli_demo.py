@@ -29,8 +29,14 @@ def dead_url_env() -> dict[str, str]:
 @pytest.mark.slow
 def test_demo_with_an_unreachable_redis_url_prints_one_line(tmp_path: Path) -> None:
     # From a folder that is not the source checkout, as after `pip install`
-    out = subprocess.run([sys.executable, "-m", "queue_system", "demo"], cwd=tmp_path,
-                         env=dead_url_env(), capture_output=True, text=True, timeout=60)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "queue_system", "demo"],
+        cwd=tmp_path,
+        env=dead_url_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 1
     lines = (out.stdout + out.stderr).splitlines()
     assert len(lines) == 1, lines
@@ -45,8 +51,9 @@ def test_scripts_demo_with_an_unreachable_redis_url_prints_one_line() -> None:
     if not stamp.exists() or stamp.stat().st_mtime < (ROOT / "pyproject.toml").stat().st_mtime:
         pytest.skip("scripts/demo would install into this virtualenv first")
     env = {**dead_url_env(), "QUEUE_SYSTEM_VENV": str(venv)}
-    out = subprocess.run([str(ROOT / "scripts" / "demo")], env=env, capture_output=True,
-                         text=True, timeout=60)  # fmt: skip
+    out = subprocess.run(
+        [str(ROOT / "scripts" / "demo")], env=env, capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 1
     lines = (out.stdout + out.stderr).splitlines()
     assert len(lines) == 1 and "cannot reach Redis" in lines[0], lines

@@ -13,7 +13,7 @@ import pytest
 from queue_system import QueueConfig, QueueManager
 
 ROOT = Path(__file__).resolve().parents[2]
-APP = '''
+APP = """
 import logging
 from queue_system import QueueConfig
 
@@ -25,10 +25,12 @@ log = logging.getLogger("shop.orders")
 def ship(entity):
     log.info("shipping order %s", entity["order"])
     log.debug("order %s details", entity["order"])
-'''
+"""
 
 
-def run_worker(tmp_path: Path, url: str, prefix: str, *args: str) -> subprocess.CompletedProcess[str]:
+def run_worker(
+    tmp_path: Path, url: str, prefix: str, *args: str
+) -> subprocess.CompletedProcess[str]:
     (tmp_path / "shopapp.py").write_text(APP.format(url=url, prefix=prefix))
     argv = [sys.executable, "-m", "queue_system", "worker", "shopapp:config", "--burst", *args]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -36,7 +38,7 @@ def run_worker(tmp_path: Path, url: str, prefix: str, *args: str) -> subprocess.
 
 
 def enqueue_orders(config: QueueConfig, count: int) -> None:
-    QueueManager(config).enqueue_batch([{"order": n} for n in range(count)], "ship")
+    QueueManager(config).enqueue_batch([{"order": n} for n in range(count)], "shopapp:ship")
 
 
 @pytest.mark.slow
@@ -58,8 +60,9 @@ def test_worker_log_level_debug_and_json(
     tmp_path: Path, redis_url: str, key_prefix: str, config: QueueConfig
 ) -> None:
     enqueue_orders(config, 2)
-    out = run_worker(tmp_path, redis_url, key_prefix, "--log-level", "debug", "--log-format",
-                     "json")  # fmt: skip
+    out = run_worker(
+        tmp_path, redis_url, key_prefix, "--log-level", "debug", "--log-format", "json"
+    )
     assert out.returncode == 0, out.stderr
     records = [json.loads(line) for line in out.stderr.splitlines()]
     app = [r["message"] for r in records if r["logger"] == "shop.orders"]

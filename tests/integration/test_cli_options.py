@@ -30,9 +30,7 @@ def run(redis_url: str, key_prefix: str) -> Callable[..., Result]:
 
 
 @pytest.fixture
-def make_app(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Callable[[str, str], str]:
+def make_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[str, str], str]:
     """Write an application module naming ``url`` and ``prefix``; returns its 'module:config'."""
     monkeypatch.chdir(tmp_path)
     made: list[str] = []
@@ -58,8 +56,9 @@ def test_worker_refuses_a_url_that_differs_from_the_apps(
 ) -> None:
     app = make_app(redis_url, key_prefix)
     other = f"redis://admin:s3cret@127.0.0.1:{free_loopback_port()}/0"
-    result = cli_runner().invoke(cli, ["--url", other, "--prefix", key_prefix, "worker", app,
-                                       "--burst"])  # fmt: skip
+    result = cli_runner().invoke(
+        cli, ["--url", other, "--prefix", key_prefix, "worker", app, "--burst"]
+    )
     assert result.exit_code == 2, result.output
     assert "--url" in result.stderr and redis_url in result.stderr
     assert "s3cret" not in result.stderr and "127.0.0.1" in result.stderr
@@ -78,8 +77,9 @@ def test_worker_runs_when_the_options_match_the_app(
     redis_url: str, key_prefix: str, make_app: Callable[[str, str], str]
 ) -> None:
     app = make_app(redis_url, key_prefix)
-    result = cli_runner().invoke(cli, ["--url", redis_url, "--prefix", key_prefix, "worker", app,
-                                       "--burst"])  # fmt: skip
+    result = cli_runner().invoke(
+        cli, ["--url", redis_url, "--prefix", key_prefix, "worker", app, "--burst"]
+    )
     assert result.exit_code == 0, result.output
 
 

@@ -24,9 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def run(
-    redis_url: str, key_prefix: str, monkeypatch: pytest.MonkeyPatch
-) -> Callable[..., Result]:
+def run(redis_url: str, key_prefix: str, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result]:
     """Invoke the CLI in-process on this test's namespace, in an 80-column terminal."""
     monkeypatch.setenv("COLUMNS", "80")
 
@@ -53,7 +51,10 @@ def read_one_line_and_close(argv: list[str]) -> tuple[str, int, str]:
 
 def seed_failure(config: QueueConfig, entity: dict[str, object], queue: str = "jobs") -> str:
     [result] = QueueManager(config).enqueue_batch(
-        [entity], cli_app.always_fail, queue_name=queue, retry_config=QueueRetryConfig(max_attempts=0)
+        [entity],
+        cli_app.always_fail,
+        queue_name=queue,
+        retry_config=QueueRetryConfig(max_attempts=0),
     )
     run_burst(config, queues=[queue])
     return str(result["operation_id"])
@@ -141,11 +142,12 @@ def test_workers_table_fits_80_columns_with_whole_ids(
         "started_at": "2024-05-06T07:08:09+00:00",
         "last_seen": "2024-05-06T07:18:09+00:00",
     }
-    make_console().print(workers_table([worker]))
+    console = make_console()
+    console.print(workers_table([worker], width=console.width))
     out = capsys.readouterr().out
     assert max(map(len, out.splitlines())) <= 80, out
     assert worker["id"] in out
-    make_console(wide=True).print(workers_table([worker], wide=True))
+    make_console(wide=True).print(workers_table([worker], width=None))
     wide = capsys.readouterr().out
     assert "started (UTC)" in wide and worker["id"] in wide
 
@@ -155,4 +157,3 @@ def test_an_empty_failures_list_says_so(run: Callable[..., Result]) -> None:
     assert result.exit_code == 0
     assert "no failures records match" in result.stderr
     assert json.loads(run("failures", "list", "--json").stdout) == []
-

@@ -82,9 +82,11 @@ def test_forget_refuses_a_queue_with_a_scheduled_retry(
 ) -> None:
     config = make_config()
     QueueManager(config).enqueue(
-        {"n": 1}, cli_app.always_fail, queue_name="retrying",
+        {"n": 1},
+        cli_app.always_fail,
+        queue_name="retrying",
         retry_config=QueueRetryConfig.fixed(delay=3600, max_attempts=3),
-    )  # fmt: skip
+    )
     run_burst(config, queues=["retrying"], wait_scheduled=False)
     with pytest.raises(ValueError, match="1 scheduled"):
         QueueAdmin(config).forget_queue("retrying")
@@ -129,8 +131,9 @@ def test_a_queue_used_between_passes_is_not_idle(
     assert admin.retire_idle_queues() == []
     clock.advance(3000)
     # An item enqueued and processed between two passes (the queue is empty at each)
-    manager.enqueue({"n": 1}, cli_app.always_fail, queue_name="q",
-                    retry_config=QueueRetryConfig(max_attempts=0))  # fmt: skip
+    manager.enqueue(
+        {"n": 1}, cli_app.always_fail, queue_name="q", retry_config=QueueRetryConfig(max_attempts=0)
+    )
     run_burst(config, queues=["q"])
     assert admin.retire_idle_queues() == []
     clock.advance(3000)
@@ -171,5 +174,3 @@ def test_cli_queues_lists_and_forgets(
     assert registered(config) == {"emails"}
     unknown = run("queues", "forget", "old_reports")
     assert unknown.exit_code == 1 and "unknown queue" in unknown.stderr
-
-
