@@ -37,13 +37,19 @@ def test_every_key_has_a_ttl_or_a_cap(
     # A waiting item's status record and dedup key live as long as it does.
     live_items |= {k.operation(kept["operation_id"]), k.dedup("still-queued")}
     live_items.add(k.lease_sequence)  # one counter: lease numbers must never repeat
-    capped = {k.registry: config.max_queues, k.notify: NOTIFY_CAP}
+    # queue_activity holds a field per registered name only (retiring a name drops both)
+    capped = {
+        k.registry: config.max_queues,
+        k.notify: NOTIFY_CAP,
+        k.queue_activity: config.max_queues,
+    }
     for key in sorted(keys):
         ttl = raw_redis.ttl(key)
         if key in live_items:
             continue
         if key in capped:
-            size = raw_redis.scard(key) if key == k.registry else raw_redis.llen(key)
+            sizes = {k.registry: raw_redis.scard, k.queue_activity: raw_redis.hlen}
+            size = sizes.get(key, raw_redis.llen)(key)
             assert size <= capped[key], key
             continue
         assert 0 < ttl <= config.backup_ttl, f"{key} has no TTL"
