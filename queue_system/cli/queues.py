@@ -15,7 +15,7 @@ from queue_system.producer.sync import QueueManager
 
 _COLUMNS = (
     Column(header="queue"),
-    *(Column(header=p, justify="right", drop_rank=3) for p in PRIORITIES),
+    *(Column(header=p, justify="right", drop_rank=3 + i) for i, p in enumerate(PRIORITIES)),
     Column(header="waiting", justify="right"),
     Column(header="in flight", justify="right"),
     Column(header="scheduled", justify="right", drop_rank=2),

@@ -10,7 +10,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,23 +58,38 @@ def fitted_table(
     width: int | None,
     title: str | None = None,
 ) -> Table:
-    """A table of ``rows`` (None: a section line) no wider than ``width`` when dropping
-    columns can achieve it; ``width`` None keeps every column. Cells are never cut or
-    wrapped, so ids stay whole and can be copied."""
-    shown = list(range(len(columns)))
-    while True:
-        table = Table(title=title)
-        for i in shown:
-            table.add_column(columns[i].header, justify=columns[i].justify, no_wrap=True)
-        for row in rows:
-            if row is None:
-                table.add_section()
-            else:
-                table.add_row(*(row[i] for i in shown))
-        droppable = [i for i in shown if columns[i].drop_rank > 0]
-        if width is None or not droppable or _width(table) <= width:
-            return table
-        shown.remove(max(droppable, key=lambda i: columns[i].drop_rank))
+    """A table of ``rows`` (None: a section line) no wider than ``width`` where leaving out
+    columns can achieve it: the always-shown ones, then each other column, most useful
+    (lowest ``drop_rank``) first, if it still fits. ``width`` None keeps every column. Cells
+    are never cut or wrapped, so ids stay whole and can be copied."""
+    if width is None:
+        return _table(columns, rows, range(len(columns)), title)
+    shown = [i for i, c in enumerate(columns) if c.drop_rank == 0]
+    optional = sorted(
+        (i for i, c in enumerate(columns) if c.drop_rank), key=lambda i: columns[i].drop_rank
+    )
+    for i in optional:
+        if _width(_table(columns, rows, sorted([*shown, i]), title)) <= width:
+            shown.append(i)
+    return _table(columns, rows, sorted(shown), title)
+
+
+def _table(
+    columns: Sequence[Column],
+    rows: Sequence[Sequence[str] | None],
+    shown: Iterable[int],
+    title: str | None,
+) -> Table:
+    table = Table(title=title)
+    indexes = list(shown)
+    for i in indexes:
+        table.add_column(columns[i].header, justify=columns[i].justify, no_wrap=True)
+    for row in rows:
+        if row is None:
+            table.add_section()
+        else:
+            table.add_row(*(row[i] for i in indexes))
+    return table
 
 
 def _width(table: Table) -> int:
