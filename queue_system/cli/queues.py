@@ -63,7 +63,10 @@ def queues(ctx: click.Context, as_json: bool, wide: bool) -> None:
 @click.argument("name")
 def forget(name: str) -> None:
     """Remove the empty queue NAME from the registry (exit 1 if unknown or not empty)."""
-    QueueAdmin(current_state().config).forget_queue(name)
+    try:
+        QueueAdmin(current_state().config).forget_queue(name)
+    except ValueError as exc:  # unknown or not empty: the message says which
+        raise click.ClickException(str(exc)) from None
     click.echo(f"forgot queue {name}")
 
 
