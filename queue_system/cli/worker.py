@@ -22,7 +22,7 @@ from queue_system.cli.state import current_state, given_on_command_line
 from queue_system.config import QueueConfig
 from queue_system.core.checks import validate_queue_name
 from queue_system.engine.connection import redact_url
-from queue_system.logs import LOG_FORMATS, setup_logging
+from queue_system.logs import HANDLER_NAME, LOG_FORMATS, setup_logging
 from queue_system.ops.admin import QueueAdmin
 from queue_system.worker.loops import BURST_OUTAGE_LIMIT_S, DEFAULT_GRACE_PERIOD_S, QueueWorker
 
@@ -154,7 +154,7 @@ def _log_whole_process(level: str, log_format: str, metrics_log: bool) -> None:
     root, library, metrics = (logging.getLogger(n) for n in ("", "queue_system", METRICS_LOGGER))
     saved = (root.level, library.level, metrics.level)
     # The group's own handler on "queue_system" would print library records twice.
-    group_handlers = [h for h in library.handlers if h.get_name() == "queue_system.json"]
+    group_handlers = [h for h in library.handlers if h.get_name() == HANDLER_NAME]
     for handler in group_handlers:
         library.removeHandler(handler)
     handler = setup_logging(level, log_format, sys.stderr)
