@@ -423,7 +423,11 @@ class QueueWorker:
         names = await self._broker.queue_names()
         call = retire_call(self.config.keys, names, now_s=now, idle_ttl_s=self.config.backup_ttl)
         script = self._client.register_script(script_source("retire_idle_queues"))
-        retired = await script(keys=call.keys, args=call.args)
+        try:
+            retired = await script(keys=call.keys, args=call.args)
+        except redis.ResponseError as exc:  # e.g. a corrupt key: never stop maintenance for it
+            logger.warning("worker %s: could not retire idle queues: %s", self.worker_id, exc)
+            return
         if retired:
             logger.info("retired idle queue names: %s", ", ".join(map(as_text, retired)))
 

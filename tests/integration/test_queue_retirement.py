@@ -13,10 +13,12 @@ from click.testing import Result
 from queue_system import QueueConfig, QueueManager, QueueRetryConfig
 from queue_system.cli.main import cli
 from queue_system.ops.admin import QueueAdmin
+from queue_system.worker.loops import QueueWorker
 from queue_system.worker.store import WorkerBroker
 from tests.conftest import FakeClock, run_burst
 from tests.integration import cli_app
 from tests.support.cli import cli_runner
+from tests.support.waiting import async_wait_until
 
 
 @pytest.fixture
@@ -174,3 +176,32 @@ def test_cli_queues_lists_and_forgets(
     assert registered(config) == {"emails"}
     unknown = run("queues", "forget", "old_reports")
     assert unknown.exit_code == 1 and "unknown queue" in unknown.stderr
+
+
+def test_a_corrupt_queue_key_does_not_fail_maintenance(
+    make_config: Callable[..., QueueConfig],
+    raw_redis: redis.Redis,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config = make_config()
+    retry = QueueRetryConfig.fixed(delay=0.2, max_attempts=2)
+    QueueManager(config).enqueue(
+        {"n": 1}, cli_app.always_fail, queue_name="retrying", retry_config=retry
+    )
+    # A waiting list of a registered name that is not a list: the retirement pass fails on it
+    raw_redis.sadd(config.keys.registry, "corrupt")
+    raw_redis.set(config.keys.queue("corrupt", "low"), "not a list")
+
+    async def main() -> None:
+        worker = QueueWorker(config, queues=["retrying"])
+        await worker.start()
+        try:
+            # The maintenance still promotes the due retry, which then fails for good
+            await async_wait_until(lambda: raw_redis.llen(config.keys.failures) == 1, timeout=5)
+        finally:
+            await worker.stop()
+
+    asyncio.run(main())
+    # Only the retirement pass is skipped (a warning), not the maintenance (no error backoff)
+    assert not [r for r in caplog.records if "(maintain) failed" in r.getMessage()]
+    assert any("could not retire idle queues" in r.getMessage() for r in caplog.records)
