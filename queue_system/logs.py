@@ -27,6 +27,10 @@ from pythonjsonlogger.json import JsonFormatter
 #: Name given to the handler setup_json_logging installs, so a second call finds it.
 HANDLER_NAME = "queue_system.json"
 
+#: The line formats :func:`setup_logging` writes.
+LOG_FORMATS = ("text", "json")
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
 # LogRecord attribute -> field name in the JSON line.
 _RENAMED = {"levelname": "level", "name": "logger"}
 
@@ -73,20 +77,53 @@ def setup_json_logging(
     Raises:
         ValueError: ``level`` is not a known level name.
     """
-    if isinstance(level, str):
-        level_name = level.upper()
-        if not isinstance(logging.getLevelName(level_name), int):
-            raise ValueError(f"level must be a logging level name or number, got {level!r}")
-        level = level_name
+    return setup_logging(level, "json", stream, logger_name)
+
+
+def setup_logging(
+    level: int | str = "INFO",
+    log_format: str = "json",
+    stream: IO[str] | None = None,
+    logger_name: str | None = None,
+) -> logging.Handler:
+    """Send the records of ``logger_name`` (default: root) to ``stream``, one line each.
+
+    Like :func:`setup_json_logging` (idempotent in the same way), with the line format to
+    choose: ``"json"`` (see the module docstring) or ``"text"``
+    (``2024-05-06 07:08:09,123 INFO shop.orders: shipping order 7``).
+
+    Raises:
+        ValueError: ``level`` is not a known level name, or ``log_format`` not one of
+            ``LOG_FORMATS``.
+    """
+    if log_format not in LOG_FORMATS:
+        raise ValueError(f"log_format must be one of {LOG_FORMATS}, got {log_format!r}")
+    level = level_number(level)
+    formatter = json_formatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
     logger = logging.getLogger(logger_name)
     logger.setLevel(level)
     for handler in logger.handlers:
         if handler.get_name() == HANDLER_NAME and isinstance(handler, logging.StreamHandler):
             if stream is not None:
                 handler.setStream(stream)
+            handler.setFormatter(formatter)
             return handler
     new_handler = logging.StreamHandler(stream)
     new_handler.set_name(HANDLER_NAME)
-    new_handler.setFormatter(json_formatter())
+    new_handler.setFormatter(formatter)
     logger.addHandler(new_handler)
     return new_handler
+
+
+def level_number(level: int | str) -> int:
+    """A logging level given as a number or a name (any case) as its number.
+
+    Raises:
+        ValueError: an unknown level name.
+    """
+    if isinstance(level, int):
+        return level
+    number = logging.getLevelName(level.upper())
+    if not isinstance(number, int):
+        raise ValueError(f"level must be a logging level name or number, got {level!r}")
+    return number

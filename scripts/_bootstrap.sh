@@ -12,6 +12,14 @@ bootstrap_venv() {
     "$python" -m venv "$VENV"
   fi
   local stamp="$VENV/.installed-$extras"
+  # [dev] includes every other extra: a venv installed with it (by scripts/test, or at the
+  # lowest versions by scripts/test-lowest) needs nothing more.
+  local full
+  for full in "$VENV/.installed-dev" "$VENV/.installed-lowest"; do
+    if [ -f "$full" ] && [ ! "$ROOT/pyproject.toml" -nt "$full" ]; then
+      return 0
+    fi
+  done
   if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
     echo ">> installing queue_system[$extras] into $VENV" >&2
     "$VENV/bin/python" -m pip install --quiet --upgrade pip >&2

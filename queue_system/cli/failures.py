@@ -13,19 +13,36 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from rich.table import Table
 
-from queue_system.cli.render import make_console, pairs_table, print_json, truncate, utc_time
+from queue_system.cli.render import (
+    Column,
+    fitted_table,
+    make_console,
+    pairs_table,
+    print_json,
+    truncate,
+    utc_time,
+)
 from queue_system.core.clock import SystemClock
 from queue_system.core.types import PRIORITIES, DeadLetterReport
 from queue_system.ops.admin import QueueAdmin
 
 if TYPE_CHECKING:
-    from queue_system.cli.main import State
+    from queue_system.cli.state import State
 
 F = TypeVar("F", bound=Callable[..., Any])
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 MESSAGE_CHARS = 40  # of each error message in `failures list` (`failures show` has it all)
+POSITIVE = click.IntRange(min=1)
+_LIST_COLUMNS = (
+    Column(header="at (UTC)", drop_rank=3),
+    Column(header="operation"),
+    Column(header="queue", drop_rank=2),
+    Column(header="processor", drop_rank=4),
+    Column(header="error", drop_rank=1),
+    Column(header="runs", justify="right", drop_rank=5),
+    Column(header="message", drop_rank=6),
+)
 
 
 @click.group()
@@ -66,30 +83,35 @@ def _when_option(ctx: click.Context, param: click.Parameter, value: str | None) 
 
 @failures.command("list")
 @_filters
-@click.option("--limit", default=100, show_default=True)
+@click.option("--limit", type=POSITIVE, default=100, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--wide", is_flag=True, help="Every column, however wide.")
 @click.pass_obj
 def failures_list(
-    state: State, /, limit: int, as_json: bool, system_errors: bool, **filters: Any
+    state: State, /, limit: int, as_json: bool, wide: bool, system_errors: bool, **filters: Any
 ) -> None:
-    """Dead letters, newest first."""
+    """Dead letters, newest first (at 80 columns the least useful columns are left out;
+    ids are never cut)."""
     found = QueueAdmin(state.config).list_dead_letters(
         system_errors=system_errors, limit=limit, **filters
     )
     if as_json:
         print_json(found)
         return
-    table = Table(title=f"{'system_errors' if system_errors else 'failures'} ({len(found)})")
-    for column in ("at (UTC)", "operation", "queue", "processor", "error", "runs"):
-        table.add_column(column, no_wrap=True)
-    table.add_column("message", no_wrap=True)
+    list_name = "system_errors" if system_errors else "failures"
+    rows = []
     for r in found:
         error = r.get("error_type") if r.get("reason") == "failed" else r.get("reason")
         processor = str(r.get("processor")).rpartition(":")[2]
         cells = (r.get("operation_id"), r.get("queue"), processor, error, r.get("attempts"))
-        message = str(r.get("message"))
-        table.add_row(utc_time(r.get("at")), *map(str, cells), truncate(message, MESSAGE_CHARS))
-    make_console().print(table)
+        message = truncate(str(r.get("message")), MESSAGE_CHARS)
+        rows.append([utc_time(r.get("at")), *map(str, cells), message])
+    console = make_console(wide=wide)
+    width = None if wide else console.width
+    title = f"{list_name} ({len(found)})"
+    console.print(fitted_table(_LIST_COLUMNS, rows, title=title, width=width))
+    if not found:
+        click.echo(f"no {list_name} records match", err=True)
 
 
 @failures.command("show")
@@ -143,7 +165,7 @@ def failures_show(state: State, /, operation_id: str, system_errors: bool, as_js
 @click.option("--all", "all_", is_flag=True, help="Every record matching the filters.")
 @click.option("--priority", type=click.Choice(PRIORITIES), help="New priority.")
 @click.option("--dry-run", is_flag=True, help="Show what would be requeued.")
-@click.option("--limit", type=int, help="Requeue at most this many.")
+@click.option("--limit", type=POSITIVE, help="Requeue at most this many.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def failures_requeue(
@@ -160,7 +182,7 @@ def failures_requeue(
 @_filters
 @click.option("--all", "all_", is_flag=True, help="Every record matching the filters.")
 @click.option("--dry-run", is_flag=True, help="Show what would be deleted.")
-@click.option("--limit", type=int)
+@click.option("--limit", type=POSITIVE)
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
@@ -183,7 +205,7 @@ def failures_purge(
 
 @failures.command("export")
 @_filters
-@click.option("--limit", type=int)
+@click.option("--limit", type=POSITIVE)
 @click.option("--output", "-o", type=click.File("w"), default="-", help="File (default stdout).")
 @click.pass_obj
 def failures_export(

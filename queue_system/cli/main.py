@@ -1,32 +1,30 @@
 """The ``queue-system`` command: run workers, watch queues, look up operations, replay failures.
 
 Global options: ``--url`` (default ``$REDIS_URL``, else ``redis://localhost:6379/0``),
-``--prefix`` (default ``queue:``), ``--timeout`` (seconds per Redis reply) and ``--debug``.
-Errors are one line on stderr and exit status 1 (``--debug`` shows the traceback); passwords
-in URLs are never printed. Log records (a requeue, a purge, the worker's events) go to stderr
-as JSON lines. Thin: every command is a call to the public API.
+``--prefix`` (default ``queue:``), ``--timeout`` (seconds per Redis reply), ``--debug`` and
+``--version``. Errors are one line on stderr and exit status 1 (``--debug`` shows the
+traceback; usage errors exit 2); passwords in URLs are never printed. A closed pipe
+(``queue-system status | head -1``) ends the command quietly with status 0. Log records (a
+requeue, a purge) go to stderr as JSON lines; ``worker`` sets up logging for its whole process.
+Thin: every command is a call to the public API.
 """
 
 from __future__ import annotations
 
-import asyncio
-import importlib
+import errno
 import json
 import logging
 import os
-import runpy
-import signal
 import sys
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Group, RenderableType
+from rich.console import Console, Group, RenderableType
 from rich.live import Live
 
 from queue_system.cli.failures import failures
+from queue_system.cli.queues import purge, queues
 from queue_system.cli.render import (
     make_console,
     pairs_table,
@@ -34,54 +32,49 @@ from queue_system.cli.render import (
     status_view,
     workers_table,
 )
-from queue_system.config import QueueConfig
-from queue_system.core.types import PRIORITIES
+from queue_system.cli.state import State, current_state, where
+from queue_system.cli.worker import METRICS_LOGGER, worker
 from queue_system.engine.connection import DEFAULT_REDIS_URL, REDIS_URL_ENV_VAR, redact_url
 from queue_system.logs import setup_json_logging
-from queue_system.ops.admin import QueueAdmin, operator_identity
+from queue_system.ops.admin import QueueAdmin
 from queue_system.producer.sync import QueueManager
-from queue_system.worker.loops import (
-    BURST_OUTAGE_LIMIT_S,
-    DEFAULT_GRACE_PERIOD_S,
-    QueueWorker,
-)
 
-logger = logging.getLogger("queue_system.cli")
-DEMO_PATH = Path(__file__).resolve().parents[2] / "examples" / "demo.py"
-
-
-@dataclass
-class State:
-    """Global options, and the QueueConfig built from them on first use."""
-
-    url: str
-    prefix: str
-    timeout: float
-    debug: bool
-    _config: QueueConfig | None = field(default=None, repr=False)
-
-    @property
-    def config(self) -> QueueConfig:
-        if self._config is None:
-            self._config = QueueConfig(
-                redis_url=self.url, queue_prefix=self.prefix, connection_timeout=self.timeout
-            )
-        return self._config
+WIDE_HELP = "Every column, however wide (default: fit the terminal, dropping the least useful)."
 
 
 class _Cli(click.Group):
-    """Turns any error into one line on stderr and exit status 1 (unless ``--debug``)."""
+    """Turns any error into one line on stderr and exit status 1 (unless ``--debug``), and a
+    closed stdout pipe into a quiet exit 0."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
+        except OSError as exc:
+            if exc.errno == errno.EPIPE:  # the reader left (`| head`): nothing more to say
+                _silence_stdout()
+                raise click.exceptions.Exit(0) from None
+            raise _one_line(ctx, exc) from None
         except Exception as exc:  # QueueSystemError, bad input, a failing app import...
-            state = ctx.find_object(State)
-            if state is not None and state.debug:
-                raise
-            raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
+            raise _one_line(ctx, exc) from None
+
+
+def _one_line(ctx: click.Context, exc: Exception) -> Exception:
+    state = ctx.find_object(State)
+    if state is not None and state.debug:
+        return exc
+    return click.ClickException(f"{type(exc).__name__}: {exc}")
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's last flush cannot fail on the pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # not a real file (a test runner's buffer)
+        pass
 
 
 @click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})
@@ -94,165 +87,41 @@ class _Cli(click.Group):
 @click.option("--prefix", default="queue:", show_default=True, help="Key namespace.")
 @click.option("--timeout", default=5.0, show_default=True, help="Seconds per Redis reply.")
 @click.option("--debug", is_flag=True, help="Debug logs, and tracebacks on errors.")
+@click.version_option(package_name="queue_system", prog_name="queue-system")
 @click.pass_context
 def cli(ctx: click.Context, url: str, prefix: str, timeout: float, debug: bool) -> None:
-    """Operate a queue_system namespace: workers, status, failures, health."""
-    state = ctx.obj = State(url, prefix, timeout, debug)
-    target = logging.getLogger("queue_system")
-    level = target.level
+    """Operate a queue_system namespace: workers, status, failures, queues, health."""
+    state = ctx.obj = State(url=url, prefix=prefix, timeout=timeout, debug=debug)
+    library, metrics = logging.getLogger("queue_system"), logging.getLogger(METRICS_LOGGER)
+    levels = (library.level, metrics.level)
     handler = setup_json_logging("DEBUG" if debug else "INFO", sys.stderr, "queue_system")
+    # One record per metric update would flood a terminal (`worker --metrics-log` shows them).
+    metrics.setLevel(logging.NOTSET if debug else logging.WARNING)
 
     def restore() -> None:  # a test runner invokes many times in one process
-        target.removeHandler(handler)
-        target.setLevel(level)
-        if state._config is not None:
-            state._config.redis_client.close()
+        library.removeHandler(handler)
+        library.setLevel(levels[0])
+        metrics.setLevel(levels[1])
+        state.close()
 
     ctx.call_on_close(restore)
 
 
-cli.add_command(failures)  # the `failures` sub-commands live in cli_failures
+for command in (failures, worker, queues, purge):
+    cli.add_command(command)
 
 
 def main() -> None:
     """Console-script entry point (``queue-system``)."""
-    cli(prog_name="queue-system")
-
-
-def _state() -> State:
-    state = click.get_current_context().find_object(State)
-    assert state is not None, "commands run under the cli group"
-    return state
-
-
-def _where() -> str:
-    state = _state()
-    return f"{redact_url(state.url)} prefix {state.prefix}"
-
-
-# --- worker ------------------------------------------------------------------------------------
-
-
-@cli.command()
-@click.argument("app")
-@click.option("--queues", help="Comma-separated queue names (default: every queue).")
-@click.option("--concurrency", default=5, show_default=True, help="Items run at once.")
-@click.option(
-    "--burst",
-    is_flag=True,
-    help="Exit 0 once nothing is waiting or in flight (for cron); retries scheduled for later "
-    "are left for the next run.",
-)
-@click.option(
-    "--wait-scheduled",
-    is_flag=True,
-    help="With --burst: also wait for scheduled retries to come due and run.",
-)
-@click.option(
-    "--outage-limit",
-    type=click.FloatRange(min=0, min_open=True),
-    default=None,
-    help=f"Exit 1 once Redis has been unreachable this many seconds "
-    f"[default: {BURST_OUTAGE_LIMIT_S:g} with --burst, else never].",
-)
-@click.option("--grace-period", default=DEFAULT_GRACE_PERIOD_S, show_default=True)
-@click.option("--work-timeout", default=30.0, show_default=True, help="Default item timeout.")
-def worker(
-    app: str,
-    queues: str | None,
-    concurrency: int,
-    burst: bool,
-    wait_scheduled: bool,
-    outage_limit: float | None,
-    grace_period: float,
-    work_timeout: float,
-) -> None:
-    """Run a worker for APP ('module:attribute' naming the application's QueueConfig).
-
-    SIGTERM/SIGINT: running items finish within the grace period, the rest go back at once;
-    a second signal stops at once (running items are released back to their queues).
-    Exits 1 with one line on stderr if the worker had to stop on its own (Redis unreachable
-    past the outage limit, or a background loop that kept failing).
-    """
-    if wait_scheduled and not burst:
-        raise click.UsageError("--wait-scheduled only applies with --burst")
-    config = _load_app(app)
-    names = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
-    qw = QueueWorker(
-        config,
-        concurrency,
-        work_timeout,
-        queues=names,
-        burst=burst,
-        wait_scheduled=wait_scheduled,
-        outage_limit=outage_limit,
-        grace_period=grace_period,
-    )
-    where = redact_url(config.redis_url) if config.redis_url else "<client>"
-    served = ",".join(names or ["every queue"])
-    logger.info(
-        "worker %s serving %s on %s (prefix %s, concurrency %d)",
-        qw.worker_id,
-        served,
-        where,
-        config.queue_prefix,
-        concurrency,
-    )
-    asyncio.run(_serve(qw))
-
-
-async def _serve(qw: QueueWorker) -> None:
-    loop = asyncio.get_running_loop()
-    stops: list[asyncio.Task[None]] = []
-
-    def on_signal(sig: signal.Signals) -> None:
-        if not stops:
-            logger.warning(
-                "%s: stopping (grace period %ss); send again to stop at once",
-                sig.name,
-                qw.grace_period,
-            )
-            stops.append(loop.create_task(qw.stop()))
-        else:
-            logger.warning("%s again: stopping at once, releasing running items", sig.name)
-            stops.append(loop.create_task(qw.stop(grace_period=0)))
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_signal, sig)
     try:
-        await qw.run()
-        await asyncio.gather(*stops)
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
-
-
-def _load_app(spec: str) -> QueueConfig:
-    module_name, _, attribute = spec.partition(":")
-    if not module_name or not attribute:
-        raise click.BadParameter(
-            "use 'module:attribute', e.g. 'myapp.queues:config'", param_hint="APP"
-        )
-    if os.getcwd() not in sys.path:  # like `python -m`: the operator's own modules import
-        sys.path.insert(0, os.getcwd())
-    try:
-        target: Any = importlib.import_module(module_name)
-        for part in attribute.split("."):
-            target = getattr(target, part)
-    except (ImportError, AttributeError) as exc:
-        raise click.ClickException(f"cannot load {spec}: {exc}") from None
-    if not isinstance(target, QueueConfig):
-        raise click.ClickException(f"{spec} is a {type(target).__name__}, not a QueueConfig")
-    ctx = click.get_current_context()
-    state = _state()
-    explicit = {p: ctx.find_root().get_parameter_source(p) for p in ("url", "prefix")}
-    if explicit["prefix"] == click.core.ParameterSource.COMMANDLINE and (
-        state.prefix != target.queue_prefix
-    ):
-        raise click.ClickException(
-            f"--prefix {state.prefix!r} differs from {spec}'s queue_prefix {target.queue_prefix!r}"
-        )
-    return target
+        cli.main(prog_name="queue-system")
+    except SystemExit:
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:  # the reader left before our last lines: not an error
+            _silence_stdout()
+            sys.exit(0)
+        raise
 
 
 # --- status, monitor, health, workers, job -----------------------------------------------------
@@ -260,52 +129,84 @@ def _load_app(spec: str) -> QueueConfig:
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the health dict as JSON.")
-def status(as_json: bool) -> None:
+@click.option("--wide", is_flag=True, help=WIDE_HELP)
+def status(as_json: bool, wide: bool) -> None:
     """Every queue x tier depth, in flight, scheduled, failures, system errors, oldest age."""
-    health = QueueAdmin(_state().config).get_system_health()
+    health = QueueAdmin(current_state().config).get_system_health()
     if as_json:
         print_json(health)
     else:
-        make_console().print(status_view(health, _where()))
+        console = make_console(wide=wide)
+        console.print(status_view(health, where(), width=_fit(console, wide)))
     if not health["redis_connected"]:
         sys.exit(1)
+
+
+def _fit(console: Console, wide: bool) -> int | None:
+    """The width tables must fit, or None for every column."""
+    return None if wide else console.width
 
 
 @cli.command()
 @click.option("--interval", default=2.0, show_default=True, help="Seconds between refreshes.")
 @click.option("--snapshot", is_flag=True, help="Print once and exit.")
 @click.option("--iterations", default=0, help="Stop after this many refreshes (0: never).")
-def monitor(interval: float, snapshot: bool, iterations: int) -> None:
-    """Live view of queues and workers (Ctrl-C to leave)."""
-    admin, manager = QueueAdmin(_state().config), QueueManager(_state().config)
+@click.option("--wide", is_flag=True, help=WIDE_HELP)
+def monitor(interval: float, snapshot: bool, iterations: int, wide: bool) -> None:
+    """Live view of queues and workers (Ctrl-C to leave).
+
+    On a terminal the view redraws in place; piped or redirected, one plain-text frame is
+    written per interval.
+    """
+    admin, manager = QueueAdmin(current_state().config), QueueManager(current_state().config)
+    console = make_console(wide=wide)
+    width = _fit(console, wide)
 
     def view() -> RenderableType:
         health = admin.get_system_health()
-        parts: list[RenderableType] = [status_view(health, _where())]
+        parts: list[RenderableType] = [status_view(health, where(), width=width)]
         if health["redis_connected"]:
-            parts.append(workers_table(manager.get_workers()))
+            parts.append(workers_table(manager.get_workers(), width=width))
         return Group(*parts)
 
-    console = make_console()
     if snapshot:
         console.print(view())
         return
+    try:
+        if console.is_terminal:
+            _live(console, view, interval, iterations)
+        else:
+            _frames(console, view, interval, iterations)
+    except KeyboardInterrupt:
+        pass
+
+
+def _live(console: Console, view: Any, interval: float, iterations: int) -> None:
     with Live(view(), console=console, auto_refresh=False) as live:
         shown = 1
-        try:
-            while not iterations or shown < iterations:
-                time.sleep(interval)
-                live.update(view(), refresh=True)
-                shown += 1
-        except KeyboardInterrupt:
-            pass
+        while not iterations or shown < iterations:
+            time.sleep(interval)
+            live.update(view(), refresh=True)
+            shown += 1
+
+
+def _frames(console: Console, view: Any, interval: float, iterations: int) -> None:
+    shown = 0
+    while True:
+        console.print(view())
+        console.file.flush()  # a reader (tail -f, a log shipper) sees each frame at once
+        shown += 1
+        if iterations and shown >= iterations:
+            return
+        time.sleep(interval)
+        console.print()
 
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True)
 def health(as_json: bool) -> None:
     """Exit 0 when Redis answers, 1 when not (a liveness probe)."""
-    state = _state()
+    state = current_state()
     result = QueueAdmin(state.config).get_system_health()
     if as_json:
         print_json(result)
@@ -324,13 +225,15 @@ def health(as_json: bool) -> None:
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True)
-def workers(as_json: bool) -> None:
+@click.option("--wide", is_flag=True, help=WIDE_HELP)
+def workers(as_json: bool, wide: bool) -> None:
     """Live workers (a worker that stops heartbeating disappears after its TTL)."""
-    found = QueueManager(_state().config).get_workers()
+    found = QueueManager(current_state().config).get_workers()
     if as_json:
         print_json(found)
     else:
-        make_console().print(workers_table(found))
+        console = make_console(wide=wide)
+        console.print(workers_table(found, width=_fit(console, wide)))
 
 
 @cli.command()
@@ -338,7 +241,7 @@ def workers(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def job(operation_id: str, as_json: bool) -> None:
     """Status of one operation by id (exit 1 if unknown or expired)."""
-    record = QueueManager(_state().config).get_operation(operation_id)
+    record = QueueManager(current_state().config).get_operation(operation_id)
     if record is None:
         click.echo(f"no operation {operation_id!r} (unknown, or its record expired)", err=True)
         sys.exit(1)
@@ -355,48 +258,22 @@ def job(operation_id: str, as_json: bool) -> None:
         click.echo(str(last_error.get("traceback") or "").rstrip())
 
 
-# --- purge, demo -------------------------------------------------------------------------------
-
-
-@cli.command()
-@click.argument("queue")
-@click.option("--priority", type=click.Choice(PRIORITIES), help="One tier (default: all).")
-@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
-def purge(queue: str, priority: str | None, yes: bool) -> None:
-    """Delete every waiting item of QUEUE (in-flight and delayed items are untouched)."""
-    tiers = [priority] if priority else list(PRIORITIES)
-    if not yes:
-        click.confirm(f"Delete every waiting item of {queue} ({', '.join(tiers)})?", abort=True)
-    manager = QueueManager(_state().config)
-    counts = {tier: manager.purge_queue(queue, tier) for tier in tiers}
-    logging.getLogger("queue_system.admin").info(
-        "purge: %d waiting items of %s",
-        sum(counts.values()),
-        queue,
-        extra={
-            "action": "purge_queue",
-            "count": sum(counts.values()),
-            "queue": queue,
-            "tiers": counts,
-            **operator_identity(),
-        },
-    )
-    detail = ", ".join(f"{tier} {n}" for tier, n in counts.items())
-    click.echo(f"purged {sum(counts.values())} waiting items of {queue} ({detail})")
+# --- demo --------------------------------------------------------------------------------------
 
 
 @cli.command()
 def demo() -> None:
-    """Run the README demo (examples/demo.py of a source checkout)."""
-    path = _demo_path()
-    if not path.is_file():
-        raise click.ClickException(f"{path} not found: the demo runs from a source checkout")
-    ctx = click.get_current_context()
-    if ctx.find_root().get_parameter_source("url") == click.core.ParameterSource.COMMANDLINE:
-        os.environ["REDIS_URL"] = _state().url
-    code = runpy.run_path(str(path), run_name="queue_system_demo")["main"]()
-    sys.exit(int(code or 0))
+    """Run the demo: 300 jobs, one worker, where every job ended.
 
+    Uses --url / $REDIS_URL when given (under a fresh prefix; its keys are deleted at the
+    end), else starts a throwaway local server.
+    """
+    from queue_system.cli import demo as demo_module  # its processors load only when asked
 
-def _demo_path() -> Path:
-    return DEMO_PATH
+    root = click.get_current_context().find_root()
+    source = root.get_parameter_source("url")
+    given = source in (
+        click.core.ParameterSource.COMMANDLINE,
+        click.core.ParameterSource.ENVIRONMENT,
+    )
+    sys.exit(demo_module.main(current_state().url if given else None))

@@ -10,21 +10,29 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import click
-from rich.console import Console, Group, RenderableType
+from rich.console import Console, Group, JustifyMethod, RenderableType
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
 from queue_system.core.types import HealthSnapshot, WorkerInfo
 
+WIDE_WIDTH = 1000  # columns of a --wide console: tables keep every column and never wrap
 
-def make_console() -> Console:
-    """A console for stdout."""
-    # Piped output (files, less, CI logs) is not wrapped at 80 columns: wide tables stay whole.
-    width = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS") or 160)
+
+def make_console(*, wide: bool = False) -> Console:
+    """A console for stdout: the terminal's width, ``$COLUMNS`` (else 160) when piped."""
+    if wide:
+        width: int | None = WIDE_WIDTH
+    elif sys.stdout.isatty():
+        width = None  # rich reads the terminal (and $COLUMNS)
+    else:  # piped output (files, less, CI logs) is not cut at 80 columns
+        width = int(os.environ.get("COLUMNS") or 160)
     return Console(width=width, highlight=False)
 
 
@@ -33,21 +41,78 @@ def print_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, default=str))
 
 
+@dataclass(frozen=True, kw_only=True)
+class Column:
+    """A table column; ``drop_rank`` > 0 may be left out when the table is too wide (the
+    highest rank first); 0 is always shown (ids, names, the counts a view is about)."""
+
+    header: str
+    justify: JustifyMethod = "left"
+    drop_rank: int = 0
+
+
+def fitted_table(
+    columns: Sequence[Column],
+    rows: Sequence[Sequence[str] | None],
+    *,
+    width: int | None,
+    title: str | None = None,
+) -> Table:
+    """A table of ``rows`` (None: a section line) no wider than ``width`` where leaving out
+    columns can achieve it: the always-shown ones, then each other column, most useful
+    (lowest ``drop_rank``) first, if it still fits. ``width`` None keeps every column. Cells
+    are never cut or wrapped, so ids stay whole and can be copied."""
+    if width is None:
+        return _table(columns, rows, range(len(columns)), title)
+    shown = [i for i, c in enumerate(columns) if c.drop_rank == 0]
+    optional = sorted(
+        (i for i, c in enumerate(columns) if c.drop_rank), key=lambda i: columns[i].drop_rank
+    )
+    for i in optional:
+        if _width(_table(columns, rows, sorted([*shown, i]), title)) <= width:
+            shown.append(i)
+    return _table(columns, rows, sorted(shown), title)
+
+
+def _table(
+    columns: Sequence[Column],
+    rows: Sequence[Sequence[str] | None],
+    shown: Iterable[int],
+    title: str | None,
+) -> Table:
+    table = Table(title=title)
+    indexes = list(shown)
+    for i in indexes:
+        table.add_column(columns[i].header, justify=columns[i].justify, no_wrap=True)
+    for row in rows:
+        if row is None:
+            table.add_section()
+        else:
+            table.add_row(*(row[i] for i in indexes))
+    return table
+
+
+def _width(table: Table) -> int:
+    console = Console(width=WIDE_WIDTH)
+    return Measurement.get(console, console.options, table).maximum
+
+
 _TIERS = ("high", "normal", "low")
 _ELSEWHERE = ("in_flight", "scheduled_jobs", "failed_jobs", "system_errors")
 _STATUS_COLUMNS = (
-    "queue",
-    *_TIERS,
-    "in flight",
-    "scheduled",
-    "failed",
-    "system errors",
-    "oldest waiting",
+    Column(header="queue"),
+    *(Column(header=tier, justify="right") for tier in _TIERS),
+    Column(header="in flight", justify="right", drop_rank=1),
+    Column(header="scheduled", justify="right", drop_rank=3),
+    Column(header="failed", justify="right", drop_rank=2),
+    Column(header="system errors", justify="right", drop_rank=5),
+    Column(header="oldest waiting", justify="right", drop_rank=4),
 )
 
 
-def status_view(health: HealthSnapshot, where: str) -> RenderableType:
-    """The ``status`` view of a health snapshot; ``where`` names the server and prefix."""
+def status_view(health: HealthSnapshot, where: str, *, width: int | None = None) -> RenderableType:
+    """The ``status`` view of a health snapshot; ``where`` names the server and prefix;
+    the table fits ``width`` columns (None: every column)."""
     totals, workers = health["totals"], health["workers"]
     if not health["redis_connected"] or totals is None or workers is None:
         return Text(f"Redis {where}: NOT ANSWERING ({health['error']})", style="bold red")
@@ -59,35 +124,45 @@ def status_view(health: HealthSnapshot, where: str) -> RenderableType:
         f"workers {workers['count']} ({workers['active']} active) | "
         f"checked {health['checked_at']}"
     )
-    table = Table()
-    for i, column in enumerate(_STATUS_COLUMNS):
-        table.add_column(column, justify="left" if i == 0 else "right", no_wrap=True)
-    rows: dict[str, dict[str, Any]] = {n: dict(s) for n, s in health["queue_stats"].items()}
-    for name, row in rows.items():
-        counts = [str(row[f]) for f in (*_TIERS, *_ELSEWHERE)]
-        table.add_row(name, *counts, age(row["oldest_age_s"]))
-    table.add_section()
-    tier_totals = [str(sum(row[t] for row in rows.values())) for t in _TIERS]
+    stats: dict[str, dict[str, Any]] = {n: dict(s) for n, s in health["queue_stats"].items()}
+    rows: list[Sequence[str] | None] = [
+        [name, *(str(row[f]) for f in (*_TIERS, *_ELSEWHERE)), age(row["oldest_age_s"])]
+        for name, row in stats.items()
+    ]
     total_fields: dict[str, Any] = dict(totals)
-    table.add_row("total", *tier_totals, *(str(total_fields[f]) for f in _ELSEWHERE), "")
-    return Group(header, table)
+    tier_totals = [str(sum(row[t] for row in stats.values())) for t in _TIERS]
+    rows += [None, ["total", *tier_totals, *(str(total_fields[f]) for f in _ELSEWHERE), ""]]
+    return Group(header, fitted_table(_STATUS_COLUMNS, rows, width=width))
 
 
-def workers_table(found: Sequence[WorkerInfo]) -> Table:
-    """One row per live worker."""
-    table = Table(title=f"workers ({len(found)})")
-    columns = ["id", "host", "pid", "queues", "concurrency", "running", "done", "failed"]
-    for column in [*columns, "started (UTC)", "last seen"]:
-        table.add_column(column, overflow="fold")
+_WORKER_COLUMNS = (
+    Column(header="id"),
+    Column(header="host", drop_rank=8),  # both are in the id too
+    Column(header="pid", drop_rank=7),
+    Column(header="queues", drop_rank=2),
+    Column(header="concurrency", justify="right", drop_rank=4),
+    Column(header="running", justify="right"),
+    Column(header="done", justify="right", drop_rank=1),
+    Column(header="failed", justify="right", drop_rank=1),
+    Column(header="started (UTC)", drop_rank=6),
+    Column(header="last seen", drop_rank=5),
+)
+
+
+def workers_table(found: Sequence[WorkerInfo], *, width: int | None = None) -> Table:
+    """One row per live worker, fitting ``width`` columns (None: every column)."""
+    rows: list[Sequence[str] | None] = []
     for w in found:
         queues = w.get("queues")
-        table.add_row(
-            *(str(w.get(k)) for k in ("id", "host", "pid")),
-            ",".join(queues) if isinstance(queues, list) else "*",
-            *(str(w.get(k)) for k in ("concurrency", "running", "jobs_done", "jobs_failed")),
-            *(str(w.get(k))[:19].replace("T", " ") for k in ("started_at", "last_seen")),
+        rows.append(
+            [
+                *(str(w.get(k)) for k in ("id", "host", "pid")),
+                ",".join(queues) if isinstance(queues, list) else "*",
+                *(str(w.get(k)) for k in ("concurrency", "running", "jobs_done", "jobs_failed")),
+                *(str(w.get(k))[:19].replace("T", " ") for k in ("started_at", "last_seen")),
+            ]
         )
-    return table
+    return fitted_table(_WORKER_COLUMNS, rows, width=width, title=f"workers ({len(found)})")
 
 
 def pairs_table(title: str, rows: dict[str, Any]) -> Table:
@@ -105,6 +180,11 @@ def utc_time(epoch: Any) -> str:
     if not isinstance(epoch, (int, float)):
         return str(epoch)
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(epoch))  # UTC
+
+
+def utc_iso(text: str | None) -> str:
+    """An ISO 8601 UTC time as ``YYYY-MM-DD HH:MM:SS``; None as ``-``."""
+    return text[:19].replace("T", " ") if text else "-"
 
 
 def truncate(text: str, chars: int) -> str:

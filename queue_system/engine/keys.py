@@ -3,12 +3,13 @@
 Layout under a prefix (default ``queue:``)::
 
     queue:{priority}:{queue_name}   LIST  waiting items (JSON envelopes); LPUSH in, RPOP out
-    queue:registry                  SET   queue names ever enqueued to
+    queue:registry                  SET   queue names enqueued to (until forgotten or idle)
     queue:ready                     SET   waiting-list keys that may hold items: every script
                                           that pushes onto a waiting list adds it; a claim
                                           that finds it empty (or a purge that empties it)
                                           removes it. A stale member is harmless, a missing
                                           one is repaired by the worker's index sweep
+    queue:queue_activity            HASH  queue name -> "<last seen in use (s)> <processed>"
     queue:failures                  LIST  dead letters: retries exhausted (capped)
     queue:system_errors             LIST  dead letters: items that cannot be run (capped)
     queue:inflight                  HASH  lease token -> "<list key>\\n<raw item>"
@@ -111,6 +112,11 @@ class KeySpace:
     def ready(self) -> str:
         """The index of waiting lists that may hold items (so a claim skips idle queues)."""
         return f"{self.prefix}ready"
+
+    @property
+    def queue_activity(self) -> str:
+        """When each registered queue was last seen in use (idle names retire)."""
+        return f"{self.prefix}queue_activity"
 
     @property
     def failures(self) -> str:

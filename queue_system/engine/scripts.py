@@ -29,6 +29,8 @@ SCRIPT_NAMES = (
     "purge",
     "position",
     "requeue",
+    "forget_queue",
+    "retire_idle_queues",
 )
 
 TOO_MANY_QUEUES = "QS_TOO_MANY_QUEUES"
@@ -62,6 +64,8 @@ class Scripts(Generic[S]):
     purge: S
     position: S
     requeue: S
+    forget_queue: S
+    retire_idle_queues: S
 
     @overload
     @classmethod

@@ -40,8 +40,10 @@ from queue_system.core.types import (
 )
 from queue_system.engine.scripts import Scripts
 from queue_system.errors import DecodeError, SerializationError
+from queue_system.ops import queues
 from queue_system.ops.dead_letters import DeadLetterFilter, Filters, selected_ids
 from queue_system.ops.health import system_health
+from queue_system.ops.queues import QueueInfo
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -89,6 +91,39 @@ class QueueAdmin:
             (``count`` with a heartbeat in the last 30 s, ``active`` running items now).
         """
         return system_health(self.config)
+
+    def queue_names(self) -> list[str]:
+        """Every registered queue name (names enqueued to, until forgotten or retired)."""
+        return queues.queue_names(self.config)
+
+    def list_queues(self) -> list[QueueInfo]:
+        """Every registered queue: ``name``, ``high``/``normal``/``low``, ``waiting``,
+        ``in_flight``, ``scheduled`` and ``last_activity`` (ISO 8601 UTC, or None)."""
+        return queues.list_queues(self.config)
+
+    def forget_queue(self, name: str) -> None:
+        """Remove the queue ``name`` from the registry, freeing its place under ``max_queues``.
+
+        Only an empty queue is forgotten: nothing waiting in any tier, in flight or scheduled
+        (checked in the same atomic step). Enqueueing to the name later registers it again.
+
+        Raises:
+            ValueError: ``name`` is invalid, unknown, or its queue is not empty (the message
+                gives the counts).
+        """
+        queues.forget_queue(self.config, name)
+        audit = {"action": "forget_queue", "queue": name, **operator_identity()}
+        logger.info("forget_queue: %s", name, extra=audit)
+
+    def retire_idle_queues(self) -> list[str]:
+        """Remove the names of queues idle for longer than ``backup_ttl`` (nothing waiting,
+        nothing finished since a pass last saw them in use) and empty; returns them sorted.
+
+        Workers run this every ``RETIRE_INTERVAL_S`` (60 s); a pass also notes which queues
+        are in use (``last_activity``). Never removes a queue with anything waiting, in
+        flight or scheduled.
+        """
+        return queues.retire_idle_queues(self.config)
 
     def list_dead_letters(
         self,

@@ -31,7 +31,10 @@ import redis.asyncio
 
 from queue_system.config import QueueConfig
 from queue_system.core.checks import validate_queue_name
+from queue_system.core.envelope import as_text
 from queue_system.engine.outage import RedisOutage
+from queue_system.engine.queue_names import RETIRE_INTERVAL_S, retire_call
+from queue_system.engine.scripts import script_source
 from queue_system.worker.acks import Acker
 from queue_system.worker.call import ThreadSlots
 from queue_system.worker.events import WorkerEvents
@@ -48,6 +51,9 @@ BURST_OUTAGE_LIMIT_S = 30.0  # a burst worker gives up after Redis is unreachabl
 MAINTENANCE_INTERVAL_S = 0.5  # how often due retries are promoted and dead leases recovered
 SHUTDOWN_WAIT_S = 5.0  # longest wait for the background loops to end once cancelled
 HEARTBEAT_INTERVAL_S = 5.0  # how often a worker refreshes its record in Redis
+# A change in the running count is published at once, then at most this often: live views
+# (`workers`, `monitor`) follow items within a second without a write per item.
+RUNNING_PUBLISH_MIN_S = 0.25
 
 
 class QueueWorker:
@@ -154,6 +160,8 @@ class QueueWorker:
         self._stopping = asyncio.Event()
         self._hurry = asyncio.Event()
         self._finished = asyncio.Event()
+        self._running_changed = asyncio.Event()
+        self._retire_at = 0.0
         self._failure = None
         events = WorkerEvents(self.config.metrics, self.worker_id)
         self._outage = RedisOutage(
@@ -385,6 +393,7 @@ class QueueWorker:
             if item is None:
                 return
             self._busy += 1
+            self._running_changed.set()
             try:
                 if self._leases.may_start(item.token):
                     await self._runner.run(item)
@@ -401,6 +410,7 @@ class QueueWorker:
                 self._forget(item.token)
             finally:
                 self._busy -= 1
+                self._running_changed.set()
                 self._capacity_freed.set()
 
     def _forget(self, token: str) -> None:
@@ -420,6 +430,7 @@ class QueueWorker:
                 if self.queues is None:
                     await self._fetch.refresh_queues()
                 await self._fetch.maybe_sweep_index()
+                await self._retire_idle_queues(now)
             except redis.RedisError as exc:
                 await self._outage.wait(exc, "maintain", until=self._closing)
                 continue
@@ -431,15 +442,34 @@ class QueueWorker:
                 pause = min(pause, max(state.next_due_ms / 1000 - now, 0.005))
             await self._outage.sleep(pause, until=self._closing)
 
+    async def _retire_idle_queues(self, now: float) -> None:
+        """Every RETIRE_INTERVAL_S: note queues in use, drop names idle past backup_ttl."""
+        if now < self._retire_at:
+            return
+        self._retire_at = now + RETIRE_INTERVAL_S
+        names = await self._broker.queue_names()
+        call = retire_call(self.config.keys, names, now_s=now, idle_ttl_s=self.config.backup_ttl)
+        script = self._client.register_script(script_source("retire_idle_queues"))
+        try:
+            retired = await script(keys=call.keys, args=call.args)
+        except redis.ResponseError as exc:  # e.g. a corrupt key: never stop maintenance for it
+            logger.warning("worker %s: could not retire idle queues: %s", self.worker_id, exc)
+            return
+        if retired:
+            logger.info("retired idle queue names: %s", ", ".join(map(as_text, retired)))
+
     async def _heartbeat_loop(self) -> None:
         while not self._closing.is_set():
+            self._running_changed.clear()  # a change during the write sends another
             try:
                 await self._broker.heartbeat(self.heartbeat_record(), HEARTBEAT_INTERVAL_S * 3)
             except redis.RedisError as exc:
                 await self._outage.wait(exc, "heartbeat", until=self._closing)
                 continue
             self._outage.recovered("heartbeat")
-            await self._outage.sleep(HEARTBEAT_INTERVAL_S, until=self._closing)
+            await self._outage.sleep(RUNNING_PUBLISH_MIN_S, until=self._closing)
+            pause = HEARTBEAT_INTERVAL_S - RUNNING_PUBLISH_MIN_S
+            await self._outage.sleep(pause, until=self._running_changed)
 
     def heartbeat_record(self) -> dict[str, str | int | float]:
         """What this worker publishes about itself (see ``QueueManager.get_workers``)."""

@@ -17,7 +17,7 @@ import redis
 from click.testing import Result
 
 from queue_system import QueueConfig, QueueManager, QueueRetryConfig
-from queue_system.cli import main as cli_module
+from queue_system.cli import demo as demo_module
 from queue_system.cli.main import cli
 from queue_system.engine.embedded_server import EmbeddedRedis, free_loopback_port
 from tests.integration import cli_app
@@ -35,8 +35,9 @@ def run(redis_url: str, key_prefix: str) -> Callable[..., Result]:
     """Invoke the CLI in-process on this test's namespace."""
 
     def invoke(*args: str, input: str | None = None) -> Result:
-        return cli_runner().invoke(cli, ["--url", redis_url, "--prefix", key_prefix, *args],
-                                  input=input)  # fmt: skip
+        return cli_runner().invoke(
+            cli, ["--url", redis_url, "--prefix", key_prefix, *args], input=input
+        )
 
     return invoke
 
@@ -46,8 +47,12 @@ def command(url: str, prefix: str, *args: str) -> list[str]:
 
 
 def child_env(redis_url: str, key_prefix: str) -> dict[str, str]:
-    return {**os.environ, "CLI_APP_REDIS_URL": redis_url, "CLI_APP_PREFIX": key_prefix,
-            "PYTHONPATH": str(ROOT)}  # fmt: skip
+    return {
+        **os.environ,
+        "CLI_APP_REDIS_URL": redis_url,
+        "CLI_APP_PREFIX": key_prefix,
+        "PYTHONPATH": str(ROOT),
+    }
 
 
 @pytest.fixture
@@ -92,9 +97,11 @@ def numbers(raw_redis: redis.Redis, key: str) -> list[int]:
 
 def seed_failures(config: QueueConfig, count: int, queue: str = "jobs") -> list[str]:
     results = QueueManager(config).enqueue_batch(
-        [{"n": n} for n in range(count)], cli_app.always_fail, queue_name=queue,
+        [{"n": n} for n in range(count)],
+        cli_app.always_fail,
+        queue_name=queue,
         retry_config=NO_RETRY,
-    )  # fmt: skip
+    )
     run_burst(config, queues=[queue])
     return [r["operation_id"] for r in results]
 
@@ -103,17 +110,32 @@ def seed_failures(config: QueueConfig, count: int, queue: str = "jobs") -> list[
 
 
 def test_python_m_queue_system_lists_every_command() -> None:
-    out = subprocess.run([sys.executable, "-m", "queue_system", "--help"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "queue_system", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0
-    for name in ("worker", "status", "monitor", "job", "failures", "health", "workers", "purge",
-                 "demo"):  # fmt: skip
+    for name in (
+        "worker",
+        "status",
+        "monitor",
+        "job",
+        "failures",
+        "health",
+        "workers",
+        "purge",
+        "demo",
+    ):
         assert f"  {name}" in out.stdout
 
 
 def test_status_json_and_table(run: Callable[..., Result], manager: QueueManager) -> None:
-    manager.enqueue_batch([{"n": n} for n in range(2)], cli_app.slow, queue_name="emails",
-                          priority="high")  # fmt: skip
+    manager.enqueue_batch(
+        [{"n": n} for n in range(2)], cli_app.slow, queue_name="emails", priority="high"
+    )
     manager.enqueue({"n": 3}, cli_app.slow, queue_name="emails")
     result = run("status", "--json")
     assert result.exit_code == 0, result.output
@@ -269,36 +291,58 @@ def test_health_of_a_frozen_server_exits_1_in_bounded_time() -> None:
 
 
 def test_errors_are_one_line_unless_debug(redis_url: str, key_prefix: str) -> None:
-    bad = subprocess.run(command("ftp://nowhere", key_prefix, "status"), cwd=ROOT,
-                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    bad = subprocess.run(
+        command("ftp://nowhere", key_prefix, "status"),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert bad.returncode == 1
     assert bad.stderr.count("\n") == 1 and bad.stderr.startswith("Error: ")
     assert "invalid redis_url" in bad.stderr
-    debug = subprocess.run([*command("ftp://nowhere", key_prefix, "status")[:3], "--debug",
-                            *command("ftp://nowhere", key_prefix, "status")[3:]], cwd=ROOT,
-                           capture_output=True, text=True, timeout=60)  # fmt: skip
+    debug = subprocess.run(
+        [
+            *command("ftp://nowhere", key_prefix, "status")[:3],
+            "--debug",
+            *command("ftp://nowhere", key_prefix, "status")[3:],
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert debug.returncode == 1 and "Traceback" in debug.stderr
     bad_prefix = cli_runner().invoke(cli, ["--url", redis_url, "--prefix", "no colon", "status"])
     assert bad_prefix.exit_code == 1 and "queue_prefix" in bad_prefix.stderr
 
 
-def test_demo_runs_examples_demo_main(
-    run: Callable[..., Result], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_demo_runs_the_packaged_demo_on_the_given_url(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    demo = tmp_path / "demo.py"
-    demo.write_text("def main():\n    print('demo ran')\n    return 3\n")
-    monkeypatch.setattr(cli_module, "_demo_path", lambda: demo)
-    result = run("demo")
-    assert result.exit_code == 3 and "demo ran" in result.stdout
-    monkeypatch.setattr(cli_module, "_demo_path", lambda: tmp_path / "missing.py")
-    missing = run("demo")
-    assert missing.exit_code == 1 and "not found" in missing.stderr
+    urls: list[str | None] = []
+
+    def fake_main(url: str | None) -> int:
+        urls.append(url)
+        return 3
+
+    monkeypatch.setattr(demo_module, "main", fake_main)
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    assert cli_runner().invoke(cli, ["--url", redis_url, "demo"]).exit_code == 3
+    assert cli_runner().invoke(cli, ["demo"], env={"REDIS_URL": redis_url}).exit_code == 3
+    assert cli_runner().invoke(cli, ["demo"]).exit_code == 3
+    assert urls == [redis_url, redis_url, None]  # None: the demo starts its own server
 
 
 @pytest.mark.slow
 def test_demo_command_runs_the_real_demo(redis_url: str, key_prefix: str) -> None:
-    out = subprocess.run(command(redis_url, key_prefix, "demo"), cwd=ROOT, capture_output=True,
-                         text=True, timeout=120)  # fmt: skip
+    out = subprocess.run(
+        command(redis_url, key_prefix, "demo"),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "OK: every job ended in exactly one place" in out.stdout
 
@@ -312,16 +356,19 @@ def test_worker_app_must_name_a_queue_config(run: Callable[..., Result], key_pre
     assert missing.exit_code == 1 and "cannot load" in missing.stderr
     wrong = run("worker", "tests.integration.cli_app:slow")
     assert wrong.exit_code == 1 and "not a QueueConfig" in wrong.stderr
-    # cli_app reads its prefix from the environment: here unset, so "queue:" != key_prefix
+    # cli_app reads its server and prefix from the environment: here unset, so they differ
     mismatch = run("worker", APP, "--burst")
-    assert mismatch.exit_code == 1 and "--prefix" in mismatch.stderr
+    assert mismatch.exit_code == 2 and "--url" in mismatch.stderr
 
 
 @pytest.mark.slow
 def test_burst_worker_runs_everything_and_exits_0(
-    redis_url: str, key_prefix: str, manager: QueueManager, raw_redis: redis.Redis,
+    redis_url: str,
+    key_prefix: str,
+    manager: QueueManager,
+    raw_redis: redis.Redis,
     start_worker: Callable[..., tuple[subprocess.Popen[bytes], Path]],
-) -> None:  # fmt: skip
+) -> None:
     manager.enqueue_batch(jobs(redis_url, key_prefix, 5, 0), cli_app.slow, queue_name="jobs")
     proc, log = start_worker("--burst", "--queues", "jobs", "--concurrency", "3")
     assert exit_code(proc, log, 60) == 0, log.read_text()
@@ -330,12 +377,17 @@ def test_burst_worker_runs_everything_and_exits_0(
 
 @pytest.mark.slow
 def test_sigterm_mid_job_loses_nothing(
-    redis_url: str, key_prefix: str, config: QueueConfig, raw_redis: redis.Redis,
-    run: Callable[..., Result], start_worker: Callable[..., tuple[subprocess.Popen[bytes], Path]],
-) -> None:  # fmt: skip
+    redis_url: str,
+    key_prefix: str,
+    config: QueueConfig,
+    raw_redis: redis.Redis,
+    run: Callable[..., Result],
+    start_worker: Callable[..., tuple[subprocess.Popen[bytes], Path]],
+) -> None:
     started, done = f"{key_prefix}t:started", f"{key_prefix}t:done"
-    QueueManager(config).enqueue_batch(jobs(redis_url, key_prefix, 6, 1.0), cli_app.slow,
-                                       queue_name="jobs")  # fmt: skip
+    QueueManager(config).enqueue_batch(
+        jobs(redis_url, key_prefix, 6, 1.0), cli_app.slow, queue_name="jobs"
+    )
     proc, log = start_worker("--concurrency", "2", "--grace-period", "20")
     wait_until(lambda: raw_redis.llen(started) == 2, timeout=30, message="two jobs running")
     # The live worker is visible while it runs
@@ -359,12 +411,16 @@ def test_sigterm_mid_job_loses_nothing(
 
 @pytest.mark.slow
 def test_second_signal_stops_at_once_and_releases_the_running_item(
-    redis_url: str, key_prefix: str, config: QueueConfig, raw_redis: redis.Redis,
+    redis_url: str,
+    key_prefix: str,
+    config: QueueConfig,
+    raw_redis: redis.Redis,
     start_worker: Callable[..., tuple[subprocess.Popen[bytes], Path]],
-) -> None:  # fmt: skip
+) -> None:
     started = f"{key_prefix}t:started"
-    QueueManager(config).enqueue_batch(jobs(redis_url, key_prefix, 1, 120), cli_app.slow,
-                                       queue_name="jobs")  # fmt: skip
+    QueueManager(config).enqueue_batch(
+        jobs(redis_url, key_prefix, 1, 120), cli_app.slow, queue_name="jobs"
+    )
     proc, log = start_worker("--grace-period", "120")
     wait_until(lambda: raw_redis.llen(started) == 1, timeout=30, message="job running")
     proc.send_signal(signal.SIGTERM)
@@ -382,8 +438,10 @@ def test_two_operators_requeue_all_at_once(
 ) -> None:
     expected = seed_failures(config, 50)
     argv = command(redis_url, key_prefix, "failures", "requeue", "--all", "--json")
-    procs = [subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for _ in range(2)]  # fmt: skip
+    procs = [
+        subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     outputs = [p.communicate(timeout=60) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs
     counts = [json.loads(out)["count"] for out, _ in outputs]

@@ -43,14 +43,19 @@ def test_every_key_has_a_ttl_or_a_cap(
         k.registry: config.max_queues,
         k.ready: len(PRIORITIES) * config.max_queues,
         k.notify: NOTIFY_CAP,
+        k.queue_activity: config.max_queues,
     }
     for key in sorted(keys):
         ttl = raw_redis.ttl(key)
         if key in live_items:
             continue
         if key in capped:
-            sets = (k.registry, k.ready)
-            size = raw_redis.scard(key) if key in sets else raw_redis.llen(key)
+            sizes = {
+                k.registry: raw_redis.scard,
+                k.ready: raw_redis.scard,
+                k.queue_activity: raw_redis.hlen,
+            }
+            size = sizes.get(key, raw_redis.llen)(key)
             assert size <= capped[key], key
             continue
         assert 0 < ttl <= config.backup_ttl, f"{key} has no TTL"

@@ -1,8 +1,10 @@
 """The demo: 300 jobs across three priorities, one burst worker, progress, and where all ended.
 
-Run: ./scripts/demo   (or: python examples/demo.py)
+Run: ``./scripts/demo``, or ``queue-system demo`` from an installed package (it ships inside
+it), or ``python -m queue_system.cli.demo``.
 
-Uses ``$REDIS_URL`` if set, else starts a throwaway local server and says so. Every key lives
+Uses ``$REDIS_URL`` (or ``queue-system --url``) if set, else starts a throwaway local server
+and says so; an unreachable server is one line and exit status 1. Every key lives
 under a fresh prefix (``demo-<random>:``), so no other data is touched; on a server it did not
 start, the demo deletes its keys at the end. The job mix, and so the end counts, are fixed:
 
@@ -29,6 +31,8 @@ from collections import Counter
 from contextlib import ExitStack
 from typing import Any
 
+import redis
+
 from queue_system import (
     AsyncQueueManager,
     QueueConfig,
@@ -36,6 +40,8 @@ from queue_system import (
     QueueRetryConfig,
     QueueWorker,
 )
+from queue_system.core.types import EnqueueResult
+from queue_system.engine.connection import redact_url
 from queue_system.engine.embedded_server import EmbeddedRedis
 from queue_system.logs import setup_json_logging
 
@@ -107,7 +113,7 @@ def enqueue_jobs(queue: QueueManager) -> tuple[int, int]:
     flaky = QueueRetryConfig.fixed(delay=0.2, max_attempts=3)
     doomed = QueueRetryConfig.custom(delays=[0.1, 0.2])  # 2 retries, then failures
     cb: dict[str, Any] = {"on_success": on_success, "on_failure": on_failure}
-    results: list[dict[str, Any]] = []
+    results: list[EnqueueResult] = []
     calls = 0
     for i in range(40):
         entity = {"charge_id": f"ch_{i:03d}", "amount": 10 + i, "flaky_runs": 1 + i % 2}
@@ -248,16 +254,39 @@ def print_json_logs(metric_lines: io.StringIO, library_log: io.StringIO) -> None
         print(f"Library log (logger queue_system, WARNING and up): {counts}")
 
 
-def configure_logging() -> tuple[io.StringIO, io.StringIO]:
-    """JSON metric records and the library's warnings go to buffers, printed at the end."""
+def configure_logging(stack: ExitStack) -> tuple[io.StringIO, io.StringIO]:
+    """JSON metric records and the library's warnings go to buffers, printed at the end;
+    nothing reaches the handlers already there (the CLI's), until the demo ends."""
+    metrics, library = logging.getLogger("queue_system.metrics"), logging.getLogger("queue_system")
+    saved = (metrics.level, metrics.propagate, library.level, library.propagate, library.handlers)
     metric_lines = io.StringIO()
-    setup_json_logging("INFO", stream=metric_lines, logger_name="queue_system.metrics")
+    metric_handler = setup_json_logging("INFO", stream=metric_lines, logger_name=metrics.name)
+    metrics.propagate = False
     library_log = io.StringIO()
     handler = logging.StreamHandler(library_log)
     handler.setLevel(logging.WARNING)
     handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
-    logging.getLogger("queue_system").addHandler(handler)
+    library.handlers = [handler]
+    library.setLevel(logging.WARNING)
+    library.propagate = False
+
+    def restore() -> None:
+        metrics.removeHandler(metric_handler)
+        metrics.level, metrics.propagate = saved[0], saved[1]
+        library.level, library.propagate, library.handlers = saved[2], saved[3], saved[4]
+
+    stack.callback(restore)
     return metric_lines, library_log
+
+
+def reachable(config: QueueConfig, url: str) -> bool:
+    """True if the server answers; else one line saying so."""
+    try:
+        config.redis_client.ping()
+    except redis.RedisError as exc:
+        print(f"cannot reach Redis at {redact_url(url)}: {exc}", file=sys.stderr)
+        return False
+    return True
 
 
 def delete_keys(config: QueueConfig) -> int:
@@ -265,15 +294,17 @@ def delete_keys(config: QueueConfig) -> int:
     return int(config.redis_client.delete(*keys)) if keys else 0
 
 
-def main() -> int:
-    metric_lines, library_log = configure_logging()
+def main(url: str | None = None) -> int:
+    """Run the demo on ``url`` (None: a throwaway local server); the exit status."""
     with ExitStack() as stack:
-        url = os.environ.get("REDIS_URL")
+        metric_lines, library_log = configure_logging(stack)
         prefix = f"demo-{uuid.uuid4().hex[:8]}:"
         if url:
             config = QueueConfig(redis_url=url, queue_prefix=prefix, unknown_processor_ttl=0)
-            print(f"Using $REDIS_URL: {config!r}")  # the repr never shows a password
             stack.callback(config.redis_client.close)
+            if not reachable(config, url):
+                return 1
+            print(f"Using $REDIS_URL: {config!r}")  # the repr never shows a password
             # Not our server: delete the demo's keys (callbacks run last-in first-out).
             stack.callback(lambda: print(f"Deleted the demo's {delete_keys(config)} keys."))
         else:
@@ -304,4 +335,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(os.environ.get("REDIS_URL")))

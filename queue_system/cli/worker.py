@@ -1,0 +1,256 @@
+"""``queue-system worker APP``: run a worker for an application's QueueConfig.
+
+The worker sets up logging for the whole process (the root logger), so the application's own
+records appear beside the library's; metric records (logger ``queue_system.metrics``) appear
+only with ``--metrics-log`` or ``--log-level debug``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import os
+import signal
+import sys
+from typing import Any
+from urllib.parse import urlsplit
+
+import click
+
+from queue_system.cli.state import current_state, given_on_command_line
+from queue_system.config import QueueConfig
+from queue_system.core.checks import validate_queue_name
+from queue_system.engine.connection import redact_url
+from queue_system.logs import HANDLER_NAME, LOG_FORMATS, setup_logging
+from queue_system.ops.admin import QueueAdmin
+from queue_system.worker.loops import BURST_OUTAGE_LIMIT_S, DEFAULT_GRACE_PERIOD_S, QueueWorker
+
+logger = logging.getLogger("queue_system.cli")
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+METRICS_LOGGER = "queue_system.metrics"
+
+
+@click.command()
+@click.argument("app")
+@click.option("--queues", help="Comma-separated queue names (default: every queue).")
+@click.option("--concurrency", default=5, show_default=True, help="Items run at once.")
+@click.option(
+    "--burst",
+    is_flag=True,
+    help="Exit 0 once nothing is waiting or in flight (for cron); retries scheduled for later "
+    "are left for the next run.",
+)
+@click.option(
+    "--wait-scheduled",
+    is_flag=True,
+    help="With --burst: also wait for scheduled retries to come due and run.",
+)
+@click.option(
+    "--outage-limit",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help=f"Exit 1 once Redis has been unreachable this many seconds "
+    f"[default: {BURST_OUTAGE_LIMIT_S:g} with --burst, else never].",
+)
+@click.option("--grace-period", default=DEFAULT_GRACE_PERIOD_S, show_default=True)
+@click.option("--work-timeout", default=30.0, show_default=True, help="Default item timeout.")
+@click.option(
+    "--log-level",
+    type=click.Choice(LOG_LEVELS, case_sensitive=False),
+    default="info",
+    show_default=True,
+    help="Level of the root logger: the application's records and the library's.",
+)
+@click.option("--log-format", type=click.Choice(LOG_FORMATS), default="json", show_default=True)
+@click.option(
+    "--metrics-log",
+    is_flag=True,
+    help="Also log every metric record (logger queue_system.metrics; on with debug).",
+)
+def worker(
+    app: str,
+    queues: str | None,
+    concurrency: int,
+    burst: bool,
+    wait_scheduled: bool,
+    outage_limit: float | None,
+    grace_period: float,
+    work_timeout: float,
+    log_level: str,
+    log_format: str,
+    metrics_log: bool,
+) -> None:
+    """Run a worker for APP ('module:attribute' naming the application's QueueConfig).
+
+    SIGTERM/SIGINT: running items finish within the grace period, the rest go back at once;
+    a second signal stops at once (running items are released back to their queues).
+    Exits 1 with one line on stderr if the worker had to stop on its own (Redis unreachable
+    past the outage limit, or a background loop that kept failing).
+    """
+    if wait_scheduled and not burst:
+        raise click.UsageError("--wait-scheduled only applies with --burst")
+    names = _queue_names(queues)
+    config = load_app(app)
+    _log_whole_process(log_level, log_format, metrics_log)
+    if names is not None:
+        _check_queues_exist(config, names, burst)
+    qw = QueueWorker(
+        config,
+        concurrency,
+        work_timeout,
+        queues=names,
+        burst=burst,
+        wait_scheduled=wait_scheduled,
+        outage_limit=outage_limit,
+        grace_period=grace_period,
+    )
+    where = redact_url(config.redis_url) if config.redis_url else "<client>"
+    served = ",".join(names or ["every queue"])
+    logger.info(
+        "worker %s serving %s on %s (prefix %s, concurrency %d)",
+        qw.worker_id,
+        served,
+        where,
+        config.queue_prefix,
+        concurrency,
+    )
+    asyncio.run(_serve(qw))
+
+
+def _queue_names(queues: str | None) -> list[str] | None:
+    if queues is None:
+        return None
+    names = [q.strip() for q in queues.split(",") if q.strip()]
+    if not names:
+        raise click.BadParameter(
+            "name at least one queue (omit --queues for every queue)", param_hint="--queues"
+        )
+    try:
+        return [validate_queue_name(name) for name in names]
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--queues") from None
+
+
+def _check_queues_exist(config: QueueConfig, names: list[str], burst: bool) -> None:
+    """A burst run on a name nothing was ever enqueued to is a typo: say so, exit 1."""
+    known = set(QueueAdmin(config).queue_names())
+    unknown = [name for name in names if name not in known]
+    if not unknown:
+        return
+    listing = ", ".join(sorted(known)) or "none"
+    if burst:
+        raise click.ClickException(f"no such queue: {', '.join(unknown)} (known: {listing})")
+    logger.warning(
+        "no such queue yet: %s (known: %s); waiting for items to arrive",
+        ", ".join(unknown),
+        listing,
+    )
+
+
+def _log_whole_process(level: str, log_format: str, metrics_log: bool) -> None:
+    """Root logger at ``level`` in ``log_format``; undone when the command ends."""
+    ctx = click.get_current_context()
+    root, library, metrics = (logging.getLogger(n) for n in ("", "queue_system", METRICS_LOGGER))
+    saved = (root.level, library.level, metrics.level)
+    # The group's own handler on "queue_system" would print library records twice.
+    group_handlers = [h for h in library.handlers if h.get_name() == HANDLER_NAME]
+    for handler in group_handlers:
+        library.removeHandler(handler)
+    handler = setup_logging(level, log_format, sys.stderr)
+    library.setLevel(logging.NOTSET)  # the root's level decides
+    if level.lower() == "debug":
+        metrics.setLevel(logging.NOTSET)
+    else:  # one record per metric update would flood a terminal
+        metrics.setLevel(logging.INFO if metrics_log else logging.WARNING)
+
+    def restore() -> None:  # a test runner invokes many times in one process
+        root.removeHandler(handler)
+        root.setLevel(saved[0])
+        library.setLevel(saved[1])
+        metrics.setLevel(saved[2])
+        for handler_ in group_handlers:
+            library.addHandler(handler_)
+
+    ctx.call_on_close(restore)
+
+
+async def _serve(qw: QueueWorker) -> None:
+    loop = asyncio.get_running_loop()
+    stops: list[asyncio.Task[None]] = []
+
+    def on_signal(sig: signal.Signals) -> None:
+        if not stops:
+            logger.warning(
+                "%s: stopping (grace period %ss); send again to stop at once",
+                sig.name,
+                qw.grace_period,
+            )
+            stops.append(loop.create_task(qw.stop()))
+        else:
+            logger.warning("%s again: stopping at once, releasing running items", sig.name)
+            stops.append(loop.create_task(qw.stop(grace_period=0)))
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        await qw.run()
+        await asyncio.gather(*stops)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+def load_app(spec: str) -> QueueConfig:
+    """The QueueConfig ``spec`` ('module:attribute') names; global ``--url``/``--prefix``
+    typed on the command line must name the same server and prefix (else exit 2)."""
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise click.BadParameter(
+            "use 'module:attribute', e.g. 'myapp.queues:config'", param_hint="APP"
+        )
+    if os.getcwd() not in sys.path:  # like `python -m`: the operator's own modules import
+        sys.path.insert(0, os.getcwd())
+    try:
+        target: Any = importlib.import_module(module_name)
+        for part in attribute.split("."):
+            target = getattr(target, part)
+    except (ImportError, AttributeError) as exc:
+        raise click.ClickException(f"cannot load {spec}: {exc}") from None
+    if not isinstance(target, QueueConfig):
+        raise click.ClickException(f"{spec} is a {type(target).__name__}, not a QueueConfig")
+    _check_same_namespace(spec, target)
+    return target
+
+
+def _check_same_namespace(spec: str, config: QueueConfig) -> None:
+    """The app's config decides where to connect: a different --url/--prefix is refused,
+    never silently ignored."""
+    state = current_state()
+    if given_on_command_line("url") and not _same_server(state.url, config.redis_url):
+        theirs = redact_url(config.redis_url) if config.redis_url else "its own redis_client"
+        raise click.UsageError(
+            f"--url {redact_url(state.url)} differs from {spec}'s redis_url {theirs}: "
+            "drop --url, or point the app at that server"
+        )
+    if given_on_command_line("prefix") and state.prefix != config.queue_prefix:
+        raise click.UsageError(
+            f"--prefix {state.prefix!r} differs from {spec}'s queue_prefix "
+            f"{config.queue_prefix!r}: drop --prefix, or change the app's"
+        )
+
+
+def _same_server(url: str, other: str | None) -> bool:
+    """Whether two Redis URLs name the same server, user and database (defaults filled in)."""
+    if other is None:
+        return False
+
+    def parts(text: str) -> tuple[object, ...]:
+        u = urlsplit(text)
+        db = u.path.strip("/") or "0"
+        return (u.scheme, (u.hostname or "").lower(), u.port or 6379, db, u.username, u.password)
+
+    try:
+        return parts(url) == parts(other)
+    except ValueError:  # a malformed port: compare as written
+        return url == other
