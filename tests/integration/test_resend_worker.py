@@ -137,7 +137,16 @@ def test_resent_wait_and_claim_returns_the_first_runs_items(
     keys = enqueue_six(proxied)
     raw_redis.lpush(proxied.keys.notify, "1")  # the wait ends at once: one reply for both
     proxy.drop_reply(sha(proxied, "claim"))
-    _signalled, items = with_broker(proxied, lambda b: b.wait_and_claim(keys, 3, 0.05))
+
+    async def wait_and_claim(broker: WorkerBroker) -> tuple[bool, list[ClaimedItem]]:
+        try:
+            return await broker.wait_and_claim(keys, 3, 0.05)
+        except redis.ConnectionError:
+            # redis-py before 5.1 does not re-send a pipeline after a reset: the worker's
+            # fetcher then calls again, and the same call id gets the same items.
+            return await broker.wait_and_claim(keys, 3, 0.05)
+
+    _signalled, items = with_broker(proxied, wait_and_claim)
     assert proxy.requests_matching(sha(proxied, "claim")) == 2
     assert numbers(items) == [0, 1, 2]
     assert leased_tokens(raw_redis, proxied) == sorted(i.token for i in items)
