@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+
+import pytest
 
 APP = textwrap.dedent(
     """
@@ -41,3 +44,21 @@ def test_an_app_with_its_own_utils_module_runs_jobs(
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "HELLO"
+
+
+@pytest.mark.slow
+def test_the_demo_runs_from_an_app_folder_with_its_own_utils(
+    tmp_path: Path, redis_url: str
+) -> None:
+    # `python -m` puts the current folder first on sys.path: the app's utils.py shadows ours.
+    (tmp_path / "utils.py").write_text("raise ImportError('the application utils, not ours')\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "queue_system", "demo"],
+        cwd=tmp_path,
+        env={**os.environ, "REDIS_URL": redis_url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Enqueued 300 jobs" in done.stdout
