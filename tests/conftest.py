@@ -36,6 +36,16 @@ def redis_url(redis_server: EmbeddedRedis) -> str:
 
 
 @pytest.fixture
+def examples_url(redis_server: EmbeddedRedis) -> Iterator[str]:
+    """Database 1 of the suite's server, empty: for examples that use the default prefix."""
+    url = redis_server.url.rpartition("/")[0] + "/1"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    client.close()
+    yield url
+
+
+@pytest.fixture
 def key_prefix() -> str:
     """A prefix no other test uses, so tests never see each other's keys."""
     return f"t{uuid.uuid4().hex[:10]}:"

@@ -13,14 +13,12 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 import redis
 
-from queue_system.engine.embedded_server import EmbeddedRedis
 from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -107,16 +105,6 @@ DEMO_EXPECTED = [
 
 def example_files() -> list[str]:
     return sorted(p.name for p in EXAMPLES.glob("*.py") if p.name not in IN_PROCESS)
-
-
-@pytest.fixture
-def examples_url(redis_server: EmbeddedRedis) -> Iterator[str]:
-    """Database 1 of the suite's server, empty."""
-    url = redis_server.url.rpartition("/")[0] + "/1"
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    client.close()
-    yield url
 
 
 def run_example(name: str, redis_url: str | None) -> str:
