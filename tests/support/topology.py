@@ -175,9 +175,7 @@ class SentinelGroup:
         def promoted() -> bool:
             for sentinel in self.sentinels:
                 with sentinel.client() as client:
-                    _, port = client.execute_command(
-                        "SENTINEL", "GET-MASTER-ADDR-BY-NAME", SERVICE
-                    )
+                    _, port = client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", SERVICE)
                 if int(port) != new.port:
                     return False
             with redis.Redis(host="127.0.0.1", port=new.port) as client:
