@@ -361,3 +361,19 @@ def test_a_reply_timeout_does_not_shift_later_replies(
     assert pipe.execute() == [b"A", 1]
     if given != "url":
         _close(sentinel)
+
+
+def test_min_replicas_enqueue_and_ack_return_once_the_replica_has_them(
+    group: SentinelGroup, configs: Callable[..., QueueConfig], key_prefix: str
+) -> None:
+    config = configs(
+        redis_url=group.url(), queue_prefix=key_prefix, min_replicas=1, replica_timeout=0.5
+    )
+    with master_client(group) as client:
+        before = int(client.info("commandstats").get("cmdstat_wait", {}).get("calls", 0))
+        QueueManager(config).enqueue({"n": 3}, record, queue_name="work")
+        run_burst(config)
+        after = int(client.info("commandstats")["cmdstat_wait"]["calls"])
+    assert runs() == Counter([3])
+    assert after >= before + 2  # the enqueue's and the ack's
+    assert "replication_timeouts" not in config.metrics.unlabelled()
