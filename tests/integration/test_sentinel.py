@@ -14,6 +14,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,6 +31,7 @@ from queue_system import (
 )
 from tests.support.burst import run_burst
 from tests.support.cli import cli_runner
+from tests.support.readme import run_readme_block
 from tests.support.topology import SERVICE, SentinelGroup
 from tests.support.waiting import wait_until
 from utils import breakers
@@ -377,3 +379,45 @@ def test_min_replicas_enqueue_and_ack_return_once_the_replica_has_them(
     assert runs() == Counter([3])
     assert after >= before + 2  # the enqueue's and the ack's
     assert "replication_timeouts" not in config.metrics.unlabelled()
+
+
+def test_an_idle_worker_blocked_in_its_wait_follows_the_failover(
+    own_group: SentinelGroup, configs: Callable[..., QueueConfig], key_prefix: str
+) -> None:
+    group = own_group
+    config = configs(redis_url=group.url(), queue_prefix=key_prefix, connection_timeout=2.0)
+    worker = WorkerThread(QueueWorker(config, max_workers=2, outage_limit=60.0))
+    manager = QueueManager(config)
+    try:
+        worker.start()
+        manager.enqueue({"n": 1}, record, queue_name="work")
+        wait_until(lambda: runs() == Counter([1]), timeout=10, message="worker running")
+        # Given the worker idles in its blocking wait for new items
+        with master_client(group) as client:
+            wait_until(lambda: client.info("clients")["blocked_clients"] >= 1, timeout=10)
+
+        # When the master dies and the replica takes over
+        group.kill_master_and_wait_failover()
+
+        # Then an item enqueued on the new master is run by the same worker
+        wait_until(lambda: _enqueued(manager, 2), timeout=30, message="enqueue on new master")
+        wait_until(lambda: runs() == Counter([1, 2]), timeout=30, message="item after failover")
+        assert worker.is_alive() and worker.worker.running, worker.failure
+    finally:
+        if worker.is_alive():
+            worker.stop()
+
+
+def _enqueued(manager: QueueManager, n: int) -> bool:
+    try:
+        manager.enqueue({"n": n}, record, queue_name="work", operation_id=f"op-{n}")
+    except Exception:  # the breaker may still be open right after the failover
+        return False
+    return True
+
+
+def test_readme_sentinel_example_runs_on_a_sentinel_url(
+    group: SentinelGroup, tmp_path: Path
+) -> None:
+    stdout = run_readme_block("Sentinel", group.url(db=1), tmp_path)
+    assert stdout.splitlines() == ["sent to ada@example.com", "sentinel master 1 replica"]
