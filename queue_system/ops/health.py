@@ -35,18 +35,19 @@ SCAN_CHUNK = 1000  # members read per round trip when counting delayed items and
 _RECORD_QUEUE = re.compile(rb'"queue":\s*"([A-Za-z0-9][A-Za-z0-9_.\-]{0,127})"')
 
 
-def health_client(config: QueueConfig) -> tuple[redis.Redis, bool]:
-    """A client for ``config``'s server that waits at most ``connection_timeout`` per command
-    and never retries (the engine's client reconnects, which would multiply waits), and True
-    (the caller closes it). For a server the config cannot name (a custom pool), its own
-    ``redis_client`` and False: never a client rebuilt from settings that may point elsewhere;
-    the helper thread's deadline still bounds the wait."""
+def health_client(config: QueueConfig) -> redis.Redis:
+    """A new client for ``config``'s server that waits at most ``connection_timeout`` per
+    command and never retries (the engine's client reconnects, which would multiply waits).
+
+    For a server the config cannot name (a ``redis_client`` with a custom pool) it is
+    ``config.redis_client`` itself, never a client rebuilt from settings that may point
+    elsewhere (closing it is harmless: a redis-py client reconnects on its next command)."""
     made = config.make_sync_client(
         max_connection_retries=0,
         socket_timeout=config.connection_timeout,
         socket_connect_timeout=config.connection_timeout,
     )
-    return (config.redis_client, False) if made is None else (made, True)
+    return config.redis_client if made is None else made
 
 
 def system_health(config: QueueConfig) -> HealthSnapshot:
@@ -56,7 +57,7 @@ def system_health(config: QueueConfig) -> HealthSnapshot:
     done = threading.Event()
 
     def collect() -> None:
-        client, owned = health_client(config)
+        client = health_client(config)
         try:
             box["result"] = _snapshot(client, config, box)
         except redis.RedisError as exc:
@@ -64,7 +65,7 @@ def system_health(config: QueueConfig) -> HealthSnapshot:
         except Exception as exc:  # a bug, not an outage: re-raised in the caller
             box["bug"] = exc
         finally:
-            if owned:
+            if client is not config.redis_client:
                 client.close()
             done.set()
 
