@@ -102,6 +102,9 @@ class SentinelGroup:
             self.servers.append(master)
             replica = EmbeddedRedis(self.binary).start()
             self.servers.append(replica)
+            for server in (master, replica):  # no 5 s wait before a full sync (either may
+                with redis.Redis(host="127.0.0.1", port=server.port) as client:  # be master)
+                    client.config_set("repl-diskless-sync-delay", 0)
             with redis.Redis(host="127.0.0.1", port=replica.port) as client:
                 client.execute_command("REPLICAOF", "127.0.0.1", master.port)
             wait_until(
