@@ -4,13 +4,14 @@ The Sentinel group's tests (test_sentinel.py) show the waits succeeding and a fa
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 
 import pytest
 import redis
 
-from queue_system import QueueConfig, QueueManager, ReplicationTimeoutError
+from queue_system import AsyncQueueManager, QueueConfig, QueueManager, ReplicationTimeoutError
 from tests.support.burst import run_burst
 
 _done: list[int] = []
@@ -87,3 +88,34 @@ def test_an_ack_no_replica_confirmed_is_logged_counted_and_stays_done(
     assert wait_calls(raw_redis) >= before + 1
     assert config.metrics.unlabelled()["replication_timeouts"] >= 1
     assert any("ack stored on the master but only 0" in r.getMessage() for r in caplog.records)
+
+
+def test_an_async_enqueue_waits_for_replicas_too(
+    make_config: Callable[..., QueueConfig], raw_redis: redis.Redis
+) -> None:
+    config = make_config(min_replicas=1, replica_timeout=0.05)
+    before = wait_calls(raw_redis)
+
+    async def enqueue() -> None:
+        manager = AsyncQueueManager(config)
+        try:
+            await manager.enqueue({"n": 1}, job, queue_name="work")
+        finally:
+            await manager.aclose()
+
+    with pytest.raises(ReplicationTimeoutError, match="only 0 of min_replicas=1"):
+        asyncio.run(enqueue())
+    assert wait_calls(raw_redis) == before + 1
+    assert raw_redis.llen(config.get_queue_key("work")) == 1
+
+
+def test_a_script_missing_on_the_server_is_loaded_and_sent_again(
+    make_config: Callable[..., QueueConfig], raw_redis: redis.Redis
+) -> None:
+    # A promoted replica has no scripts loaded: the first durable call meets NOSCRIPT.
+    config = make_config(min_replicas=1, replica_timeout=0.05)
+    manager = QueueManager(config)
+    raw_redis.script_flush()
+    with pytest.raises(ReplicationTimeoutError):
+        manager.enqueue({"n": 1}, job, queue_name="work")
+    assert raw_redis.llen(config.get_queue_key("work")) == 1
