@@ -16,6 +16,7 @@ from queue_system.errors import (
     ProcessingError,
     QueueSystemError,
     QueueUnavailableError,
+    ReplicationTimeoutError,
     SerializationError,
     UnknownProcessorError,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "QueueSystemError",
     "QueueUnavailableError",
     "QueueWorker",
+    "ReplicationTimeoutError",
     "SerializationError",
     "UnknownProcessorError",
 ]

@@ -20,7 +20,8 @@ from typing import Any, TypeVar, overload
 
 import redis
 import redis.asyncio
-from redis.commands.core import Script
+import redis.cluster
+from redis.commands.core import AsyncScript, Script
 
 from queue_system.core.checks import require_positive, validate_queue_name
 from queue_system.core.clock import Clock, SystemClock
@@ -31,8 +32,9 @@ from queue_system.engine import connection
 from queue_system.engine.guard import RedisGuard
 from queue_system.engine.keys import KeySpace
 from queue_system.engine.plans import run_sync
+from queue_system.engine.replication import Replication, replicated
 from queue_system.engine.scripts import Scripts
-from queue_system.errors import ConfigurationError
+from queue_system.errors import ConfigurationError, ReplicationTimeoutError
 from queue_system.metrics.local import Metrics
 from queue_system.metrics.shared import read_metrics, with_local
 
@@ -46,6 +48,7 @@ DEFAULT_RESULT_TTL_S = 86400  # how long a finished operation's status and resul
 DEFAULT_MAX_RESULT_BYTES = 64 * 1024  # largest encoded result kept in a status record
 DEFAULT_UNKNOWN_PROCESSOR_TTL_S = 3600.0  # how long an item waits for a worker that knows its
 #                                           processor (deploy skew) before system_errors
+DEFAULT_REPLICA_TIMEOUT_S = 1.0  # how long an enqueue or ack waits for min_replicas replicas
 NOTIFY_CAP = 64  # wake-up tokens kept for idle workers
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -55,9 +58,13 @@ class QueueConfig:
     """Redis connection, key naming, callable registry, delivery policy and metrics.
 
     Args:
-        redis_client: a ``redis.Redis`` to use; its settings are copied for asyncio use.
+        redis_client: a ``redis.Redis`` to use, e.g. ``Sentinel(...).master_for(name)``. The
+            asyncio clients (workers, ``AsyncQueueManager``) are built for the same server(s)
+            when its pool says where they are (a plain or a Sentinel pool); for any other pool
+            pass ``async_client_factory`` too.
         redis_url: used when no client is given; default ``$REDIS_URL``, else
-            ``redis://localhost:6379/0``. ``rediss://`` (TLS) and passwords work.
+            ``redis://localhost:6379/0``. ``rediss://`` (TLS), ``unix://`` and passwords work,
+            and ``redis+sentinel://[user:pass@]host:port[,host:port...]/service_name[/db]``.
         queue_prefix: namespace of every key (``queue:high:<name>``, ``queue:failures``...).
         backup_ttl: seconds dead letters, dedup keys and counters are kept.
         logger: where the library logs; default ``logging.getLogger("queue_system")``.
@@ -79,6 +86,16 @@ class QueueConfig:
             know waits for one that does (deploy skew), counted from the first time a worker
             saw it unknown; then it goes to ``system_errors``. 0 sends it there at once.
         clock: time source (tests inject one; default wall/monotonic clock).
+        async_client_factory: called with no arguments whenever an event loop needs its own
+            asyncio client (a worker, its lease-renewal thread, an ``AsyncQueueManager``);
+            must return a new ``redis.asyncio.Redis`` for the same server as the sync client,
+            which the caller closes. Needs ``redis_client`` or ``redis_url`` for sync use.
+        min_replicas: 0 (default) or the number of replicas that must have an enqueue or an
+            ack before it returns (``WAIT``); see the README's "Running on Sentinel and
+            Cluster" for what this guarantees.
+        replica_timeout: seconds to wait for ``min_replicas`` replicas. Then an enqueue raises
+            ``ReplicationTimeoutError`` (the item is stored on the master); an ack is logged
+            and counted (``replication_timeouts``) and stays done.
     """
 
     def __init__(
@@ -104,6 +121,9 @@ class QueueConfig:
         queue_keep_results: Mapping[str, bool] | None = None,
         unknown_processor_ttl: float = DEFAULT_UNKNOWN_PROCESSOR_TTL_S,
         clock: Clock | None = None,
+        async_client_factory: Callable[[], redis.asyncio.Redis] | None = None,
+        min_replicas: int = 0,
+        replica_timeout: float = DEFAULT_REPLICA_TIMEOUT_S,
     ) -> None:
         require_positive("backup_ttl", backup_ttl)
         require_positive("connection_timeout", connection_timeout)
@@ -130,6 +150,23 @@ class QueueConfig:
             )
         if max_connection_retries < 0:
             raise ValueError("max_connection_retries must be >= 0")
+        if isinstance(min_replicas, bool) or not isinstance(min_replicas, int) or min_replicas < 0:
+            raise ValueError(f"min_replicas must be an int >= 0, got {min_replicas!r}")
+        require_positive("replica_timeout", replica_timeout)
+        if min_replicas and replica_timeout >= connection_timeout:
+            # WAIT must answer before the socket gives up, or the reply is lost mid-wait.
+            raise ValueError(
+                f"replica_timeout ({replica_timeout}s) must be shorter than connection_timeout "
+                f"({connection_timeout}s)"
+            )
+        if async_client_factory is not None:
+            if not callable(async_client_factory):
+                raise TypeError("async_client_factory must be a callable returning a client")
+            if redis_client is None and redis_url is None:
+                raise ConfigurationError(
+                    "async_client_factory needs redis_client= or redis_url= for the same "
+                    "server too (producers, health, admin and the CLI use a sync client)"
+                )
         if allowed_modules and isinstance(allowed_modules, str):
             raise TypeError("allowed_modules must be a list of module prefixes, not a str")
         self.keys = KeySpace(queue_prefix)
@@ -154,31 +191,53 @@ class QueueConfig:
         self.clock: Clock = clock or SystemClock()
         self.registry = CallableRegistry(allowed_modules)
         self.metrics = Metrics(logger=logging.getLogger("queue_system.metrics"))
+        self.min_replicas = min_replicas
+        self.replica_timeout = float(replica_timeout)
+        self._async_client_factory = async_client_factory
         self.redis_url = redis_url if redis_client is None else None
+        self.target: connection.Target | None = None  # where redis_client connects, if known
         self.redis_client = self._sync_client(redis_client, redis_url)
         self._registered_scripts: Scripts[Script] | None = None
         self.guard = RedisGuard(
-            connection.server_label(self.redis_client),
+            connection.server_label(self.redis_client, self.target),
             max_connection_retries=self.max_connection_retries,
             connection_timeout=self.connection_timeout,
         )
 
     def _sync_client(self, client: redis.Redis | None, url: str | None) -> redis.Redis:
         if client is not None:
+            if _is_cluster(client):
+                raise ConfigurationError(_CLUSTER_UNSUPPORTED)
             if not isinstance(client, redis.Redis):
-                raise TypeError("redis_client must be a redis.Redis (sync) client")
+                raise TypeError(
+                    "redis_client must be a redis.Redis (sync) client; for asyncio clients "
+                    "pass async_client_factory="
+                )
+            self.target = connection.target_of(client)
             if connection.uses_bytes(client):
                 return client
-            return connection.sync_client_like(client, self.max_connection_retries)
+            if self.target is None:
+                raise ConfigurationError(
+                    "redis_client decodes responses (decode_responses=True) and its connection "
+                    f"pool ({type(client.connection_pool).__name__}) does not say which server "
+                    "it reaches, so no bytes-returning twin can be built: pass a client made "
+                    "with decode_responses=False"
+                )
+            return connection.sync_client(self.target, self.max_connection_retries)
         self.redis_url = url or connection.default_url()
         try:
-            return connection.sync_client_from_url(
+            if self.redis_url.startswith(connection.SENTINEL_SCHEME):
+                self.target = connection.parse_sentinel_url(self.redis_url, self.connection_timeout)
+                return connection.sync_client(self.target, self.max_connection_retries)
+            made = connection.sync_client_from_url(
                 self.redis_url, self.connection_timeout, self.max_connection_retries
             )
         except ValueError as exc:
             raise ConfigurationError(
                 f"invalid redis_url {connection.redact_url(self.redis_url)}: {exc}"
             ) from exc
+        self.target = connection.target_of(made)
+        return made
 
     def result_ttl_for(self, queue_name: str) -> int:
         """Seconds a completed operation of ``queue_name`` keeps its status and result."""
@@ -189,12 +248,82 @@ class QueueConfig:
         return self.queue_keep_results.get(queue_name, self.keep_results)
 
     def make_async_client(self, socket_timeout: float | None = None) -> redis.asyncio.Redis:
-        """A new asyncio client with the same settings (bind it to one event loop only);
-        ``socket_timeout`` (seconds) replaces the reply timeout when given."""
+        """A new asyncio client for the same server (bind it to one event loop only; the
+        caller closes it). ``socket_timeout`` (seconds) replaces the reply timeout when the
+        client is built here; a client from ``async_client_factory`` keeps its own settings.
+
+        Raises ConfigurationError when no asyncio client can be made for the real server."""
+        if self._async_client_factory is not None:
+            made = self._async_client_factory()
+            if not isinstance(made, redis.asyncio.Redis):
+                raise TypeError(
+                    f"async_client_factory must return a redis.asyncio.Redis, got {made!r}"
+                )
+            return made
+        if self.target is None:
+            raise ConfigurationError(
+                "cannot make an asyncio client for workers / AsyncQueueManager: redis_client's "
+                f"connection pool ({type(self.redis_client.connection_pool).__name__}) does "
+                "not say which server it reaches, and a client rebuilt from its settings could "
+                "reach another one. Pass QueueConfig(async_client_factory=...) returning a new "
+                "redis.asyncio.Redis for the same server, or use redis_url="
+            )
         overrides = {} if socket_timeout is None else {"socket_timeout": socket_timeout}
-        return connection.async_client_like(
-            self.redis_client, self.max_connection_retries, **overrides
+        return connection.async_client(self.target, self.max_connection_retries, **overrides)
+
+    def make_sync_client(self, **overrides: Any) -> redis.Redis | None:
+        """A new sync client for the same server with some settings replaced (e.g. timeouts,
+        ``max_connection_retries``), or None when the server is not known (then use
+        ``redis_client`` as it is)."""
+        if self.target is None:
+            return None
+        retries = overrides.pop("max_connection_retries", self.max_connection_retries)
+        return connection.sync_client(self.target, retries, **overrides)
+
+    @overload
+    def durable(self, scripts: Scripts[Script]) -> Scripts[Script]: ...
+
+    @overload
+    def durable(self, scripts: Scripts[AsyncScript]) -> Scripts[AsyncScript]: ...
+
+    def durable(self, scripts: Scripts[Any]) -> Scripts[Any]:
+        """``scripts`` whose enqueue and ack wait for ``min_replicas`` replicas (``WAIT``);
+        the same object when ``min_replicas`` is 0."""
+        if self.min_replicas == 0:
+            return scripts
+        return replicated(
+            scripts,
+            Replication(
+                min_replicas=self.min_replicas,
+                timeout_s=self.replica_timeout,
+                on_short={"enqueue": self._enqueue_short, "ack": self._ack_short},
+            ),
         )
+
+    def _enqueue_short(self, acked: int) -> None:
+        self.metrics.update("replication_timeouts", kind="counter", force_log=True)
+        raise ReplicationTimeoutError(
+            f"enqueue stored on the master but only {acked} of min_replicas="
+            f"{self.min_replicas} replicas confirmed it within {self.replica_timeout}s; "
+            "enqueue again with the same operation_id to make sure it is kept",
+            acked,
+        )
+
+    def _ack_short(self, acked: int) -> None:
+        # The item is done on the master: failing the ack would only run it again.
+        self.metrics.update("replication_timeouts", kind="counter", force_log=True)
+        self.logger.warning(
+            "ack stored on the master but only %d of min_replicas=%d replicas confirmed it "
+            "within %ss: a failover now could run the item again",
+            acked,
+            self.min_replicas,
+            self.replica_timeout,
+        )
+
+    def topology(self) -> dict[str, Any]:
+        """The configured deployment: ``mode`` (``standalone``, ``sentinel`` or ``unknown``
+        for a client whose pool does not say), ``service_name`` and ``sentinels``."""
+        return connection.topology_of(self.target)
 
     def get_queue_key(self, queue_name: str, priority: str = "normal") -> str:
         """The Redis list holding ``queue_name`` at ``priority``, e.g. ``queue:high:emails``."""
@@ -261,6 +390,16 @@ class QueueConfig:
     def __repr__(self) -> str:
         where = connection.redact_url(self.redis_url) if self.redis_url else "<client>"
         return f"QueueConfig(redis={where!r}, queue_prefix={self.queue_prefix!r})"
+
+
+_CLUSTER_UNSUPPORTED = (
+    "Redis Cluster is not supported yet: a queue's keys and scripts would span hash slots "
+    "(CROSSSLOT). Use one Redis server, or a Sentinel group (redis+sentinel:// URL)"
+)
+
+
+def _is_cluster(client: object) -> bool:
+    return isinstance(client, (redis.cluster.RedisCluster, redis.asyncio.RedisCluster))
 
 
 def _flag(name: str, value: object) -> bool:

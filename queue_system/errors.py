@@ -5,6 +5,7 @@
     QueueSystemError
     ├── ConfigurationError          bad settings, no server binary, unknown options
     ├── QueueUnavailableError       Redis cannot be reached (down, frozen, breaker open)
+    │   └── ReplicationTimeoutError  stored on the master, but fewer than min_replicas had it
     ├── WorkerLoopError             a worker's background loop failed and could not resume
     ├── SerializationError          an entity cannot be encoded as JSON or is too large
     │   └── DecodeError             an item read back from Redis is not a valid envelope
@@ -27,6 +28,16 @@ class ConfigurationError(QueueSystemError):
 
 class QueueUnavailableError(QueueSystemError):
     """Raised when Redis cannot be reached in time, or its circuit breaker is open."""
+
+
+class ReplicationTimeoutError(QueueUnavailableError):
+    """Raised by an enqueue with ``QueueConfig(min_replicas=N)`` when fewer than N replicas
+    confirmed the write within ``replica_timeout``. The item *is* stored on the master (a
+    failover now could lose it): enqueue again with the same ``operation_id`` to make sure."""
+
+    def __init__(self, message: str, acknowledged: int) -> None:
+        super().__init__(message)
+        self.acknowledged = acknowledged
 
 
 class WorkerLoopError(QueueSystemError):

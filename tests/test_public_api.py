@@ -19,6 +19,7 @@ DOCUMENTED = {
     "QueueSystemError",
     "QueueUnavailableError",
     "QueueWorker",
+    "ReplicationTimeoutError",
     "SerializationError",
     "UnknownProcessorError",
 }

@@ -166,6 +166,22 @@ class HealthSnapshot(TypedDict):
     queue_stats: dict[str, QueueStats]
     totals: HealthTotals | None
     workers: WorkerCounts | None
+    topology: Topology
+
+
+class Topology(TypedDict):
+    """``get_system_health()["topology"]``: how the library reaches Redis and what answered.
+
+    ``mode`` is ``standalone``, ``sentinel`` or ``unknown`` (a client whose pool does not say);
+    ``role`` (``master``/``slave``), ``master`` (``host:port``) and ``connected_replicas``
+    are None when Redis did not answer (``master`` also for an unknown client)."""
+
+    mode: str
+    service_name: str | None
+    sentinels: list[str]
+    role: str | None
+    master: str | None
+    connected_replicas: int | None
 
 
 class TierMetrics(TypedDict):

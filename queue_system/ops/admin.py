@@ -87,8 +87,10 @@ class QueueAdmin:
             ``redis_connected``, ``checked_at`` (ISO 8601 UTC), ``error``, ``latency_ms``,
             ``redis_version``, ``server``, ``used_memory_bytes``, ``queue_stats`` (per queue:
             ``high``, ``normal``, ``low``, ``queue_size``, ``in_flight``, ``scheduled_jobs``,
-            ``failed_jobs``, ``system_errors``, ``oldest_age_s``), ``totals`` and ``workers``
-            (``count`` with a heartbeat in the last 30 s, ``active`` running items now).
+            ``failed_jobs``, ``system_errors``, ``oldest_age_s``), ``totals``, ``workers``
+            (``count`` with a heartbeat in the last 30 s, ``active`` running items now) and
+            ``topology`` (``mode``, ``service_name``, ``sentinels``, ``role``, ``master``,
+            ``connected_replicas``; see the README's "Running on Sentinel and Cluster").
         """
         return system_health(self.config)
 

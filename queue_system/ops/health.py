@@ -24,8 +24,7 @@ import redis
 from queue_system.config import QueueConfig
 from queue_system.core.clock import iso_utc
 from queue_system.core.envelope import as_text
-from queue_system.core.types import PRIORITIES, HealthSnapshot, QueueStats
-from queue_system.engine.connection import sync_client_like
+from queue_system.core.types import PRIORITIES, HealthSnapshot, QueueStats, Topology
 
 HEALTH_MARGIN_S = 0.9  # the answer comes within connection_timeout + this
 WORKER_FRESH_S = 30.0  # a worker whose last heartbeat is older is not counted
@@ -37,14 +36,18 @@ _RECORD_QUEUE = re.compile(rb'"queue":\s*"([A-Za-z0-9][A-Za-z0-9_.\-]{0,127})"')
 
 
 def health_client(config: QueueConfig) -> redis.Redis:
-    """A client like ``config.redis_client`` that waits at most ``connection_timeout`` per
-    command and never retries (the engine's client reconnects, which would multiply waits)."""
-    return sync_client_like(
-        config.redis_client,
+    """A new client for ``config``'s server that waits at most ``connection_timeout`` per
+    command and never retries (the engine's client reconnects, which would multiply waits).
+
+    For a server the config cannot name (a ``redis_client`` with a custom pool) it is
+    ``config.redis_client`` itself, never a client rebuilt from settings that may point
+    elsewhere (closing it is harmless: a redis-py client reconnects on its next command)."""
+    made = config.make_sync_client(
         max_connection_retries=0,
         socket_timeout=config.connection_timeout,
         socket_connect_timeout=config.connection_timeout,
     )
+    return config.redis_client if made is None else made
 
 
 def system_health(config: QueueConfig) -> HealthSnapshot:
@@ -62,7 +65,8 @@ def system_health(config: QueueConfig) -> HealthSnapshot:
         except Exception as exc:  # a bug, not an outage: re-raised in the caller
             box["bug"] = exc
         finally:
-            client.close()
+            if client is not config.redis_client:
+                client.close()
             done.set()
 
     # A daemon thread: if the server froze, it ends on its own socket timeout after we return.
@@ -94,6 +98,28 @@ def unavailable(config: QueueConfig, error: str, *, connected: bool = False) -> 
         "queue_stats": {},
         "totals": None,
         "workers": None,
+        "topology": _topology(config, None, None),
+    }
+
+
+def _topology(
+    config: QueueConfig, client: redis.Redis | None, replication: dict[str, Any] | None
+) -> Topology:
+    """The configured deployment, plus what the server that answered says about itself."""
+    configured = config.topology()
+    master: str | None = None
+    if configured["mode"] == "sentinel" and client is not None:
+        address = getattr(client.connection_pool, "master_address", None)
+        master = f"{address[0]}:{address[1]}" if address else None
+    elif config.target is not None and configured["mode"] == "standalone":
+        master = config.target.label.rpartition("/")[0]
+    return {
+        "mode": configured["mode"],
+        "service_name": configured["service_name"],
+        "sentinels": configured["sentinels"],
+        "role": _text(replication.get("role")) if replication else None,
+        "master": master,
+        "connected_replicas": int(replication.get("connected_slaves", 0)) if replication else None,
     }
 
 
@@ -107,13 +133,16 @@ def _snapshot(client: redis.Redis, config: QueueConfig, box: dict[str, Any]) -> 
     pipe = client.pipeline(transaction=False)
     pipe.info("server")
     pipe.info("memory")
+    pipe.info("replication")
     pipe.smembers(keys.registry)
     pipe.llen(keys.failures)
     pipe.llen(keys.system_errors)
     pipe.hvals(keys.inflight)
     pipe.zcard(keys.delayed)
     pipe.zrangebyscore(keys.workers, int((now - WORKER_FRESH_S) * 1000), "+inf")
-    server, memory, registered, n_failed, n_errors, inflight, n_delayed, worker_ids = pipe.execute()
+    server, memory, replication, registered, n_failed, n_errors, inflight, n_delayed, worker_ids = (
+        pipe.execute()
+    )
     in_flight = _count_by_queue(config, (v.partition(b"\n")[0] for v in inflight))
     scheduled = _count_by_queue(config, _delayed_list_keys(client, config, int(n_delayed)))
     failed = _count_record_queues(client, keys.failures, int(n_failed))
@@ -170,6 +199,7 @@ def _snapshot(client: redis.Redis, config: QueueConfig, box: dict[str, Any]) -> 
             "count": len(worker_ids),
             "active": sum(1 for r in running if r is not None and _int(r) > 0),
         },
+        "topology": _topology(config, client, replication),
     }
 
 

@@ -58,7 +58,7 @@ class AsyncQueueManager:
     def _connected(self) -> tuple[redis.asyncio.Redis, Scripts[AsyncScript]]:
         if self._client is None or self._scripts is None:
             self._client = self.config.make_async_client()
-            self._scripts = Scripts.register(self._client)
+            self._scripts = self.config.durable(Scripts.register(self._client))
         return self._client, self._scripts
 
     @try_catch(context=enqueue_context, caller_errors=CALLER_ERRORS)

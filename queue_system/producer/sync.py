@@ -52,7 +52,7 @@ class QueueManager:
     def __init__(self, config: QueueConfig) -> None:
         self.config = config
         self._client = config.redis_client
-        self._scripts = Scripts.register(self._client)
+        self._scripts = config.durable(Scripts.register(self._client))
         self._guard = config.guard
 
     @try_catch(context=enqueue_context, caller_errors=CALLER_ERRORS)

@@ -90,7 +90,7 @@ class WorkerBroker:
         self.keys: KeySpace = config.keys
         self.client = client
         self.worker_id = worker_id
-        self.scripts = Scripts.register(client)
+        self.scripts = config.durable(Scripts.register(client))
         self._lease_ms = to_ms(config.lease_timeout)
         # Call ids must never repeat, even for two brokers that share a worker id.
         self._call_prefix = f"{worker_id}:{uuid.uuid4().hex[:12]}"
