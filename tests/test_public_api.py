@@ -11,6 +11,8 @@ DOCUMENTED = {
     "AsyncQueueManager",
     "ConfigurationError",
     "DecodeError",
+    "Middleware",
+    "NonRetryableError",
     "ProcessingError",
     "QueueAdmin",
     "QueueConfig",
@@ -19,6 +21,7 @@ DOCUMENTED = {
     "QueueSystemError",
     "QueueUnavailableError",
     "QueueWorker",
+    "RetryAfter",
     "SerializationError",
     "UnknownProcessorError",
 }
