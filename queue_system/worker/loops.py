@@ -476,6 +476,10 @@ class QueueWorker:
                 continue
             self._outage.recovered("heartbeat")
             await self._outage.sleep(RUNNING_PUBLISH_MIN_S, until=self._closing)
+            if self._closing.is_set():
+                # The close's cancel may have been swallowed by that wait (asyncio.wait_for
+                # ending with the event and the cancel at once): never start the long sleep.
+                return
             pause = HEARTBEAT_INTERVAL_S - RUNNING_PUBLISH_MIN_S
             await self._outage.sleep(pause, until=self._running_changed)
 
