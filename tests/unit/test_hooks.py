@@ -112,3 +112,5 @@ def test_batch_hooks_get_the_batch_others_each_outcome() -> None:
 def test_job_info_is_read_only() -> None:
     with pytest.raises(AttributeError):
         JOB.attempt = 2  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        DONE.status = "failed"  # type: ignore[misc]
