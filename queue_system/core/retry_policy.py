@@ -87,10 +87,23 @@ class QueueRetryConfig:
 
     @classmethod
     def fixed(
-        cls, delay: float, max_attempts: int = DEFAULT_MAX_ATTEMPTS, timeout: float | None = None
+        cls,
+        delay: float,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        timeout: float | None = None,
+        *,
+        retry_on: Iterable[type[BaseException] | str] = (),
+        give_up_on: Iterable[type[BaseException] | str] = (),
     ) -> QueueRetryConfig:
-        """The same ``delay`` (seconds) before every retry."""
-        return cls(max_attempts=max_attempts, delays=[delay], timeout=timeout)
+        """The same ``delay`` (seconds) before every retry; ``retry_on`` / ``give_up_on``
+        as in the class."""
+        return cls(
+            max_attempts=max_attempts,
+            delays=[delay],
+            timeout=timeout,
+            retry_on=retry_on,
+            give_up_on=give_up_on,
+        )
 
     @classmethod
     def exponential(
@@ -100,20 +113,43 @@ class QueueRetryConfig:
         max_delay: float = DEFAULT_MAX_DELAY_S,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         timeout: float | None = None,
+        *,
+        retry_on: Iterable[type[BaseException] | str] = (),
+        give_up_on: Iterable[type[BaseException] | str] = (),
     ) -> QueueRetryConfig:
-        """Delays growing by ``base`` from ``min_delay`` up to ``max_delay`` seconds."""
+        """Delays growing by ``base`` from ``min_delay`` up to ``max_delay`` seconds;
+        ``retry_on`` / ``give_up_on`` as in the class."""
         delays = exponential_delays(base, min_delay, max_delay, max(max_attempts, 1))
-        return cls(max_attempts=max_attempts, delays=delays, timeout=timeout)
+        return cls(
+            max_attempts=max_attempts,
+            delays=delays,
+            timeout=timeout,
+            retry_on=retry_on,
+            give_up_on=give_up_on,
+        )
 
     @classmethod
     def custom(
-        cls, delays: list[float], max_attempts: int | None = None, timeout: float | None = None
+        cls,
+        delays: list[float],
+        max_attempts: int | None = None,
+        timeout: float | None = None,
+        *,
+        retry_on: Iterable[type[BaseException] | str] = (),
+        give_up_on: Iterable[type[BaseException] | str] = (),
     ) -> QueueRetryConfig:
-        """An explicit schedule; ``max_attempts`` defaults to ``len(delays)``."""
+        """An explicit schedule; ``max_attempts`` defaults to ``len(delays)``; ``retry_on`` /
+        ``give_up_on`` as in the class."""
         if not isinstance(delays, (list, tuple)) or not delays:
             raise ValueError("delays must be a non-empty list of seconds")
         attempts = len(delays) if max_attempts is None else max_attempts
-        return cls(max_attempts=attempts, delays=list(delays), timeout=timeout)
+        return cls(
+            max_attempts=attempts,
+            delays=list(delays),
+            timeout=timeout,
+            retry_on=retry_on,
+            give_up_on=give_up_on,
+        )
 
     def base_delay_for_attempt(self, attempt: int) -> float:
         """Delay in seconds before retry ``attempt`` (1-based), without jitter."""

@@ -121,3 +121,12 @@ def test_retry_after_validates_its_seconds() -> None:
     for bad in (-1, float("inf"), float("nan"), True, "5"):
         with pytest.raises(ValueError):
             RetryAfter(bad)  # type: ignore[arg-type]
+
+
+def test_the_shortcuts_take_the_rules_too() -> None:
+    for retry in (
+        QueueRetryConfig.fixed(5, retry_on=[OSError], give_up_on=[KeyError]),
+        QueueRetryConfig.exponential(max_attempts=2, retry_on=[OSError], give_up_on=[KeyError]),
+        QueueRetryConfig.custom([1, 2], retry_on=[OSError], give_up_on=[KeyError]),
+    ):
+        assert retry.retry_on == ("OSError",) and retry.give_up_on == ("KeyError",)
