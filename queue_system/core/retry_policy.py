@@ -64,8 +64,11 @@ class QueueRetryConfig:
     give_up_on: Iterable[type[BaseException] | str] = ()
 
     def __post_init__(self) -> None:
-        self.retry_on = exception_names("retry_on", self.retry_on)
-        self.give_up_on = exception_names("give_up_on", self.give_up_on)
+        # Built for every item a worker runs: the common empty case costs no loop.
+        self.retry_on = exception_names("retry_on", self.retry_on) if self.retry_on != () else ()
+        self.give_up_on = (
+            exception_names("give_up_on", self.give_up_on) if self.give_up_on != () else ()
+        )
         if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int):
             raise TypeError(f"max_attempts must be an int, got {self.max_attempts!r}")
         if self.max_attempts < 0:
@@ -225,8 +228,8 @@ class QueueRetryConfig:
             delays=delays,
             timeout=data.get("timeout"),
             jitter=data.get("jitter", DEFAULT_JITTER),
-            retry_on=_name_list("retry_on", data.get("retry_on", [])),
-            give_up_on=_name_list("give_up_on", data.get("give_up_on", [])),
+            retry_on=_name_list("retry_on", data["retry_on"]) if "retry_on" in data else (),
+            give_up_on=_name_list("give_up_on", data["give_up_on"]) if "give_up_on" in data else (),
         )
 
 

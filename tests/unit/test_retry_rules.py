@@ -130,3 +130,8 @@ def test_the_shortcuts_take_the_rules_too() -> None:
         QueueRetryConfig.custom([1, 2], retry_on=[OSError], give_up_on=[KeyError]),
     ):
         assert retry.retry_on == ("OSError",) and retry.give_up_on == ("KeyError",)
+
+
+def test_an_empty_string_is_no_list_of_names() -> None:
+    with pytest.raises(TypeError):
+        QueueRetryConfig(retry_on="")  # type: ignore[arg-type]
