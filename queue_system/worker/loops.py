@@ -212,6 +212,8 @@ class QueueWorker:
             stopping=self._stopping,
             worker_id=self.worker_id,
         )
+        if self.hooks.on_startup:  # before any loop runs: nothing is claimed yet
+            await self.hooks.run("on_startup", self.hooks.on_startup, self, op=None)
         self._executors = [
             asyncio.create_task(self._executor_loop(), name=f"queue-executor-{i}")
             for i in range(self.max_workers)
@@ -234,8 +236,6 @@ class QueueWorker:
             self.config.registry.names() or "(none)",
             list(self.config.registry.allowed_modules) or "(none)",
         )
-        if self.hooks.on_startup:
-            await self.hooks.run("on_startup", self.hooks.on_startup, self, op=None)
 
     def _supervised(
         self, name: str, body: Callable[[], Awaitable[None]], *, stoppable: bool = False

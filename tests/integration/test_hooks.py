@@ -304,3 +304,19 @@ def test_broken_before_enqueue_hooks_never_fail_an_enqueue(
     assert manager.get_operation(op)["status"] == "completed"  # type: ignore[index]
     assert "is async" in caplog.text and "cannot be serialized" in caplog.text
     assert tracing.seen[op] == {"trace": f"trace-{op}"}  # the good hook's meta is kept
+
+
+def test_on_startup_runs_before_anything_is_claimed(
+    config: QueueConfig, raw_redis: redis.Redis
+) -> None:
+    waiting: list[int] = []
+
+    class SlowStartup:
+        async def on_startup(self, worker: Any) -> None:
+            await asyncio.sleep(0.2)  # a fetcher already running would claim meanwhile
+            waiting.append(raw_redis.llen(config.get_queue_key("succeed")))
+
+    config.add_middleware(SlowStartup())
+    QueueManager(config).enqueue({}, succeed)
+    run_burst(config)
+    assert waiting == [1]
