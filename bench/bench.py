@@ -12,7 +12,8 @@ against the same server (see bench/README.md)::
 Only keys under ``bench:`` are written (and deleted) on the server. Worker processes are
 this same file run with ``--worker-child``; ``--profile`` runs the drain workers under
 cProfile and prints their hottest functions. ``--no-metrics-cost`` skips the metrics-cost
-figure (the same drain with the JSON metric log on, then off).
+figure (the same drain with the JSON metric log on, then off); ``--no-hooks-cost`` skips the
+hooks-cost figure (the same drain with one no-op middleware, then none).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import json
 import logging
 import os
 import pstats
+import resource
 import statistics
 import subprocess
 import sys
@@ -83,6 +85,7 @@ class Params:
     drain_workers: tuple[int, ...]
     latency_samples: int
     metrics_pairs: int  # (metric log on, off) drain pairs of the metrics-cost figure
+    hooks_pairs: int  # (no-op middleware, none) drain pairs of the hooks-cost figure
 
 
 FULL = Params(
@@ -92,6 +95,7 @@ FULL = Params(
     drain_workers=(5, 20, 50),
     latency_samples=500,
     metrics_pairs=5,
+    hooks_pairs=5,
 )
 QUICK = Params(
     enqueue_n=1000,
@@ -100,6 +104,7 @@ QUICK = Params(
     drain_workers=(5, 50),
     latency_samples=100,
     metrics_pairs=2,
+    hooks_pairs=2,
 )
 
 
@@ -329,12 +334,14 @@ def drain_child_run(
     max_workers: int,
     profile_out: str | None = None,
     metrics_log: str = "default",
+    middleware: str = "none",
 ) -> dict[str, float]:
     """Fill the queue with ``n`` no-op jobs and drain them in one worker child; its report."""
     entities = [make_entity(i) for i in range(n)]
     for i in range(0, n, FILL_CHUNK):
         manager.enqueue_batch(entities[i : i + FILL_CHUNK], noop, queue_name=QUEUE)
     extra = ["--max-workers", str(max_workers), "--metrics-log", metrics_log]
+    extra += ["--middleware", middleware]
     if profile_out:
         extra += ["--profile-out", profile_out]
     done = subprocess.run(
@@ -629,6 +636,61 @@ def reply_time(r: redis.Redis, key: str, seq: int) -> float:
     return float(started)
 
 
+# --- 4b: hooks cost -----------------------------------------------------------------------------
+
+
+class NoopMiddleware:
+    """One middleware whose per-item hooks do nothing: the cost of the hook points alone."""
+
+    def before_process(self, job: Any) -> None:
+        pass
+
+    def after_process(self, job: Any, outcome: Any) -> None:
+        pass
+
+
+def bench_hooks_cost(
+    r: redis.Redis, manager: QueueManager, url: str, p: Params, max_workers: int
+) -> Row:
+    """The same drain with one no-op middleware and with none, in adjacent pairs whose order
+    alternates; the ratio is the median of the pairs' ratios (time to the last job's run)."""
+    with_hooks: list[float] = []
+    without: list[float] = []
+    ratios: list[float] = []
+    # CPU time of the worker child per job: steadier than throughput on a shared machine.
+    cpu_us: dict[str, list[float]] = {"noop": [], "none": []}
+    for pair in range(p.hooks_pairs):
+        rates: dict[str, float] = {}
+        for side in ("none", "noop") if pair % 2 == 0 else ("noop", "none"):
+            cpu_before = children_cpu_s()
+            report = drain_child_run(r, manager, url, p.drain_n, max_workers, middleware=side)
+            cpu_us[side].append((children_cpu_s() - cpu_before) / p.drain_n * 1e6)
+            rates[side] = p.drain_n / report["active_s"]
+        with_hooks.append(rates["noop"])
+        without.append(rates["none"])
+        ratios.append(rates["noop"] / rates["none"])
+    return Row(
+        name=f"hooks cost: drain {p.drain_n:,}, one no-op middleware / none",
+        unit="jobs/s",
+        lib=statistics.median(with_hooks),
+        raw=statistics.median(without),
+        target=0.95,
+        higher_is_better=True,
+        paired_ratio=statistics.median(ratios),
+        note=f"max_workers={max_workers}; medians of {p.hooks_pairs} adjacent pairs; ratio = "
+        "median of the pairs' ratios " + ", ".join(f"{x:.3f}" for x in ratios) + "; the "
+        "middleware has before_process and after_process (sync no-ops); worker CPU per job "
+        f"(median): {statistics.median(cpu_us['noop']):.1f} us with it, "
+        f"{statistics.median(cpu_us['none']):.1f} us without",
+    )
+
+
+def children_cpu_s() -> float:
+    """User + system CPU seconds of this process's finished children (the drain workers)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 # --- children -----------------------------------------------------------------------------------
 
 
@@ -644,6 +706,8 @@ def run_child(args: argparse.Namespace) -> None:
         asyncio.run(latency_child(config))
         return
     records = configure_metrics_log(args.metrics_log)
+    if args.middleware == "noop":
+        config.add_middleware(NoopMiddleware())
     timed = TimedMetrics(logging.getLogger(METRICS_LOGGER))
     if args.metrics_log != "default":  # the plain drain figure keeps the library's own Metrics
         config.metrics = timed
@@ -821,6 +885,10 @@ def run(args: argparse.Namespace) -> int:
             best = max(trials, key=lambda k: trials[k])
             cost_rows, cost = bench_metrics_cost(r, manager, url, p, best)
             rows += cost_rows
+        if args.hooks_cost and not args.profile:
+            say("4b/5 hooks cost ...")
+            best = max(trials, key=lambda k: trials[k])
+            rows.append(bench_hooks_cost(r, manager, url, p, best))
         say("5/5 latency ...")
         rows += bench_latency(r, manager, url, p)
         description = server_description(r)
@@ -872,7 +940,16 @@ def main() -> int:
         help="skip the metrics-cost figure (drains with the metric log on and off)",
     )
     parser.add_argument(
+        "--no-hooks-cost",
+        dest="hooks_cost",
+        action="store_false",
+        help="skip the hooks-cost figure (drains with one no-op middleware and none)",
+    )
+    parser.add_argument(
         "--worker-child", choices=("drain", "latency", "echo"), help=argparse.SUPPRESS
+    )
+    parser.add_argument(
+        "--middleware", choices=("none", "noop"), default="none", help=argparse.SUPPRESS
     )
     parser.add_argument("--max-workers", type=int, default=5, help=argparse.SUPPRESS)
     parser.add_argument("--profile-out", help=argparse.SUPPRESS)

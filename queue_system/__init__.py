@@ -4,19 +4,24 @@ Public API::
 
     from queue_system import QueueConfig, QueueManager, QueueWorker, QueueRetryConfig
 
-Operators also get :class:`QueueAdmin` (health, dead letters) and the error classes. The
+Operators also get :class:`QueueAdmin` (health, dead letters) and the error classes;
+processors may raise :class:`NonRetryableError` or :class:`RetryAfter`; :class:`Middleware`
+is the base of hook objects (``config.add_middleware``). The
 typed shapes of what the API returns live in :mod:`queue_system.core.types`.
 """
 
 from queue_system.config import QueueConfig
+from queue_system.core.hooks import Middleware
 from queue_system.core.retry_policy import QueueRetryConfig
 from queue_system.errors import (
     ConfigurationError,
     DecodeError,
+    NonRetryableError,
     ProcessingError,
     QueueSystemError,
     QueueUnavailableError,
     ReplicationTimeoutError,
+    RetryAfter,
     SerializationError,
     UnknownProcessorError,
 )
@@ -29,6 +34,8 @@ __all__ = [
     "AsyncQueueManager",
     "ConfigurationError",
     "DecodeError",
+    "Middleware",
+    "NonRetryableError",
     "ProcessingError",
     "QueueAdmin",
     "QueueConfig",
@@ -38,6 +45,7 @@ __all__ = [
     "QueueUnavailableError",
     "QueueWorker",
     "ReplicationTimeoutError",
+    "RetryAfter",
     "SerializationError",
     "UnknownProcessorError",
 ]

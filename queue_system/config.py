@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar, overload
 
 import redis
@@ -26,6 +26,7 @@ from redis.commands.core import AsyncScript, Script
 from queue_system.core.checks import require_positive, validate_queue_name
 from queue_system.core.clock import Clock, SystemClock
 from queue_system.core.envelope import DEFAULT_MAX_PAYLOAD_BYTES
+from queue_system.core.hooks import HOOK_NAMES, HookChain
 from queue_system.core.registry import CallableRegistry, callback_key
 from queue_system.core.types import MetricsSnapshot
 from queue_system.engine import connection
@@ -96,6 +97,8 @@ class QueueConfig:
         replica_timeout: seconds to wait for ``min_replicas`` replicas. Then an enqueue raises
             ``ReplicationTimeoutError`` (the item is stored on the master); an ack is logged
             and counted (``replication_timeouts``) and stays done.
+        middleware: objects with hook methods (:mod:`queue_system.core.hooks`); more can be
+            added with :meth:`add_middleware`.
     """
 
     def __init__(
@@ -124,6 +127,7 @@ class QueueConfig:
         async_client_factory: Callable[[], redis.asyncio.Redis] | None = None,
         min_replicas: int = 0,
         replica_timeout: float = DEFAULT_REPLICA_TIMEOUT_S,
+        middleware: Sequence[object] = (),
     ) -> None:
         require_positive("backup_ttl", backup_ttl)
         require_positive("connection_timeout", connection_timeout)
@@ -190,6 +194,10 @@ class QueueConfig:
         self.unknown_processor_ttl = float(unknown_processor_ttl)
         self.clock: Clock = clock or SystemClock()
         self.registry = CallableRegistry(allowed_modules)
+        self.middleware: list[object] = []
+        self._hooks: HookChain | None = None
+        for obj in middleware:
+            self.add_middleware(obj)
         self.metrics = Metrics(logger=logging.getLogger("queue_system.metrics"))
         self.min_replicas = min_replicas
         self.replica_timeout = float(replica_timeout)
@@ -364,6 +372,46 @@ class QueueConfig:
             raise TypeError(f"give the name as a keyword: @config.processor(name={fn!r})")
         register = self.registry.decorator(name, module)
         return register if fn is None else register(fn)
+
+    def add_middleware(self, middleware: object) -> None:
+        """Add an object whose hook methods (``before_process``, ``after_process``...; see
+        :mod:`queue_system.core.hooks`) run for every item; after those added before it.
+
+        Managers and workers created afterwards see it (a running worker keeps its list).
+
+        Raises:
+            TypeError: ``middleware`` has none of the hook methods (a class given for an
+                instance, or a typo).
+        """
+        if isinstance(middleware, type) or not any(
+            callable(getattr(middleware, name, None)) for name in HOOK_NAMES
+        ):
+            raise TypeError(
+                f"middleware must be an object with one of {', '.join(HOOK_NAMES)}; "
+                f"got {middleware!r}"
+            )
+        self.middleware.append(middleware)
+        self._hooks = None
+
+    def hooks(self, *built_in: object) -> HookChain:
+        """The hook chain of ``built_in`` middleware followed by this config's middleware."""
+        if built_in:
+            return HookChain([*built_in, *self.middleware], self._report_hook_error)
+        if self._hooks is None:
+            self._hooks = HookChain(self.middleware, self._report_hook_error)
+        return self._hooks
+
+    def _report_hook_error(self, hook: str, exc: BaseException, operation_id: str | None) -> None:
+        logging.getLogger("queue_system.hooks").error(
+            "middleware hook %s raised %s for operation %s: %s",
+            hook,
+            type(exc).__name__,
+            operation_id,
+            exc,
+            exc_info=exc,
+            extra={"operation_id": operation_id, "hook": hook},
+        )
+        self.metrics.update("hook_errors", 1, operation_id=operation_id)
 
     def update_metric(self, metric_name: str, value: Any = 1, force_log: bool = False) -> None:
         """Update a metric of this process; logs it when the event-driven policy says so.

@@ -9,8 +9,10 @@
     ├── WorkerLoopError             a worker's background loop failed and could not resume
     ├── SerializationError          an entity cannot be encoded as JSON or is too large
     │   └── DecodeError             an item read back from Redis is not a valid envelope
-    └── ProcessingError             an item cannot be run
-        └── UnknownProcessorError   a name is neither registered nor allow-listed
+    ├── ProcessingError             an item cannot be run
+    │   └── UnknownProcessorError   a name is neither registered nor allow-listed
+    ├── NonRetryableError           raised by a processor: this failure is final, no retry
+    └── RetryAfter                  raised by a processor: retry after the seconds it names
 
 Bad arguments to public methods raise ``ValueError``/``TypeError`` naming the argument.
 """
@@ -62,3 +64,31 @@ class ProcessingError(QueueSystemError):
 
 class UnknownProcessorError(ProcessingError):
     """Raised when a processor or callback name is neither registered nor allow-listed."""
+
+
+class NonRetryableError(QueueSystemError):
+    """Raised by a processor to fail its item at once: no retry, straight to ``failures``.
+
+    Raise it directly, subclass it, or chain it (``raise NonRetryableError("bad input") from
+    exc``); the attempt history records the rule ``"non_retryable"``.
+    """
+
+
+class RetryAfter(QueueSystemError):
+    """Raised by a processor to be retried after ``seconds`` (e.g. an HTTP 429's Retry-After).
+
+    The delay replaces the item's retry schedule for this retry only (no jitter); it still
+    counts as a retry, so ``max_attempts`` and the retry ``timeout`` bound it. The attempt
+    history records the rule ``"retry_after"``.
+
+    Raises:
+        ValueError: ``seconds`` is not a finite number >= 0.
+    """
+
+    def __init__(self, seconds: float, message: str = "") -> None:
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+            raise ValueError(f"RetryAfter seconds must be a number, got {seconds!r}")
+        if not 0 <= seconds < float("inf"):
+            raise ValueError(f"RetryAfter seconds must be finite and >= 0, got {seconds!r}")
+        super().__init__(message or f"retry after {seconds}s")
+        self.seconds = float(seconds)

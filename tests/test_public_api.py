@@ -11,6 +11,8 @@ DOCUMENTED = {
     "AsyncQueueManager",
     "ConfigurationError",
     "DecodeError",
+    "Middleware",
+    "NonRetryableError",
     "ProcessingError",
     "QueueAdmin",
     "QueueConfig",
@@ -20,6 +22,7 @@ DOCUMENTED = {
     "QueueUnavailableError",
     "QueueWorker",
     "ReplicationTimeoutError",
+    "RetryAfter",
     "SerializationError",
     "UnknownProcessorError",
 }

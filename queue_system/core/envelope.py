@@ -190,6 +190,7 @@ _OPTIONAL: dict[str, type | tuple[type, ...]] = {
     "dedup": str,
     "history": list,
     "unknown_since": (int, float),
+    "meta": dict,
 }
 
 

@@ -19,15 +19,18 @@ from queue_system.errors import DecodeError
 TRACEBACK_MAX_CHARS = 4000  # per attempt record, so history cannot blow up an item
 
 
-def attempt_record(exc: BaseException, at: float) -> AttemptRecord:
-    """What one failed run leaves in the item's history."""
+def attempt_record(exc: BaseException, at: float, rule: str | None = None) -> AttemptRecord:
+    """What one failed run leaves in the item's history (``rule``: the retry rule that decided)."""
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    return {
+    record: AttemptRecord = {
         "at": at,
         "error_type": type(exc).__name__,
         "message": describe_exception(exc),
         "traceback": text[-TRACEBACK_MAX_CHARS:],
     }
+    if rule is not None:
+        record["rule"] = rule
+    return record
 
 
 def describe_exception(exc: BaseException) -> str:

@@ -15,13 +15,22 @@ Callback = Callable[[JSONDict], Any | Awaitable[Any]]
 CallableRef = Callable[..., Any] | str
 
 
-class AttemptRecord(TypedDict):
-    """One failed run of an item, kept in its envelope's history."""
-
+class _Attempt(TypedDict):
     at: float
     error_type: str
     message: str
     traceback: str
+
+
+class AttemptRecord(_Attempt, total=False):
+    """One failed run of an item, kept in its envelope's history.
+
+    ``rule`` names the retry rule that decided what followed (``"retry"``,
+    ``"give_up_on:ValueError"``, ``"max_attempts"``...: :mod:`queue_system.core.retry_rules`);
+    records written before rules existed have none.
+    """
+
+    rule: str
 
 
 class Envelope(TypedDict, total=False):
@@ -44,6 +53,8 @@ class Envelope(TypedDict, total=False):
     history: list[AttemptRecord]
     #: When a worker first found its processor or callback unknown (deploy skew), epoch s.
     unknown_since: float
+    #: What ``before_enqueue`` middleware added (e.g. a trace context); JSON values.
+    meta: JSONDict
 
 
 class DeadLetter(TypedDict):

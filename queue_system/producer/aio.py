@@ -23,6 +23,7 @@ from queue_system.engine.plans import Plan, run_async
 from queue_system.engine.scripts import Scripts
 from queue_system.ops.health import system_health
 from queue_system.ops.reads import read_operation, read_queue_status, read_workers
+from queue_system.producer.hooks import before_enqueue_async
 from queue_system.producer.log_context import (
     CALLER_ERRORS,
     enqueue_batch_context,
@@ -32,8 +33,8 @@ from queue_system.producer.log_context import (
 )
 from queue_system.producer.plan import (
     PurgeProgress,
-    plan_enqueue,
-    plan_enqueue_batch,
+    draft_enqueue,
+    draft_enqueue_batch,
     redis_errors,
 )
 from queue_system.resilience import try_catch
@@ -77,7 +78,7 @@ class AsyncQueueManager:
         custom_serializer: Callable[[Any], Any] | None = None,
     ) -> EnqueueResult:
         """See :meth:`QueueManager.enqueue`."""
-        plan = plan_enqueue(
+        draft = draft_enqueue(
             self.config,
             [entity],
             processor,
@@ -91,6 +92,7 @@ class AsyncQueueManager:
             deduplication_key=deduplication_key,
             custom_serializer=custom_serializer,
         )
+        plan = await before_enqueue_async(self.config.hooks(), draft)
         _, scripts = self._connected()
         with redis_errors():
             answer = await self._guard.call_async(scripts.enqueue, keys=plan.keys, args=plan.args)
@@ -102,9 +104,10 @@ class AsyncQueueManager:
     ) -> list[EnqueueResult]:
         """See :meth:`QueueManager.enqueue_batch`."""
         started = self.config.clock.monotonic()
-        plan = plan_enqueue_batch(self.config, entities, processor, **kwargs)
-        if plan is None:
+        draft = draft_enqueue_batch(self.config, entities, processor, **kwargs)
+        if draft is None:
             return []
+        plan = await before_enqueue_async(self.config.hooks(), draft)
         _, scripts = self._connected()
         with redis_errors():
             answer = await self._guard.call_async(scripts.enqueue, keys=plan.keys, args=plan.args)

@@ -115,7 +115,44 @@ class EnqueuePlan:
         return self.results
 
 
+@dataclass(kw_only=True)
+class EnqueueDraft:
+    """A validated enqueue whose envelopes are built but not yet encoded: ``before_enqueue``
+    middleware runs between the two (:mod:`queue_system.producer.hooks`); :meth:`finish`
+    encodes them into the plan's script call."""
+
+    plan: EnqueuePlan
+    envelopes: list[Envelope]
+    dedup_flags: list[str]
+    dedup_keys: list[str]
+    custom_serializer: Serializer | None
+    max_bytes: int
+    operation_key: Callable[[str], str]
+
+    def finish(self) -> EnqueuePlan:
+        """Encode every envelope into the script call (raises SerializationError if one is
+        not JSON or is too large)."""
+        keys, args = self.plan.keys, self.plan.args
+        for envelope, flag in zip(self.envelopes, self.dedup_flags, strict=True):
+            data = encode_envelope(envelope, self.custom_serializer, self.max_bytes)
+            keys.append(self.operation_key(envelope["id"]))
+            args.extend((envelope["id"], data, flag))
+        keys.extend(self.dedup_keys)
+        return self.plan
+
+
 def plan_enqueue(
+    config: QueueConfig,
+    entities: Sequence[Any],
+    processor: CallableRef,
+    **options: Any,
+) -> EnqueuePlan:
+    """Validate an enqueue of ``entities`` and build its script call (raises before any I/O);
+    options and rules as :func:`draft_enqueue`, with no middleware in between."""
+    return draft_enqueue(config, entities, processor, **options).finish()
+
+
+def draft_enqueue(
     config: QueueConfig,
     entities: Sequence[Any],
     processor: CallableRef,
@@ -130,8 +167,8 @@ def plan_enqueue(
     deduplication_key: str | bool | None = None,
     custom_serializer: Callable[[Any], Any] | None = None,
     batch: bool = False,
-) -> EnqueuePlan:
-    """Validate an enqueue of ``entities`` and build its script call (raises before any I/O).
+) -> EnqueueDraft:
+    """Validate an enqueue of ``entities`` and build its envelopes (raises before any I/O).
 
     Each entity must be a dict (see :func:`entity_object`); a TypeError names the bad one
     (``entity``, or ``entities[i]`` when ``batch``). ``queue_name=None`` means the processor's
@@ -176,6 +213,15 @@ def plan_enqueue(
     ]
     dedup_keys: list[str] = []
     plan = EnqueuePlan(keys=keys, args=args)
+    draft = EnqueueDraft(
+        plan=plan,
+        envelopes=[],
+        dedup_flags=[],
+        dedup_keys=dedup_keys,
+        custom_serializer=custom_serializer,
+        max_bytes=config.max_payload_bytes,
+        operation_key=config.keys.operation,
+    )
     for index, (entity, given_id) in enumerate(zip(entities, ids, strict=False)):
         if not isinstance(entity, dict):
             argument = f"entities[{index}]" if batch else "entity"
@@ -199,22 +245,28 @@ def plan_enqueue(
             "enqueued_at": now,
             "history": [],
         }
-        data = encode_envelope(envelope, custom_serializer, config.max_payload_bytes)
-        keys.append(config.keys.operation(op_id))
+        draft.envelopes.append(envelope)
         if dedup is not None:
             dedup_keys.append(dedup)
-        args.extend((op_id, data, "1" if dedup is not None else "0"))
+        draft.dedup_flags.append("1" if dedup is not None else "0")
         plan.results.append(
             {"operation_id": op_id, "status": "queued", "queue_name": queue, "priority": priority}
         )
-    keys.extend(dedup_keys)
-    return plan
+    return draft
 
 
 def plan_enqueue_batch(
     config: QueueConfig, entities: Sequence[Any], processor: CallableRef, **options: Any
 ) -> EnqueuePlan | None:
     """Plan for ``enqueue_batch``; None when ``entities`` is empty (nothing to send)."""
+    draft = draft_enqueue_batch(config, entities, processor, **options)
+    return None if draft is None else draft.finish()
+
+
+def draft_enqueue_batch(
+    config: QueueConfig, entities: Sequence[Any], processor: CallableRef, **options: Any
+) -> EnqueueDraft | None:
+    """Draft for ``enqueue_batch``; None when ``entities`` is empty (nothing to send)."""
     if isinstance(options.get("deduplication_key"), str):
         raise ValueError("enqueue_batch takes deduplication_key=True (per entity), not a str")
     if "operation_id" in options:
@@ -223,7 +275,7 @@ def plan_enqueue_batch(
         raise TypeError("entities must be a list of entities")
     if not entities:
         return None
-    return plan_enqueue(config, entities, processor, batch=True, **options)
+    return draft_enqueue(config, entities, processor, batch=True, **options)
 
 
 @functools.cache

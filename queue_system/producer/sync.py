@@ -19,6 +19,7 @@ from queue_system.engine.plans import Plan, run_sync
 from queue_system.engine.scripts import Scripts
 from queue_system.ops.health import system_health
 from queue_system.ops.reads import read_operation, read_queue_status, read_workers
+from queue_system.producer.hooks import before_enqueue_sync
 from queue_system.producer.log_context import (
     CALLER_ERRORS,
     enqueue_batch_context,
@@ -28,8 +29,8 @@ from queue_system.producer.log_context import (
 )
 from queue_system.producer.plan import (
     PurgeProgress,
-    plan_enqueue,
-    plan_enqueue_batch,
+    draft_enqueue,
+    draft_enqueue_batch,
     redis_errors,
 )
 from queue_system.resilience import try_catch
@@ -100,7 +101,7 @@ class QueueManager:
                 been stored (a reply lost for good): enqueue again with the same caller-chosen
                 ``operation_id`` to find out without storing it twice.
         """
-        plan = plan_enqueue(
+        draft = draft_enqueue(
             self.config,
             [entity],
             processor,
@@ -114,6 +115,7 @@ class QueueManager:
             deduplication_key=deduplication_key,
             custom_serializer=custom_serializer,
         )
+        plan = before_enqueue_sync(self.config.hooks(), draft)
         with redis_errors():
             answer = self._guard.call(self._scripts.enqueue, keys=plan.keys, args=plan.args)
         return plan.interpret(answer)[0]
@@ -130,9 +132,10 @@ class QueueManager:
         in :meth:`enqueue`; an id given twice in one batch stores its first entity only.
         """
         started = self.config.clock.monotonic()
-        plan = plan_enqueue_batch(self.config, entities, processor, **kwargs)
-        if plan is None:
+        draft = draft_enqueue_batch(self.config, entities, processor, **kwargs)
+        if draft is None:
             return []
+        plan = before_enqueue_sync(self.config.hooks(), draft)
         with redis_errors():
             answer = self._guard.call(self._scripts.enqueue, keys=plan.keys, args=plan.args)
         return plan.interpret(answer, self.config, started)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from queue_system.core.clock import Clock
-from queue_system.worker.events import WorkerEvents
+from queue_system.core.hooks import HookChain, JobInfo, Outcome
 from queue_system.worker.runner import Persist
 from queue_system.worker.store import Completion, WorkerBroker
 
@@ -30,7 +30,7 @@ class Acker:
         broker: the worker's script calls.
         persist: the worker's outage-tolerant write wrapper (None when it gave up).
         clock: the worker's clock (finish times).
-        events: metric updates.
+        hooks: the worker's hook chain (metrics first): told of each acked run.
         spawn_callback: runs an ``on_success`` callback in the background.
         finished: the worker stops tracking an item (acked or not).
         worker_id: names the worker in log records.
@@ -42,7 +42,7 @@ class Acker:
         broker: WorkerBroker,
         persist: Persist,
         clock: Clock,
-        events: WorkerEvents,
+        hooks: HookChain,
         spawn_callback: Callable[[Callable[..., Any], dict[str, Any]], None],
         finished: Callable[[str], None],
         worker_id: str,
@@ -50,7 +50,7 @@ class Acker:
         self.broker = broker
         self.persist = persist
         self.clock = clock
-        self.events = events
+        self.hooks = hooks
         self.spawn_callback = spawn_callback
         self.finished = finished
         self.worker_id = worker_id
@@ -91,15 +91,35 @@ class Acker:
         gave_up = results is None
         if gave_up:
             results = [False] * len(batch)
+        succeeded: list[tuple[JobInfo, Outcome]] = []
         for completion, acked in zip(batch, results, strict=True):
             token = completion.item.token
             self.finished(token)
             after = self._after_ack.pop(token, None)
             if acked:
+                succeeded.append(_succeeded(completion))
                 if after is not None:
                     self.spawn_callback(*after)
             elif not gave_up:
                 logger.warning(
                     "worker %s lost the lease on %s; not acked, no callbacks", self.worker_id, token
                 )
-        self.events.acked(batch, results)
+        if succeeded:
+            await self.hooks.run_after_batch(succeeded)
+
+
+def _succeeded(completion: Completion) -> tuple[JobInfo, Outcome]:
+    """What after_process hooks hear of an acked run."""
+    job = completion.job
+    if job is None:
+        queue, _, priority = completion.queue_priority.rpartition(":")
+        job = JobInfo(
+            operation_id=completion.operation_id,
+            queue=queue,
+            priority=priority,
+            processor=completion.processor,
+            attempt=1,
+            entity=None,
+        )
+    outcome = Outcome(status="succeeded", duration_ms=completion.run_ms, wait_ms=completion.wait_ms)
+    return job, outcome

@@ -32,6 +32,7 @@ import redis.asyncio
 from queue_system.config import QueueConfig
 from queue_system.core.checks import validate_queue_name
 from queue_system.core.envelope import as_text
+from queue_system.core.hooks import HookChain
 from queue_system.engine.outage import RedisOutage
 from queue_system.engine.queue_names import RETIRE_INTERVAL_S, retire_call
 from queue_system.engine.scripts import script_source
@@ -96,6 +97,7 @@ class QueueWorker:
     _fetcher: asyncio.Task[None]
     _services: list[asyncio.Task[None]]
     _stop_task: asyncio.Task[None] | None
+    hooks: HookChain  # metrics, then the config's middleware, as of start()
 
     def __init__(
         self,
@@ -164,6 +166,7 @@ class QueueWorker:
         self._retire_at = 0.0
         self._failure = None
         events = WorkerEvents(self.config.metrics, self.worker_id)
+        self.hooks = self.config.hooks(events)  # metrics first: it sees every outcome
         self._outage = RedisOutage(
             self.worker_id,
             self.config.clock,
@@ -175,7 +178,7 @@ class QueueWorker:
             broker=self._broker,
             persist=self._outage.persist,
             clock=self.config.clock,
-            events=events,
+            hooks=self.hooks,
             spawn_callback=lambda fn, data: self._runner.spawn_callback(fn, data),
             finished=self._forget,
             worker_id=self.worker_id,
@@ -191,6 +194,7 @@ class QueueWorker:
             release_token=self._forget,
             leases=self._leases,
             events=events,
+            hooks=self.hooks,
         )
         self._fetch = Fetcher(
             config=self.config,
@@ -208,6 +212,8 @@ class QueueWorker:
             stopping=self._stopping,
             worker_id=self.worker_id,
         )
+        if self.hooks.on_startup:  # before any loop runs: nothing is claimed yet
+            await self.hooks.run("on_startup", self.hooks.on_startup, self, op=None)
         self._executors = [
             asyncio.create_task(self._executor_loop(), name=f"queue-executor-{i}")
             for i in range(self.max_workers)
@@ -322,6 +328,8 @@ class QueueWorker:
         for task in tasks:
             task.cancel()
         await asyncio.wait(tasks, timeout=SHUTDOWN_WAIT_S)
+        if self.hooks.on_shutdown:
+            await self.hooks.run("on_shutdown", self.hooks.on_shutdown, self, op=None)
         await asyncio.to_thread(self._leases.stop)
         await self._outage.persist(self._broker.unregister)
         self._threads.shutdown()
@@ -468,6 +476,10 @@ class QueueWorker:
                 continue
             self._outage.recovered("heartbeat")
             await self._outage.sleep(RUNNING_PUBLISH_MIN_S, until=self._closing)
+            if self._closing.is_set():
+                # The close's cancel may have been swallowed by that wait (asyncio.wait_for
+                # ending with the event and the cancel at once): never start the long sleep.
+                return
             pause = HEARTBEAT_INTERVAL_S - RUNNING_PUBLISH_MIN_S
             await self._outage.sleep(pause, until=self._running_changed)
 

@@ -3,7 +3,12 @@
 Outcomes: success (queued for the worker's batched ack), retry (delayed set), ``failures``
 (retries exhausted) or ``system_errors`` (cannot be run). Writes go through the worker's
 ``persist`` so a Redis outage only delays them; a lost lease discards the outcome and its
-callbacks. Whatever goes wrong while finishing an item (a result or a retry that cannot be
+callbacks. Each outcome is told to the worker's hook chain (metrics first, then the config's
+middleware: :mod:`queue_system.core.hooks`); a failed run is retried or failed for good as the
+item's retry rules decide (:mod:`queue_system.core.retry_rules`). Callbacks run in their own
+thread pool and are retried on failure (:data:`CALLBACK_RETRIES`).
+
+Whatever goes wrong while finishing an item (a result or a retry that cannot be
 encoded, an exception that cannot be printed) still ends it: in ``system_errors`` with its
 raw bytes and the reason ``runner_error``; the item is never left leased for ever.
 """
@@ -19,13 +24,16 @@ from typing import Any, Protocol
 from queue_system.config import QueueConfig
 from queue_system.core.clock import to_ms
 from queue_system.core.envelope import dumps, encode_envelope, envelope_summary, operation_id_of
+from queue_system.core.hooks import HookChain, JobInfo, Outcome, meta_of
 from queue_system.core.records import (
     attempt_record,
     callback_data,
     dead_letter_record,
     describe_exception,
 )
-from queue_system.core.types import Envelope
+from queue_system.core.retry_rules import decide_retry
+from queue_system.core.types import DeadLetter, Envelope
+from queue_system.resilience.retry import retry_with_backoff
 from queue_system.worker.call import (
     InvalidItem,
     RunnableItem,
@@ -33,7 +41,7 @@ from queue_system.worker.call import (
     call_with_timeout,
     prepare,
 )
-from queue_system.worker.events import WorkerEvents
+from queue_system.worker.events import WorkerEvents, job_of
 from queue_system.worker.leases import LeaseKeeper
 from queue_system.worker.skew import Wait, plan_wait
 from queue_system.worker.store import ClaimedItem, Completion, WorkerBroker
@@ -41,6 +49,9 @@ from queue_system.worker.store import ClaimedItem, Completion, WorkerBroker
 logger = logging.getLogger("queue_system.worker")
 
 RETRY_PAYLOAD_MAX_BYTES = 64 * 1024 * 1024  # re-encoding a failed item never refuses it
+CALLBACK_RETRIES = 2  # a failing on_success / on_failure runs at most 3 times in all
+CALLBACK_BASE_DELAY_S = 0.1  # before its first retry (plus up to 0.1 s jitter); doubles
+CALLBACK_MAX_DELAY_S = 1.0  # cap of one wait between callback attempts
 
 
 class Persist(Protocol):
@@ -61,7 +72,8 @@ class ItemRunner:
         complete: queues a successful run for the batched ack.
         release_token: the worker stops tracking a finished item.
         leases: told when a processor starts (from its thread) and when it returned.
-        events: metric updates.
+        events: metric updates (the first middleware of ``hooks``).
+        hooks: the worker's hook chain; default: ``events`` then the config's middleware.
     """
 
     def __init__(
@@ -77,6 +89,7 @@ class ItemRunner:
         release_token: Callable[[str], None],
         leases: LeaseKeeper,
         events: WorkerEvents,
+        hooks: HookChain | None = None,
     ) -> None:
         self.config = config
         self.broker = broker
@@ -88,7 +101,9 @@ class ItemRunner:
         self.release_token = release_token
         self.leases = leases
         self.events = events
+        self.hooks = hooks or config.hooks(events)
         self.callbacks: set[asyncio.Task[None]] = set()
+        self.callback_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep  # tests: faster
 
     async def run(self, item: ClaimedItem) -> None:
         """Decode, resolve and run ``item``, then record its outcome (whatever happens)."""
@@ -118,6 +133,9 @@ class ItemRunner:
         await self.persist(self.broker.mark_started, item)  # first: a crash now must count
         job = {"operation_id": env["id"], "processor": env["processor"], "queue": env["queue"]}
         logger.debug("operation %s started (%s)", env["id"], env["processor"], extra=job)
+        info = self._job_info(env)
+        if self.hooks.before_process:
+            await self.hooks.run("before_process", self.hooks.before_process, info, op=env["id"])
         started = clock.monotonic()
         try:
             result = await call_with_timeout(
@@ -137,7 +155,7 @@ class ItemRunner:
                 run_ms,
                 extra={**job, "duration_ms": run_ms},
             )
-            await self._failed(item, runnable, exc, run_ms, wait_ms)
+            await self._failed(item, runnable, exc, run_ms, wait_ms, info)
             return
         self.leases.ran(item.token)
         run_ms = to_ms(clock.monotonic() - started)
@@ -157,9 +175,34 @@ class ItemRunner:
             result_json=self._result_json(result, env["queue"]),
             result_ttl=self.config.result_ttl_for(env["queue"]),
             processor=env["processor"],
+            job=info,
         )
         data = callback_data(env, result=result) if runnable.on_success else {}
         self.complete(completion, runnable.on_success, data)
+
+    @staticmethod
+    def _job_info(env: Envelope) -> JobInfo:
+        """What hooks see of a decoded item."""
+        return JobInfo(
+            operation_id=env["id"],
+            queue=env["queue"],
+            priority=env["priority"],
+            processor=env["processor"],
+            attempt=env["attempts"] + 1,
+            entity=env["entity"],
+            meta=meta_of(env),
+        )
+
+    async def _after(self, job: JobInfo, outcome: Outcome) -> None:
+        """Tell the hook chain (metrics first) how one run ended."""
+        await self.hooks.run(
+            "after_process", self.hooks.after_process, job, outcome, op=job.operation_id
+        )
+
+    async def _dead_lettered(self, record: DeadLetter) -> None:
+        if self.hooks.on_dead_letter:
+            op = record["operation_id"]
+            await self.hooks.run("on_dead_letter", self.hooks.on_dead_letter, record, op=op)
 
     def _result_json(self, result: Any, queue: str) -> str:
         """The result as stored in the status record: "" (read as None) when not kept."""
@@ -205,7 +248,7 @@ class ItemRunner:
             envelope=exc.envelope,
             raw=item.raw,
         )
-        await self._finish(
+        kept = await self._finish(
             item,
             self.broker.dead_letter,
             item,
@@ -213,7 +256,10 @@ class ItemRunner:
             system_error=True,
             dedup_key=dedup_of(exc.envelope),
         )
-        self.events.system_error(exc.envelope)
+        outcome = Outcome(status="system_error", exception=exc, reason=exc.reason)
+        await self._after(job_of(exc.envelope), outcome)
+        if kept:
+            await self._dead_lettered(record)
         op_id = operation_id_of(item.raw)
         logger.error(
             "system error (%s) for operation %s: %s",
@@ -262,7 +308,9 @@ class ItemRunner:
             self.release_token(item.token)
             return
         if kept:
-            self.events.system_error(summary)
+            outcome = Outcome(status="system_error", exception=exc, reason="runner_error")
+            await self._after(job_of(summary), outcome)
+            await self._dead_lettered(record)
 
     async def _failed(
         self,
@@ -271,25 +319,35 @@ class ItemRunner:
         exc: BaseException,
         run_ms: int,
         wait_ms: int,
+        job: JobInfo,
     ) -> None:
         env = runnable.envelope
         now = self.config.clock.time()
-        attempt = attempt_record(exc, now)
-        history = [*env.get("history", []), attempt]
         failed_runs = env["attempts"] + 1
-        retry = runnable.retry
-        if retry.has_attempts_left(env["attempts"]):
-            due = now + retry.get_delay_for_attempt(failed_runs)
-            if not retry.would_exceed_timeout(env["first_at"], due):
-                await self._retry(item, env, history, failed_runs, due, run_ms, wait_ms)
-                logger.info(
-                    "operation %s failed (%s); retry %d due in %.2fs",
-                    env["id"],
-                    type(exc).__name__,
-                    failed_runs,
-                    due - now,
-                )
-                return
+        decision = decide_retry(
+            runnable.retry, exc, retries_done=env["attempts"], first_at=env["first_at"], now=now
+        )
+        attempt = attempt_record(exc, now, decision.rule)
+        history = [*env.get("history", []), attempt]
+        if decision.due is not None:
+            await self._retry(item, env, history, failed_runs, decision.due, run_ms, wait_ms)
+            logger.info(
+                "operation %s failed (%s); retry %d due in %.2fs (%s)",
+                env["id"],
+                type(exc).__name__,
+                failed_runs,
+                decision.due - now,
+                decision.rule,
+            )
+            retried = Outcome(
+                status="retried",
+                exception=exc,
+                duration_ms=run_ms,
+                wait_ms=wait_ms,
+                rule=decision.rule,
+            )
+            await self._after(job, retried)
+            return
         final: dict[str, Any] = {**env, "attempts": failed_runs, "history": history}
         record = dead_letter_record(
             reason="failed",
@@ -309,10 +367,19 @@ class ItemRunner:
             dedup_key=env.get("dedup"),
             wait_ms=wait_ms,
         )
-        self.events.failed(env["queue"], env["priority"], env["processor"], env["id"])
-        logger.warning(
-            "operation %s failed after %d runs: %s", env["id"], failed_runs, attempt["message"]
+        failed = Outcome(
+            status="failed", exception=exc, duration_ms=run_ms, wait_ms=wait_ms, rule=decision.rule
         )
+        await self._after(job, failed)
+        logger.warning(
+            "operation %s failed after %d runs (%s): %s",
+            env["id"],
+            failed_runs,
+            decision.rule,
+            attempt["message"],
+        )
+        if kept:
+            await self._dead_lettered(record)
         if kept and runnable.on_failure is not None:
             data = callback_data(
                 env, error=attempt["message"], error_type=type(exc).__name__, history=history
@@ -351,7 +418,6 @@ class ItemRunner:
             attempts=failed_runs,
             last_error=json.dumps(last_error),
         )
-        self.events.retried(env["queue"], env["priority"], env["processor"])
 
     async def _finish(
         self, item: ClaimedItem, write: Callable[..., Awaitable[bool]], *args: Any, **kwargs: Any
@@ -394,7 +460,8 @@ class ItemRunner:
                 system_error=True,
                 dedup_key=dedup_of(summary),
             )
-            self.events.system_error(summary)
+            outcome = Outcome(status="system_error", reason="crash_loop")
+            await self._after(job_of(summary), outcome)
             op_id = operation_id_of(item.raw)
             logger.error(
                 "operation %s moved to system_errors: crash loop",
@@ -409,13 +476,32 @@ class ItemRunner:
         task.add_done_callback(self.callbacks.discard)
 
     async def _run_callback(self, fn: Callable[..., Any], data: dict[str, Any]) -> None:
+        """Run ``fn(data)``, retried with backoff while it raises (each attempt bounded by the
+        work timeout, in the callback pool); one that keeps failing is logged and counted."""
+        retried = retry_with_backoff(
+            max_retries=CALLBACK_RETRIES,
+            base_delay=CALLBACK_BASE_DELAY_S,
+            max_delay=CALLBACK_MAX_DELAY_S,
+            sleep=self.callback_sleep,
+        )(call_with_timeout)
+        op_id = data.get("operation_id")
         try:
-            await call_with_timeout(fn, data, self.work_timeout, self.callback_threads)
+            await retried(fn, data, self.work_timeout, self.callback_threads)
         except Exception:
             logger.exception(
-                "callback %s failed for operation %s",
+                "callback %s failed %d times for operation %s; giving up",
                 getattr(fn, "__qualname__", fn),
-                data.get("operation_id"),
+                CALLBACK_RETRIES + 1,
+                op_id,
+                extra={"operation_id": op_id},
+            )
+            self.config.metrics.update(
+                "callback_errors",
+                1,
+                queue=data.get("queue_name"),
+                priority=data.get("priority"),
+                processor=data.get("processor"),
+                operation_id=op_id,
             )
 
 

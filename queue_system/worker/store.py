@@ -31,6 +31,7 @@ from queue_system.config import NOTIFY_CAP, QueueConfig
 from queue_system.core.checks import OPERATION_ID_PATTERN
 from queue_system.core.clock import to_ms
 from queue_system.core.envelope import as_text
+from queue_system.core.hooks import JobInfo
 from queue_system.core.types import DeadLetter
 from queue_system.engine.keys import KeySpace
 from queue_system.engine.scripts import Scripts
@@ -68,6 +69,7 @@ class Completion:
     result_json: str
     result_ttl: int
     processor: str = ""
+    job: JobInfo | None = None  # what hooks are told (None: built from the fields above)
 
 
 @dataclass(frozen=True, kw_only=True)
