@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 Priority = Literal["high", "normal", "low"]
 #: Claim order: every ready high item before any normal, every normal before any low.
@@ -44,6 +44,8 @@ class Envelope(TypedDict, total=False):
     history: list[AttemptRecord]
     #: When a worker first found its processor or callback unknown (deploy skew), epoch s.
     unknown_since: float
+    #: Epoch s after which the item, if not started yet, is never run (``expires=``).
+    expires_at: float
 
 
 class DeadLetter(TypedDict):
@@ -67,7 +69,8 @@ class DeadLetter(TypedDict):
 # Times are ISO 8601 UTC strings (core.clock.iso_utc) or None.
 
 #: ``get_queue_status()``: Redis key -> count, for every waiting list and tier, plus
-#: ``failures``, ``system_errors``, in flight (``inflight``) and delayed (``delayed``).
+#: ``failures``, ``system_errors``, in flight (``inflight``), delayed retries (``delayed``) and
+#: items enqueued with ``delay=``/``run_at=`` (``scheduled``).
 QueueStatus = dict[str, int]
 
 
@@ -105,6 +108,8 @@ class OperationInfo(TypedDict):
     started_at: str | None
     finished_at: str | None
     next_run_at: str | None
+    #: Only on an ``expired`` operation: the ``expires=`` time it was not started by.
+    expired_at: NotRequired[str | None]
 
 
 class WorkerInfo(TypedDict):

@@ -34,6 +34,7 @@ from queue_system.worker.call import (
     prepare,
 )
 from queue_system.worker.events import WorkerEvents
+from queue_system.worker.expiry import expire_item, expired_at
 from queue_system.worker.leases import LeaseKeeper
 from queue_system.worker.skew import Wait, plan_wait
 from queue_system.worker.store import ClaimedItem, Completion, WorkerBroker
@@ -113,6 +114,18 @@ class ItemRunner:
             await self._system_error(item, exc)
             return
         env = runnable.envelope
+        now = clock.time()
+        if (expires_at := expired_at(env, now)) is not None:  # checked before it starts
+            await expire_item(
+                item=item,
+                runnable=runnable,
+                expires_at=expires_at,
+                now_s=now,
+                broker=self.broker,
+                finish=self._finish,
+                spawn_callback=self.spawn_callback,
+            )
+            return
         env.pop("unknown_since", None)  # it runs here: a later retry gets a whole new wait
         wait_ms = max(0, to_ms(clock.time() - env["enqueued_at"]))
         await self.persist(self.broker.mark_started, item)  # first: a crash now must count
