@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal, NotRequired, TypedDict
+from typing import Any, Literal, TypedDict
 
 Priority = Literal["high", "normal", "low"]
 #: Claim order: every ready high item before any normal, every normal before any low.
@@ -108,8 +108,8 @@ class OperationInfo(TypedDict):
     started_at: str | None
     finished_at: str | None
     next_run_at: str | None
-    #: Only on an ``expired`` operation: the ``expires=`` time it was not started by.
-    expired_at: NotRequired[str | None]
+    #: On an ``expired`` operation: the ``expires=`` time it was not started by; else None.
+    expired_at: str | None
 
 
 class WorkerInfo(TypedDict):
@@ -190,6 +190,7 @@ class MetricsSnapshot(TypedDict, total=False):
     failed: int
     retried: int
     system_errors: int
+    expired: int
     success_rate: float
     avg_process_time: float
     queues: dict[str, dict[str, TierMetrics]]

@@ -101,7 +101,7 @@ def operation_from_record(
         "started_at": times["started_at"],
         "finished_at": times["finished_at"],
         "next_run_at": times["next_run_at"],
-        **({"expired_at": _time(fields["expired_at"])} if "expired_at" in fields else {}),
+        "expired_at": _time(fields.get("expired_at")),
     }
 
 

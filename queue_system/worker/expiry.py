@@ -58,7 +58,7 @@ async def expire_item(
         return
     late = now_s - expires_at
     logger.warning(
-        "operation %s expired %.3fs before a worker could start it; not run",
+        "operation %s expired (%.3fs past its expires_at) before a worker started it; not run",
         env["id"],
         late,
         extra={"operation_id": env["id"], "reason": "expired"},
