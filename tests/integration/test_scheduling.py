@@ -422,3 +422,31 @@ def test_a_worker_run_in_process_expires_with_async_manager(
 
     asyncio.run(main())
     assert RAN == []
+
+
+# --- queue names -----------------------------------------------------------------------------
+
+
+def test_forget_refuses_a_queue_with_a_scheduled_item(
+    config: QueueConfig, manager: QueueManager
+) -> None:
+    from queue_system import QueueAdmin
+
+    manager.enqueue({"n": 1}, record, queue_name="later", delay=3600)
+    with pytest.raises(ValueError, match="1 scheduled"):
+        QueueAdmin(config).forget_queue("later")
+
+
+def test_an_idle_queue_with_a_scheduled_item_is_not_retired(
+    make_config: Callable[..., QueueConfig],
+) -> None:
+    # Retiring it would leave its item, once promoted, on a list no registry names
+    from queue_system import QueueAdmin
+
+    clock = FakeClock()
+    config = make_config(clock=clock, backup_ttl=3600)
+    QueueManager(config).enqueue({"n": 1}, record, queue_name="later", delay=10 * 3600)
+    admin = QueueAdmin(config)
+    assert admin.retire_idle_queues() == []
+    clock.advance(2 * 3600)
+    assert admin.retire_idle_queues() == []
