@@ -6,8 +6,9 @@ managers run the same plan, so each conversation with Redis is written once.
 An operation's life: ``pending`` → ``processing`` → ``completed``, or → ``scheduled`` (waiting
 for a retry) → ``pending`` ..., ending ``failed`` (retries exhausted) or ``error`` (system
 error). An item enqueued with ``delay=``/``run_at=`` starts ``scheduled`` (with ``next_run_at``);
-one not started before its ``expires=`` ends ``expired`` (with ``expired_at``). Records of finished operations are kept for the queue's result TTL; an unknown or
-expired id reads as ``None``.
+one not started before its ``expires=`` ends ``expired`` (with ``expired_at``). Records of
+finished operations are kept for the queue's result TTL; an unknown or expired id reads as
+``None``.
 """
 
 from __future__ import annotations

@@ -478,7 +478,6 @@ class WorkerBroker:
         )
         return bool(answer)
 
-
     async def expire(
         self,
         item: ClaimedItem,

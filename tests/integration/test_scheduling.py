@@ -207,7 +207,9 @@ def test_retries_keep_the_worker_clock(
     clock = FakeClock()
     config = make_config(clock=clock)
     QueueManager(config).enqueue({"n": 1}, record, delay=30)
-    raw_redis.zadd(config.keys.delayed, {config.get_queue_key("record") + "\nretry": clock.now * 1000})
+    raw_redis.zadd(
+        config.keys.delayed, {config.get_queue_key("record") + "\nretry": clock.now * 1000}
+    )
     state = maintain(config, clock.time())
     assert state.promoted == 1
     assert raw_redis.lrange(config.get_queue_key("record"), 0, -1) == [b"retry"]
@@ -227,9 +229,7 @@ def test_dedup_key_is_held_while_scheduled(
     assert manager.enqueue({"n": 3}, record, deduplication_key="once")["status"] == "queued"
 
 
-def test_the_async_manager_schedules_alike(
-    config: QueueConfig, raw_redis: redis.Redis
-) -> None:
+def test_the_async_manager_schedules_alike(config: QueueConfig, raw_redis: redis.Redis) -> None:
     async def main() -> None:
         manager = AsyncQueueManager(config)
         try:
