@@ -27,6 +27,7 @@ from queue_system.worker.store import WorkerBroker
 from tests.support.burst import run_burst
 from tests.support.clock import FakeClock
 from tests.support.proxy import FaultProxy
+from tests.support.readme import run_readme_block
 from tests.support.waiting import async_wait_until, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -450,3 +451,24 @@ def test_an_idle_queue_with_a_scheduled_item_is_not_retired(
     assert admin.retire_idle_queues() == []
     clock.advance(2 * 3600)
     assert admin.retire_idle_queues() == []
+
+
+# --- README ----------------------------------------------------------------------------------
+
+
+def test_readme_delayed_jobs(examples_url: str, tmp_path: Path) -> None:
+    stdout = run_readme_block("Delayed jobs", examples_url, tmp_path)
+    assert stdout.splitlines() == [
+        "reminder for bob after 1 s",
+        "reminder for ada after 2 s",
+        "scheduled True",
+        "duplicate",
+        "['send_reminder']",
+    ]
+
+
+def test_readme_expiry(examples_url: str, tmp_path: Path) -> None:
+    stdout = run_readme_block("Expiry", examples_url, tmp_path)
+    lines = stdout.splitlines()
+    assert sorted(lines[:2]) == ["charged order 1", "order 2 not run: expired"]
+    assert lines[2:] == ["expired", "1"]
