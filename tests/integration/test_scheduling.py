@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import os
 import signal
 import subprocess
@@ -23,6 +24,7 @@ import redis
 
 from queue_system import AsyncQueueManager, QueueConfig, QueueManager, QueueWorker
 from queue_system.engine.embedded_server import EmbeddedRedis
+from queue_system.engine.scripts import SCRIPT_NAMES, script_source
 from queue_system.worker.store import WorkerBroker
 from tests.support.burst import run_burst
 from tests.support.clock import FakeClock
@@ -245,19 +247,50 @@ def test_the_async_manager_schedules_alike(config: QueueConfig, raw_redis: redis
     assert raw_redis.zcard(config.keys.scheduled) == 2
 
 
+@pytest.fixture
+def proxy(redis_server: EmbeddedRedis, raw_redis: redis.Redis) -> Iterator[FaultProxy]:
+    # Loaded up front: a first EVALSHA answered NOSCRIPT would take the fault instead.
+    for name in SCRIPT_NAMES:
+        raw_redis.script_load(script_source(name))
+    with FaultProxy(redis_server.port) as made:
+        yield made
+
+
+def sha(name: str) -> bytes:
+    """The bytes that name ``name``'s script in an EVALSHA request."""
+    return hashlib.sha1(script_source(name).encode()).hexdigest().encode()
+
+
 def test_a_resent_scheduled_enqueue_stores_once(
-    redis_server: EmbeddedRedis, make_config: Callable[..., QueueConfig], raw_redis: redis.Redis
+    proxy: FaultProxy, make_config: Callable[..., QueueConfig], raw_redis: redis.Redis
 ) -> None:
-    # Given a proxy that loses the reply of the first enqueue (after the server ran it)
-    with FaultProxy(redis_server.port) as proxy:
-        config = make_config(redis_url=proxy.url)
-        proxy.drop_reply(b"EVALSHA")
-        QueueManager(config).enqueue({"n": 1}, record, delay=60)
+    # Given a proxy that loses the reply of the enqueue (after the server ran it)
+    config = make_config(redis_url=proxy.url)
+    fired = proxy.drop_reply(sha("enqueue"))
+    QueueManager(config).enqueue({"n": 1}, record, delay=60)
+    assert fired.is_set() and proxy.requests_matching(sha("enqueue")) == 2
     # Then the re-sent call found its own record: one item, one count
     assert raw_redis.zcard(config.keys.scheduled) == 1
     assert raw_redis.hgetall(config.keys.scheduled_counts) == {
         config.get_queue_key("record").encode(): b"1"
     }
+
+
+def test_a_resent_promotion_pushes_each_item_once(
+    proxy: FaultProxy, make_config: Callable[..., QueueConfig], raw_redis: redis.Redis
+) -> None:
+    # Given two items already due
+    config = make_config(redis_url=proxy.url)
+    past = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=5)
+    QueueManager(config).enqueue_batch([{"n": 1}, {"n": 2}], record, run_at=past)
+    # When promote_due's reply is lost and redis-py re-sends it
+    fired = proxy.drop_reply(sha("promote_due"))
+    maintain(config, config.clock.time())
+    assert fired.is_set() and proxy.requests_matching(sha("promote_due")) == 2
+    # Then each item is on its list once, and the counts are back to nothing
+    assert raw_redis.llen(config.get_queue_key("record")) == 2
+    assert raw_redis.zcard(config.keys.scheduled) == 0
+    assert raw_redis.hlen(config.keys.scheduled_counts) == 0
 
 
 # --- delivery contract -----------------------------------------------------------------------
