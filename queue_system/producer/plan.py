@@ -254,7 +254,8 @@ def due_spec(delay: float | dt.timedelta | None, run_at: dt.datetime | None) -> 
     if delay is not None and run_at is not None:
         raise ValueError("give delay= or run_at=, not both")
     if delay is not None:
-        return f"+{_seconds(delay, 'delay') * 1000:.3f}"
+        seconds = _seconds(delay, "delay")
+        return f"+{seconds * 1000:.3f}" if seconds > 0 else ""  # 0: pushed now, as usual
     if run_at is not None:
         if not isinstance(run_at, dt.datetime):
             raise TypeError("run_at must be a timezone-aware datetime")

@@ -151,6 +151,16 @@ def test_bad_schedules_raise_before_anything_is_written(
     assert raw_redis.keys(f"{config.keys.prefix}*") == []
 
 
+def test_a_zero_delay_is_an_ordinary_enqueue(
+    config: QueueConfig, manager: QueueManager, raw_redis: redis.Redis
+) -> None:
+    op = manager.enqueue({"n": 1}, record, delay=0)
+    assert raw_redis.llen(config.get_queue_key("record")) == 1
+    assert raw_redis.zcard(config.keys.scheduled) == 0
+    info = manager.get_operation(op["operation_id"])
+    assert info is not None and info["status"] == "pending"
+
+
 def test_delay_must_be_seconds_or_timedelta(manager: QueueManager) -> None:
     with pytest.raises(TypeError, match="delay must be seconds"):
         manager.enqueue({"n": 1}, record, delay="5")  # type: ignore[arg-type]
