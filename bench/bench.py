@@ -86,6 +86,7 @@ class Params:
     latency_samples: int
     metrics_pairs: int  # (metric log on, off) drain pairs of the metrics-cost figure
     hooks_pairs: int  # (no-op middleware, none) drain pairs of the hooks-cost figure
+    scheduled_pairs: int = 3  # (with, without SCHEDULED_N scheduled items) drain pairs
 
 
 FULL = Params(
@@ -105,6 +106,7 @@ QUICK = Params(
     latency_samples=100,
     metrics_pairs=2,
     hooks_pairs=2,
+    scheduled_pairs=1,
 )
 
 
@@ -546,6 +548,53 @@ def bench_metrics_cost(
     return rows, cost
 
 
+# --- scheduled-set cost -------------------------------------------------------------------------
+
+SCHEDULED_N = 100_000  # items scheduled an hour ahead beside the drain (issue 12)
+
+
+def fill_scheduled(manager: QueueManager, n: int) -> None:
+    """Schedule ``n`` no-op items an hour ahead on the drain's own queue (the worst case: the
+    promoter looks at the same lists the claims take from)."""
+    entities = [make_entity(i) for i in range(FILL_CHUNK)]
+    for i in range(0, n, FILL_CHUNK):
+        chunk = entities[: min(FILL_CHUNK, n - i)]
+        manager.enqueue_batch(chunk, noop, queue_name=QUEUE, delay=3600)
+
+
+def bench_scheduled_cost(
+    r: redis.Redis, manager: QueueManager, url: str, p: Params, max_workers: int
+) -> Row:
+    """The drain of ready items with and without SCHEDULED_N items in the scheduled set, in
+    adjacent pairs (each side first as often as the other); the ratio is the median of the
+    pairs' ratios. Timed to the last job's run, like the metrics-cost drains."""
+    with_rates: list[float] = []
+    without_rates: list[float] = []
+    ratios: list[float] = []
+    for pair in range(p.scheduled_pairs):
+        rates: dict[str, float] = {}
+        for side in ("without", "with") if pair % 2 == 0 else ("with", "without"):
+            if side == "with":
+                fill_scheduled(manager, SCHEDULED_N)
+            report = drain_child_run(r, manager, url, p.drain_n, max_workers)  # clears all
+            rates[side] = p.drain_n / report["active_s"]
+        with_rates.append(rates["with"])
+        without_rates.append(rates["without"])
+        ratios.append(rates["with"] / rates["without"])
+    return Row(
+        name=f"drain {p.drain_n:,} beside {SCHEDULED_N:,} scheduled items",
+        unit="jobs/s",
+        lib=statistics.median(with_rates),
+        raw=statistics.median(without_rates),
+        target=0.90,
+        higher_is_better=True,
+        paired_ratio=statistics.median(ratios),
+        note=f"max_workers={max_workers}; {p.scheduled_pairs} adjacent pairs, ratio = median "
+        f"of the pairs' ratios ({', '.join(f'{v:.2f}' for v in ratios)}); baseline: the same "
+        f"drain with the scheduled set empty; items scheduled 1 h ahead on the same queue",
+    )
+
+
 # --- 5: latency ---------------------------------------------------------------------------------
 
 
@@ -889,6 +938,8 @@ def run(args: argparse.Namespace) -> int:
             say("4b/5 hooks cost ...")
             best = max(trials, key=lambda k: trials[k])
             rows.append(bench_hooks_cost(r, manager, url, p, best))
+        say(f"+ drain beside {SCHEDULED_N:,} scheduled items ...")
+        rows.append(bench_scheduled_cost(r, manager, url, p, max(trials, key=lambda k: trials[k])))
         say("5/5 latency ...")
         rows += bench_latency(r, manager, url, p)
         description = server_description(r)

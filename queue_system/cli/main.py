@@ -32,6 +32,7 @@ from queue_system.cli.render import (
     status_view,
     workers_table,
 )
+from queue_system.cli.scheduled import scheduled
 from queue_system.cli.state import State, current_state, where
 from queue_system.cli.worker import METRICS_LOGGER, worker
 from queue_system.engine.connection import DEFAULT_REDIS_URL, REDIS_URL_ENV_VAR, redact_url
@@ -109,6 +110,7 @@ def cli(ctx: click.Context, url: str, prefix: str, timeout: float, debug: bool) 
 
 for command in (failures, worker, queues, purge):
     cli.add_command(command)
+cli.add_command(scheduled)
 
 
 def main() -> None:
@@ -215,7 +217,8 @@ def health(as_json: bool) -> None:
         click.echo(
             f"ok: {result['server']} at {redact_url(state.url)} answered in "
             f"{result['latency_ms'] or 0:.1f} ms; {len(result['queue_stats'])} queues, "
-            f"{totals['queue_size']} waiting, {totals['failed_jobs']} failures, "
+            f"{totals['queue_size']} waiting, {totals['scheduled_jobs']} scheduled, "
+            f"{totals['failed_jobs']} failures, "
             f"{workers['count']} workers"
         )
     else:

@@ -64,7 +64,7 @@ class Outcome(NamedTuple):
     Attributes:
         status: ``succeeded`` (acked), ``retried`` (scheduled again), ``failed`` (to
             ``failures``), ``system_error`` (could not run: to ``system_errors``); ``expired``
-            and ``cancelled`` are reserved for the deadline and cancel features.
+            (``expires=`` passed before it started) and ``cancelled``.
         exception: what the processor raised (or why the item could not run), else None.
         duration_ms: how long the processor ran (0 when it did not run).
         wait_ms: how long the item waited in its queue before this run.

@@ -55,6 +55,8 @@ class Envelope(TypedDict, total=False):
     unknown_since: float
     #: What ``before_enqueue`` middleware added (e.g. a trace context); JSON values.
     meta: JSONDict
+    #: Epoch s after which the item, if not started yet, is never run (``expires=``).
+    expires_at: float
 
 
 class DeadLetter(TypedDict):
@@ -78,7 +80,8 @@ class DeadLetter(TypedDict):
 # Times are ISO 8601 UTC strings (core.clock.iso_utc) or None.
 
 #: ``get_queue_status()``: Redis key -> count, for every waiting list and tier, plus
-#: ``failures``, ``system_errors``, in flight (``inflight``) and delayed (``delayed``).
+#: ``failures``, ``system_errors``, in flight (``inflight``), delayed retries (``delayed``) and
+#: items enqueued with ``delay=``/``run_at=`` (``scheduled``).
 QueueStatus = dict[str, int]
 
 
@@ -116,6 +119,8 @@ class OperationInfo(TypedDict):
     started_at: str | None
     finished_at: str | None
     next_run_at: str | None
+    #: On an ``expired`` operation: the ``expires=`` time it was not started by; else None.
+    expired_at: str | None
 
 
 class WorkerInfo(TypedDict):
@@ -212,6 +217,7 @@ class MetricsSnapshot(TypedDict, total=False):
     failed: int
     retried: int
     system_errors: int
+    expired: int
     success_rate: float
     avg_process_time: float
     queues: dict[str, dict[str, TierMetrics]]

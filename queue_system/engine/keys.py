@@ -19,7 +19,13 @@ Layout under a prefix (default ``queue:``)::
     queue:receipt:claim:{call_id}   STRING what one claim/recover call leased (TTL: one lease)
     queue:receipt:finish:{token}    STRING a dead letter of an item without a status record
                                           was written (TTL: backup_ttl)
-    queue:delayed                   ZSET  "<list key>\\n<raw item>" -> due time (ms)
+    queue:delayed                   ZSET  "<list key>\\n<raw item>" -> due time (ms): retries and
+                                          deploy-skew waits (the worker's clock)
+    queue:scheduled                 ZSET  "<list key>\\n<raw item>" -> due time (ms, Redis TIME):
+                                          items enqueued with delay= or run_at=
+    queue:scheduled_counts          HASH  queue name -> items of that queue in ``scheduled``
+                                          (kept by the scripts that add or remove members, so
+                                          status and health read counts without a scan)
     queue:redeliveries              HASH  operation id (sha1 of the item without one) -> times
                                           the lease of a started run expired (TTL from its
                                           first count; a field ends with its item)
@@ -153,6 +159,16 @@ class KeySpace:
     @property
     def delayed(self) -> str:
         return f"{self.prefix}delayed"
+
+    @property
+    def scheduled(self) -> str:
+        """Items enqueued with ``delay``/``run_at``, scored by their due time (server clock)."""
+        return f"{self.prefix}scheduled"
+
+    @property
+    def scheduled_counts(self) -> str:
+        """Queue name -> how many of its items wait in :attr:`scheduled`."""
+        return f"{self.prefix}scheduled_counts"
 
     @property
     def redeliveries(self) -> str:

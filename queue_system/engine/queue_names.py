@@ -32,7 +32,12 @@ def _shared_keys(keys: KeySpace) -> list[str]:
 def forget_call(keys: KeySpace, name: str) -> ScriptCall:
     """``forget_queue.lua`` for ``name`` (validated: an invalid name raises ValueError)."""
     return ScriptCall(
-        keys=[*_shared_keys(keys), *(keys.queue(name, p) for p in PRIORITIES)], args=[name]
+        keys=[
+            *_shared_keys(keys),
+            *(keys.queue(name, p) for p in PRIORITIES),
+            keys.scheduled_counts,
+        ],
+        args=[name],
     )
 
 
@@ -41,7 +46,7 @@ def retire_call(keys: KeySpace, names: list[str], *, now_s: float, idle_ttl_s: i
     valid = [name for name in names if _valid(keys, name)]
     lists = [keys.queue(name, p) for name in valid for p in PRIORITIES]
     return ScriptCall(
-        keys=[*_shared_keys(keys), keys.metrics, *lists],
+        keys=[*_shared_keys(keys), keys.metrics, *lists, keys.scheduled_counts],
         args=[now_s, idle_ttl_s, len(valid), *valid],
     )
 

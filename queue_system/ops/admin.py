@@ -40,7 +40,7 @@ from queue_system.core.types import (
 )
 from queue_system.engine.scripts import Scripts
 from queue_system.errors import DecodeError, SerializationError
-from queue_system.ops import queues
+from queue_system.ops import queues, scheduled
 from queue_system.ops.dead_letters import DeadLetterFilter, Filters, selected_ids
 from queue_system.ops.health import system_health
 from queue_system.ops.queues import QueueInfo
@@ -102,6 +102,14 @@ class QueueAdmin:
         """Every registered queue: ``name``, ``high``/``normal``/``low``, ``waiting``,
         ``in_flight``, ``scheduled`` and ``last_activity`` (ISO 8601 UTC, or None)."""
         return queues.list_queues(self.config)
+
+    def list_scheduled(
+        self, queue_name: str | None = None, limit: int = 50
+    ) -> list[scheduled.ScheduledItem]:
+        """Up to ``limit`` items enqueued with ``delay=``/``run_at=`` that are not due yet
+        (of ``queue_name`` when given), soonest first: ``operation_id``, ``queue_name``,
+        ``priority``, ``processor``, ``next_run_at`` and ``expires_at`` (ISO 8601 UTC)."""
+        return scheduled.list_scheduled(self.config, queue_name, limit)
 
     def forget_queue(self, name: str) -> None:
         """Remove the queue ``name`` from the registry, freeing its place under ``max_queues``.

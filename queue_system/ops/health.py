@@ -8,6 +8,8 @@ never an exception. The reads are pipelined but not atomic; counts are a moment'
 Cost: a few pipelined round trips plus one pass over the in-flight hash, the delayed set and
 both dead-letter lists (read in chunks of ``SCAN_CHUNK``), so O(queues + in flight + delayed +
 dead letters). Waiting items are only counted (LLEN), never read, except the head of each list.
+Items scheduled with ``delay=``/``run_at=`` are counted from the ``scheduled_counts`` HASH
+(one field per waiting list), never by reading the scheduled set.
 """
 
 from __future__ import annotations
@@ -140,11 +142,24 @@ def _snapshot(client: redis.Redis, config: QueueConfig, box: dict[str, Any]) -> 
     pipe.hvals(keys.inflight)
     pipe.zcard(keys.delayed)
     pipe.zrangebyscore(keys.workers, int((now - WORKER_FRESH_S) * 1000), "+inf")
-    server, memory, replication, registered, n_failed, n_errors, inflight, n_delayed, worker_ids = (
-        pipe.execute()
-    )
+    pipe.hgetall(keys.scheduled_counts)
+    pipe.zcard(keys.scheduled)
+    (
+        server,
+        memory,
+        replication,
+        registered,
+        n_failed,
+        n_errors,
+        inflight,
+        n_delayed,
+        worker_ids,
+        scheduled_counts,
+        n_scheduled,
+    ) = pipe.execute()
     in_flight = _count_by_queue(config, (v.partition(b"\n")[0] for v in inflight))
     scheduled = _count_by_queue(config, _delayed_list_keys(client, config, int(n_delayed)))
+    scheduled.update(_scheduled_by_queue(config, scheduled_counts))
     failed = _count_record_queues(client, keys.failures, int(n_failed))
     errors = _count_record_queues(client, keys.system_errors, int(n_errors))
     names = sorted(
@@ -191,7 +206,7 @@ def _snapshot(client: redis.Redis, config: QueueConfig, box: dict[str, Any]) -> 
         "totals": {
             "queue_size": sum(s["queue_size"] for s in stats.values()),
             "in_flight": len(inflight),
-            "scheduled_jobs": int(n_delayed),
+            "scheduled_jobs": int(n_delayed) + int(n_scheduled),
             "failed_jobs": int(n_failed),
             "system_errors": int(n_errors),
         },
@@ -211,6 +226,17 @@ def _count_by_queue(config: QueueConfig, list_keys: Iterable[bytes]) -> Counter[
         if parsed is not None:
             counts[parsed[0]] += 1
     return counts
+
+
+def _scheduled_by_queue(config: QueueConfig, counts: dict[bytes, bytes]) -> Counter[str]:
+    """Per queue, its items in the scheduled set, from the counts HASH (list key -> count)
+    that enqueue.lua and promote_due.lua keep: no scan of the set."""
+    found: Counter[str] = Counter()
+    for list_key, count in counts.items():
+        parsed = config.keys.parse_queue(list_key.decode("utf-8", "replace"))
+        if parsed is not None:
+            found[parsed[0]] += max(0, int(count))
+    return found
 
 
 def _delayed_list_keys(client: redis.Redis, config: QueueConfig, total: int) -> list[bytes]:

@@ -5,8 +5,10 @@ managers run the same plan, so each conversation with Redis is written once.
 
 An operation's life: ``pending`` → ``processing`` → ``completed``, or → ``scheduled`` (waiting
 for a retry) → ``pending`` ..., ending ``failed`` (retries exhausted) or ``error`` (system
-error). Records of finished operations are kept for the queue's result TTL; an unknown or
-expired id reads as ``None``.
+error). An item enqueued with ``delay=``/``run_at=`` starts ``scheduled`` (with ``next_run_at``);
+one not started before its ``expires=`` ends ``expired`` (with ``expired_at``). Records of
+finished operations are kept for the queue's result TTL; an unknown or expired id reads as
+``None``.
 """
 
 from __future__ import annotations
@@ -26,16 +28,18 @@ _TIME_FIELDS = ("enqueued_at", "started_at", "finished_at", "next_run_at")
 
 def read_queue_status(keys: KeySpace) -> Plan[QueueStatus]:
     """Plan: the depth of every registered queue and tier, then failures, system errors, in
-    flight and delayed, keyed by Redis key (``{"queue:high:emails": 5, ...}``)."""
+    flight, delayed (retries) and scheduled (``delay=``/``run_at=``), keyed by Redis key
+    (``{"queue:high:emails": 5, ...}``)."""
     (names,) = yield [Command("smembers", keys.registry)]
     list_keys = [keys.queue(name, p) for name in sorted(map(as_text, names)) for p in PRIORITIES]
-    totals = [keys.failures, keys.system_errors, keys.inflight, keys.delayed]
+    totals = [keys.failures, keys.system_errors, keys.inflight, keys.delayed, keys.scheduled]
     replies = yield [
         *(Command("llen", key) for key in list_keys),
         Command("llen", keys.failures),
         Command("llen", keys.system_errors),
         Command("hlen", keys.inflight),
         Command("zcard", keys.delayed),
+        Command("zcard", keys.scheduled),
     ]
     return {key: int(n) for key, n in zip([*list_keys, *totals], replies, strict=True)}
 
@@ -98,6 +102,7 @@ def operation_from_record(
         "started_at": times["started_at"],
         "finished_at": times["finished_at"],
         "next_run_at": times["next_run_at"],
+        "expired_at": _time(fields.get("expired_at")),
     }
 
 

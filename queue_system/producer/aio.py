@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -76,6 +77,9 @@ class AsyncQueueManager:
         timeout: float | None = None,
         deduplication_key: str | bool | None = None,
         custom_serializer: Callable[[Any], Any] | None = None,
+        delay: float | dt.timedelta | None = None,
+        run_at: dt.datetime | None = None,
+        expires: float | dt.timedelta | dt.datetime | None = None,
     ) -> EnqueueResult:
         """See :meth:`QueueManager.enqueue`."""
         draft = draft_enqueue(
@@ -91,6 +95,9 @@ class AsyncQueueManager:
             timeout=timeout,
             deduplication_key=deduplication_key,
             custom_serializer=custom_serializer,
+            delay=delay,
+            run_at=run_at,
+            expires=expires,
         )
         plan = await before_enqueue_async(self.config.hooks(), draft)
         _, scripts = self._connected()

@@ -7,9 +7,11 @@ shells only send the plan and hand the answer back, so no rule is written twice.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import hashlib
 import json
+import math
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -128,6 +130,10 @@ class EnqueueDraft:
     custom_serializer: Serializer | None
     max_bytes: int
     operation_key: Callable[[str], str]
+    #: enqueue.lua's due-time argument (see :func:`due_spec`): "" pushes now.
+    due: str = ""
+    scheduled_key: str = ""
+    scheduled_counts_key: str = ""
 
     def finish(self) -> EnqueuePlan:
         """Encode every envelope into the script call (raises SerializationError if one is
@@ -138,6 +144,9 @@ class EnqueueDraft:
             keys.append(self.operation_key(envelope["id"]))
             args.extend((envelope["id"], data, flag))
         keys.extend(self.dedup_keys)
+        if self.due:  # see enqueue.lua: the due time, then the scheduled set and its counts
+            args.append(self.due)
+            keys.extend((self.scheduled_key, self.scheduled_counts_key))
         return self.plan
 
 
@@ -167,6 +176,9 @@ def draft_enqueue(
     deduplication_key: str | bool | None = None,
     custom_serializer: Callable[[Any], Any] | None = None,
     batch: bool = False,
+    delay: float | dt.timedelta | None = None,
+    run_at: dt.datetime | None = None,
+    expires: float | dt.timedelta | dt.datetime | None = None,
 ) -> EnqueueDraft:
     """Validate an enqueue of ``entities`` and build its envelopes (raises before any I/O).
 
@@ -193,6 +205,10 @@ def draft_enqueue(
         raise TypeError("deduplication_key must be a str, True (entity hash) or None")
     ids = list(operation_ids) if operation_ids is not None else [None] * len(entities)
     now = config.clock.time()
+    due = due_spec(delay, run_at)
+    expires_at = expiry_time(expires, now)
+    if expires_at is not None and due and expires_at <= _due_estimate(due, now):
+        raise ValueError("expires must come after the item is due (delay=/run_at=)")
     keys = [
         config.keys.registry,
         config.keys.notify,
@@ -221,6 +237,9 @@ def draft_enqueue(
         custom_serializer=custom_serializer,
         max_bytes=config.max_payload_bytes,
         operation_key=config.keys.operation,
+        due=due,
+        scheduled_key=config.keys.scheduled,
+        scheduled_counts_key=config.keys.scheduled_counts,
     )
     for index, (entity, given_id) in enumerate(zip(entities, ids, strict=False)):
         if not isinstance(entity, dict):
@@ -245,6 +264,8 @@ def draft_enqueue(
             "enqueued_at": now,
             "history": [],
         }
+        if expires_at is not None:
+            envelope["expires_at"] = expires_at
         draft.envelopes.append(envelope)
         if dedup is not None:
             dedup_keys.append(dedup)
@@ -276,6 +297,63 @@ def draft_enqueue_batch(
     if not entities:
         return None
     return draft_enqueue(config, entities, processor, batch=True, **options)
+
+
+def _seconds(value: float | dt.timedelta, name: str) -> float:
+    """A duration as seconds: a finite, non-negative number or a timedelta."""
+    if isinstance(value, dt.timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        raise TypeError(f"{name} must be seconds (int/float) or a timedelta")
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
+    return seconds
+
+
+def _aware_epoch(value: dt.datetime, name: str) -> float:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(
+            f"{name} must be a timezone-aware datetime (naive datetimes are ambiguous); "
+            "e.g. datetime.now(timezone.utc) + timedelta(minutes=5)"
+        )
+    return value.timestamp()
+
+
+def due_spec(delay: float | dt.timedelta | None, run_at: dt.datetime | None) -> str:
+    """The due-time argument of ``enqueue.lua``: ``""`` (now), ``"+<ms>"`` (``delay`` after the
+    server's time) or ``"=<ms>"`` (``run_at``, absolute). Raises on both, a negative delay or a
+    naive datetime."""
+    if delay is not None and run_at is not None:
+        raise ValueError("give delay= or run_at=, not both")
+    if delay is not None:
+        seconds = _seconds(delay, "delay")
+        return f"+{seconds * 1000:.3f}" if seconds > 0 else ""  # 0: pushed now, as usual
+    if run_at is not None:
+        if not isinstance(run_at, dt.datetime):
+            raise TypeError("run_at must be a timezone-aware datetime")
+        return f"={_aware_epoch(run_at, 'run_at') * 1000:.3f}"
+    return ""
+
+
+def expiry_time(expires: float | dt.timedelta | dt.datetime | None, now: float) -> float | None:
+    """Epoch seconds after which an item that has not started is never run: ``expires``
+    seconds (or a timedelta) after ``now`` (the producer's clock), or an aware datetime."""
+    if expires is None:
+        return None
+    if isinstance(expires, dt.datetime):
+        return _aware_epoch(expires, "expires")
+    seconds = _seconds(expires, "expires")
+    if seconds == 0:
+        raise ValueError("expires must be > 0 seconds")
+    return now + seconds
+
+
+def _due_estimate(due: str, now: float) -> float:
+    """When a due spec falls, on the producer's clock (for the expires check only)."""
+    value = float(due[1:]) / 1000
+    return now + value if due.startswith("+") else value
 
 
 @functools.cache

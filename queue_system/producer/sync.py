@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -70,6 +71,9 @@ class QueueManager:
         timeout: float | None = None,
         deduplication_key: str | bool | None = None,
         custom_serializer: Callable[[Any], Any] | None = None,
+        delay: float | dt.timedelta | None = None,
+        run_at: dt.datetime | None = None,
+        expires: float | dt.timedelta | dt.datetime | None = None,
     ) -> EnqueueResult:
         """Store one item for a worker to run ``processor(entity)``.
 
@@ -89,14 +93,24 @@ class QueueManager:
             deduplication_key: while an item with this key is queued or running, further
                 enqueues write nothing and return its id (``True``: key on the entity hash).
             custom_serializer: ``json.dumps`` ``default=`` hook for types JSON lacks.
+            delay: run it no sooner than this many seconds (or a timedelta) from now, counted
+                on the Redis server's clock. Until then it waits in the scheduled set with
+                status ``scheduled`` and ``next_run_at``, holding its dedup key.
+            run_at: run it no sooner than this timezone-aware datetime (instead of ``delay``).
+            expires: seconds (or a timedelta) from now on this process's clock, or an aware
+                datetime: an item not started by then is never run; it ends as ``expired``
+                and its ``on_failure`` callback runs with ``reason="expired"``.
 
         Returns:
             ``{"operation_id", "status": "queued" | "duplicate", "queue_name", "priority"}``.
             A duplicate names the operation it duplicates: the holder of the dedup key, or
             this ``operation_id``, then with ``"existing_status"`` (``pending``,
-            ``scheduled``, ``processing``, ``completed``, ``failed`` or ``error``).
+            ``scheduled``, ``processing``, ``completed``, ``failed``, ``error`` or
+            ``expired``).
 
         Raises:
+            ValueError: both ``delay`` and ``run_at``, a negative delay, a naive datetime,
+                or ``expires`` not after the due time.
             QueueUnavailableError: Redis did not answer, even after retries. The item may have
                 been stored (a reply lost for good): enqueue again with the same caller-chosen
                 ``operation_id`` to find out without storing it twice.
@@ -114,6 +128,9 @@ class QueueManager:
             timeout=timeout,
             deduplication_key=deduplication_key,
             custom_serializer=custom_serializer,
+            delay=delay,
+            run_at=run_at,
+            expires=expires,
         )
         plan = before_enqueue_sync(self.config.hooks(), draft)
         with redis_errors():

@@ -67,8 +67,9 @@ class QueueWorker:
         queues: queue names to serve; default every queue in the namespace.
         burst: return from :meth:`run` once nothing is ready: nothing waiting, nothing in
             flight (anywhere in the namespace: an expired lease comes back and runs).
-        wait_scheduled: in burst mode, also wait for retries scheduled for later (until
-            they are due and have run); without it they are left for the next run.
+        wait_scheduled: in burst mode, also wait for retries scheduled for later, and for
+            items enqueued with ``delay=``/``run_at=`` (until they are due and have run);
+            without it they are left for the next run.
         outage_limit: seconds Redis may stay unreachable before :meth:`run` raises
             QueueUnavailableError; default BURST_OUTAGE_LIMIT_S (30 s) in burst mode, never
             otherwise.

@@ -42,6 +42,7 @@ from queue_system.worker.call import (
     prepare,
 )
 from queue_system.worker.events import WorkerEvents, job_of
+from queue_system.worker.expiry import expire_item, expired_at
 from queue_system.worker.leases import LeaseKeeper
 from queue_system.worker.skew import Wait, plan_wait
 from queue_system.worker.store import ClaimedItem, Completion, WorkerBroker
@@ -128,6 +129,20 @@ class ItemRunner:
             await self._system_error(item, exc)
             return
         env = runnable.envelope
+        now = clock.time()
+        if (expires_at := expired_at(env, now)) is not None:  # checked before it starts
+            expired = await expire_item(
+                item=item,
+                runnable=runnable,
+                expires_at=expires_at,
+                now_s=now,
+                broker=self.broker,
+                finish=self._finish,
+                spawn_callback=self.spawn_callback,
+            )
+            if expired:
+                await self._after(self._job_info(env), Outcome(status="expired", reason="expired"))
+            return
         env.pop("unknown_since", None)  # it runs here: a later retry gets a whole new wait
         wait_ms = max(0, to_ms(clock.time() - env["enqueued_at"]))
         await self.persist(self.broker.mark_started, item)  # first: a crash now must count

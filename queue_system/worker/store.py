@@ -372,9 +372,16 @@ class WorkerBroker:
         return int(await self.scripts.release(keys=keys, args=args))
 
     async def maintain(self, now_s: float) -> Maintenance:
-        """Promote due retries and recover expired leases (two script calls)."""
+        """Promote due retries (by ``now_s``) and due scheduled items (by the server's clock),
+        and recover expired leases (two script calls)."""
         promoted = await self.scripts.promote_due(
-            keys=[self.keys.delayed, self.keys.notify, self.keys.ready],
+            keys=[
+                self.keys.delayed,
+                self.keys.notify,
+                self.keys.ready,
+                self.keys.scheduled,
+                self.keys.scheduled_counts,
+            ],
             args=[to_ms(now_s), CLAIM_LIMIT, NOTIFY_CAP, self.keys.operation_prefix],
         )
         async with self._call_id("recover") as call_id:
@@ -472,6 +479,36 @@ class WorkerBroker:
             ],
         )
         return bool(answer)
+
+    async def expire(
+        self,
+        item: ClaimedItem,
+        *,
+        operation_id: str,
+        dedup_key: str | None,
+        expired_at_s: float,
+        finished_s: float,
+    ) -> bool:
+        """End a leased item that was not started before its ``expires_at`` (terminal
+        ``expired``); False if the lease was lost."""
+        keys = [
+            self.keys.inflight,
+            self.keys.leases,
+            self.keys.metrics,
+            self.keys.redeliveries,
+            self.keys.started,
+            self.keys.operation(operation_id),
+        ]
+        if dedup_key is not None and dedup_key.startswith(self.keys.dedup_prefix):
+            keys.append(dedup_key)
+        args: list[EncodableT] = [
+            item.token,
+            operation_id,
+            self.config.backup_ttl,
+            f"{expired_at_s:.3f}",
+            f"{finished_s:.3f}",
+        ]
+        return bool(await self.scripts.expire(keys=keys, args=args))
 
 
 def _ack_values(c: Completion) -> tuple[Any, ...]:

@@ -49,3 +49,8 @@ def test_dedup_keys_are_hashed_under_their_prefix() -> None:
 def test_bad_prefix_is_refused(prefix: str) -> None:
     with pytest.raises(ValueError, match="queue_prefix"):
         KeySpace(prefix)
+
+
+def test_scheduling_keys_live_under_the_prefix() -> None:
+    keys = KeySpace("app:")
+    assert (keys.scheduled, keys.scheduled_counts) == ("app:scheduled", "app:scheduled_counts")

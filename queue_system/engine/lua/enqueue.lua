@@ -7,7 +7,15 @@
 -- ARGV[4] TTL (s) of the metrics counters                        ARGV[5] item count N
 -- ARGV[6] priority          ARGV[7] processor name               ARGV[8] now (s)
 -- ARGV[9] nonce of this call: random, built once per call, the same when the call is re-sent
--- ARGV[10..] per item, 3 values: operation id, encoded item, "1"/"0" (has a dedup key)
+-- ARGV[10..9+3N] per item, 3 values: operation id, encoded item, "1"/"0" (has a dedup key)
+-- ARGV[10+3N] (optional) when the items are due: absent or "" = now (pushed onto KEYS[4]);
+--   "+<ms>" = that long after the server's TIME (read here: one clock for every producer);
+--   "=<ms>" = at that epoch time (ms). Due items go to the scheduled ZSET instead, member
+--   "<KEYS[4]>\n<item>", status "scheduled" with next_run_at; promote_due.lua moves them
+--   onto KEYS[4] by the server's TIME. The items of one call are spaced 1 microsecond apart
+--   (in item order), so promotion keeps their order.
+-- KEYS[#KEYS-1] scheduled ZSET and KEYS[#KEYS] scheduled counts HASH (list key -> members),
+--   only when ARGV[10+3N] is given and not "".
 -- Returns: a flat list of 2 strings per item. "", "" = queued (now, or by an earlier run of
 --   this same call whose reply was lost: its status record carries this call's nonce, and
 --   nothing is written again). Else nothing was written for the item, and the pair is the
@@ -26,6 +34,18 @@ if not known and redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[2]) then
   return redis.error_reply('QS_TOO_MANY_QUEUES')
 end
 local nonce = ARGV[9]
+local due_spec = ARGV[10 + 3 * n] or ''
+local due_ms, scheduled_set, scheduled_counts = false, false, false
+if due_spec ~= '' then
+  scheduled_set, scheduled_counts = KEYS[#KEYS - 1], KEYS[#KEYS]
+  if string.sub(due_spec, 1, 1) == '+' then
+    local t = redis.call('TIME')
+    due_ms = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000 + tonumber(string.sub(due_spec, 2))
+  else
+    due_ms = tonumber(string.sub(due_spec, 2))
+  end
+end
+local scheduled = 0
 local out = {}
 local seen = {}  -- operation ids stored (or found stored by this call) so far in this run
 local queued = 0
@@ -49,6 +69,15 @@ for i = 0, n - 1 do
     holder, holder_status = op_id, record[2]
   elseif dedup and not redis.call('SET', dedup, op_id, 'NX') then
     holder = redis.call('GET', dedup)
+  elseif due_ms then
+    local score = due_ms + scheduled / 1000
+    redis.call('ZADD', scheduled_set, score, KEYS[4] .. '\n' .. item)
+    redis.call('HSET', status, 'status', 'scheduled', 'queue', ARGV[1], 'priority', ARGV[6],
+      'processor', ARGV[7], 'enqueued_at', ARGV[8], 'attempts', 0, 'nonce', nonce,
+      'next_run_at', string.format('%.3f', score / 1000))
+    seen[op_id] = true
+    queued = queued + 1
+    scheduled = scheduled + 1
   else
     if redis.call('LPUSH', KEYS[4], item) == 1 then was_empty = true end
     redis.call('HSET', status, 'status', 'pending', 'queue', ARGV[1], 'priority', ARGV[6],
@@ -61,7 +90,8 @@ for i = 0, n - 1 do
 end
 if queued > 0 then
   if not known then redis.call('SADD', KEYS[1], ARGV[1]) end
-  redis.call('SADD', KEYS[5], KEYS[4])
+  if scheduled < queued then redis.call('SADD', KEYS[5], KEYS[4]) end
+  if scheduled > 0 then redis.call('HINCRBY', scheduled_counts, KEYS[4], scheduled) end
   redis.call('HINCRBY', KEYS[3], 'enqueued', queued)
   redis.call('EXPIRE', KEYS[3], ARGV[4])
 end

@@ -1,6 +1,7 @@
 -- forget_queue: remove one queue name from the registry, only if nothing of it is left anywhere.
 -- KEYS[1] registry SET      KEYS[2] queue activity HASH   KEYS[3] inflight HASH
 -- KEYS[4] delayed ZSET      KEYS[5..7] the queue's waiting LISTs (high, normal, low)
+-- KEYS[8] scheduled counts HASH (list key -> items in the scheduled ZSET; counted as scheduled)
 -- ARGV[1] queue name
 -- Returns {known, waiting, in_flight, scheduled, forgotten}: known 0 = not in the registry
 --   (nothing done); forgotten 1 = the name was removed (then the three counts are 0).
@@ -29,6 +30,9 @@ local scheduled = 0
 entries = redis.call('ZRANGE', KEYS[4], 0, -1)
 for i = 1, #entries do
   if own[owner(entries[i])] then scheduled = scheduled + 1 end
+end
+for i = 5, 7 do
+  scheduled = scheduled + (tonumber(redis.call('HGET', KEYS[8], KEYS[i])) or 0)
 end
 if waiting + in_flight + scheduled > 0 then
   return {1, waiting, in_flight, scheduled, 0}

@@ -2,6 +2,8 @@
 -- KEYS[1] registry SET      KEYS[2] queue activity HASH   KEYS[3] inflight HASH
 -- KEYS[4] delayed ZSET      KEYS[5] metrics HASH
 -- KEYS[6..5+3N] the waiting LISTs of each name (high, normal, low), in name order
+-- KEYS[6+3N] scheduled counts HASH (list key -> items in the scheduled ZSET): a name with
+--   scheduled items is busy (read per list: no scan of the scheduled set)
 -- ARGV[1] now (s)           ARGV[2] idle TTL (s)          ARGV[3] name count N
 -- ARGV[4..3+N] queue names (names no longer in the registry are skipped)
 -- Returns the names removed from the registry.
@@ -49,7 +51,11 @@ for _, entry in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do mark(entry) end
 local removed = {}
 for _, candidate in ipairs(idle) do
   local first = candidate[2]
-  if not (busy[KEYS[first]] or busy[KEYS[first + 1]] or busy[KEYS[first + 2]]) then
+  local scheduled = false
+  for j = 0, 2 do
+    if redis.call('HEXISTS', KEYS[6 + 3 * n], KEYS[first + j]) == 1 then scheduled = true end
+  end
+  if not (scheduled or busy[KEYS[first]] or busy[KEYS[first + 1]] or busy[KEYS[first + 2]]) then
     redis.call('SREM', KEYS[1], candidate[1])
     redis.call('HDEL', KEYS[2], candidate[1])
     removed[#removed + 1] = candidate[1]
