@@ -34,6 +34,10 @@ from queue_system.worker.store import ClaimedItem, WorkerBroker
 logger = logging.getLogger("queue_system.worker")
 
 IDLE_WAIT_S = 1.0  # longest block on the wake-up list before re-checking (must be < timeouts)
+LIMIT_POLL_S = 0.05
+"""How long a fetcher waits before claiming again when a concurrency cap held items back (a
+slot frees when an item of that queue finishes, on any worker; a wake-up may come sooner)."""
+LIMIT_MIN_WAIT_S = 0.005  # shortest wait when a rate window frees room very soon
 CLAIM_INDEX_MIN_QUEUES = 32
 """Above this many served queue names, a claim reads the ready index first (one small read)
 and passes only the lists that may hold items; at or below it, every list (one round trip)."""
@@ -149,8 +153,12 @@ class Fetcher:
             self.ready.put_nowait(item)
 
     async def _wait_and_claim(self, free: int) -> None:
-        """Nothing was claimable: block until work is signalled, and claim in the same trip."""
+        """Nothing was claimable: block until work is signalled, and claim in the same trip.
+        Items held back by a limit shorten the wait to when room frees (bounded)."""
         wait_s = min(IDLE_WAIT_S, self.config.connection_timeout / 2)  # a stop waits for it
+        held_back = self.broker.held_back_s
+        if held_back is not None:
+            wait_s = min(wait_s, max(held_back or LIMIT_POLL_S, LIMIT_MIN_WAIT_S))
         try:
             if self.use_index:  # wait + read the index in one trip, then claim what it names
                 signalled, ready = await self.broker.wait_for_ready(wait_s)
