@@ -25,6 +25,7 @@ from redis.commands.core import Script
 from queue_system.core.checks import require_positive, validate_queue_name
 from queue_system.core.clock import Clock, SystemClock
 from queue_system.core.envelope import DEFAULT_MAX_PAYLOAD_BYTES
+from queue_system.core.limits import QueueLimits
 from queue_system.core.registry import CallableRegistry, callback_key
 from queue_system.core.types import MetricsSnapshot
 from queue_system.engine import connection
@@ -79,6 +80,10 @@ class QueueConfig:
             know waits for one that does (deploy skew), counted from the first time a worker
             saw it unknown; then it goes to ``system_errors``. 0 sends it there at once.
         clock: time source (tests inject one; default wall/monotonic clock).
+        limits: per queue name, a :class:`~queue_system.core.limits.QueueLimits`
+            (``max_concurrency``, ``rate_limit``) enforced across every worker. Workers write
+            them to Redis when they start, unless ``queue-system limits set`` set that queue's
+            limits at runtime: the runtime value wins until ``limits clear``.
     """
 
     def __init__(
@@ -104,6 +109,7 @@ class QueueConfig:
         queue_keep_results: Mapping[str, bool] | None = None,
         unknown_processor_ttl: float = DEFAULT_UNKNOWN_PROCESSOR_TTL_S,
         clock: Clock | None = None,
+        limits: Mapping[str, QueueLimits] | None = None,
     ) -> None:
         require_positive("backup_ttl", backup_ttl)
         require_positive("connection_timeout", connection_timeout)
@@ -152,6 +158,7 @@ class QueueConfig:
         self.queue_keep_results = _flags_by_queue(queue_keep_results)
         self.unknown_processor_ttl = float(unknown_processor_ttl)
         self.clock: Clock = clock or SystemClock()
+        self.limits = _limits_by_queue(limits)
         self.registry = CallableRegistry(allowed_modules)
         self.metrics = Metrics(logger=logging.getLogger("queue_system.metrics"))
         self.redis_url = redis_url if redis_client is None else None
@@ -280,3 +287,14 @@ def _flags_by_queue(flags: Mapping[str, bool] | None) -> dict[str, bool]:
         validate_queue_name(queue): _flag(f"queue_keep_results[{queue!r}]", keep)
         for queue, keep in flags.items()
     }
+
+
+def _limits_by_queue(limits: Mapping[str, QueueLimits] | None) -> dict[str, QueueLimits]:
+    if limits is None:
+        return {}
+    if not isinstance(limits, Mapping):
+        raise TypeError(f"limits must be a mapping of queue name to QueueLimits, got {limits!r}")
+    for queue, value in limits.items():
+        if not isinstance(value, QueueLimits):
+            raise TypeError(f"limits[{queue!r}] must be a QueueLimits, got {value!r}")
+    return {validate_queue_name(queue): value for queue, value in limits.items()}

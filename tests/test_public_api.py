@@ -14,6 +14,7 @@ DOCUMENTED = {
     "ProcessingError",
     "QueueAdmin",
     "QueueConfig",
+    "QueueLimits",
     "QueueManager",
     "QueueRetryConfig",
     "QueueSystemError",

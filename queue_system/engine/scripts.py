@@ -31,6 +31,7 @@ SCRIPT_NAMES = (
     "requeue",
     "forget_queue",
     "retire_idle_queues",
+    "seed_limits",
 )
 
 TOO_MANY_QUEUES = "QS_TOO_MANY_QUEUES"
@@ -66,6 +67,7 @@ class Scripts(Generic[S]):
     requeue: S
     forget_queue: S
     retire_idle_queues: S
+    seed_limits: S
 
     @overload
     @classmethod

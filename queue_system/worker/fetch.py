@@ -103,6 +103,7 @@ class Fetcher:
         ``burst_done`` (burst mode) is awaited whenever nothing is claimable and nothing is
         held: the loop returns once it says True.
         """
+        await self.broker.seed_limits()  # the config's limits, unless set at runtime
         await self.refresh_queues()
         while not self.stopping.is_set():
             waiting = self.ready.qsize()

@@ -31,6 +31,7 @@ from queue_system.config import NOTIFY_CAP, QueueConfig
 from queue_system.core.checks import OPERATION_ID_PATTERN
 from queue_system.core.clock import to_ms
 from queue_system.core.envelope import as_text
+from queue_system.core.limits import encode_limits
 from queue_system.core.types import DeadLetter
 from queue_system.engine.keys import KeySpace
 from queue_system.engine.scripts import Scripts
@@ -242,17 +243,30 @@ class WorkerBroker:
 
     async def index_lists(self, list_keys: list[str]) -> int:
         """Add each of ``list_keys`` that holds items to the ready index (items pushed before
-        the index existed, or by an older version); returns how many hold items."""
+        the index existed, or by an older version); returns how many hold items and are not
+        paused (a paused tier is indexed, so that a claim finds it once resumed)."""
         if not list_keys:
             return 0
         pipe = self.client.pipeline(transaction=False)
+        pipe.smembers(self.keys.paused)
         for key in list_keys:
             pipe.llen(key)
-        lengths = await pipe.execute()
+        paused, *lengths = await pipe.execute()
         waiting = [key for key, length in zip(list_keys, lengths, strict=True) if length]
         if waiting:
             await self.client.sadd(self.keys.ready, *waiting)
-        return len(waiting)
+        paused_keys = {as_text(key) for key in paused}
+        return sum(1 for key in waiting if key not in paused_keys)
+
+    async def seed_limits(self) -> int:
+        """Write the config's queue limits to Redis, except those set at runtime (which win);
+        returns how many changed."""
+        args: list[EncodableT] = []
+        for name, limits in sorted(self.config.limits.items()):
+            args.extend((name, encode_limits(limits, "config")))
+        if not args:
+            return 0
+        return int(await self.scripts.seed_limits(keys=[self.keys.limits], args=args))
 
     async def mark_started(self, item: ClaimedItem) -> None:
         """Record that ``item``'s processor is about to run, before it runs: only a started
