@@ -68,7 +68,7 @@ def paused(config: QueueConfig) -> dict[str, list[Priority]]:
         parsed = config.keys.parse_queue(key)
         if parsed is not None:
             found.setdefault(parsed[0], []).append(parsed[1])
-    return {name: sorted(tiers, key=PRIORITIES.index) for name, tiers in found.items()}
+    return {name: sorted(found[name], key=PRIORITIES.index) for name in sorted(found)}
 
 
 def get_limits(config: QueueConfig) -> dict[str, LimitInfo]:
