@@ -401,3 +401,60 @@ def test_rate_limit_holds_in_every_window_while_another_queue_drains(
     assert finished["alpha"] >= 2.0  # 130 at 50/s: at least two full windows
     # and the unlimited queue was not slowed down to alpha's pace
     assert finished["beta"] < 0.7 * finished["alpha"], finished
+
+
+def claim_calls(raw_redis: redis.Redis, config: QueueConfig) -> int:
+    """claim.lua calls of this test's namespace, counted from the SLOWLOG (see the fixture)."""
+    import hashlib
+
+    from queue_system.engine.scripts import script_source
+
+    sha = hashlib.sha1(script_source("claim").encode()).hexdigest().encode()
+    inflight = config.keys.inflight.encode()
+    return sum(
+        1
+        for entry in raw_redis.execute_command("SLOWLOG", "GET", 100_000)
+        if [bytes(a) for a in entry[3][:4]][1:4:2] == [sha, inflight]
+    )
+
+
+@pytest.fixture
+def slowlog_everything(raw_redis: redis.Redis) -> Any:
+    saved = {
+        name: raw_redis.config_get(name)[name]
+        for name in ("slowlog-log-slower-than", "slowlog-max-len")
+    }
+    raw_redis.config_set("slowlog-log-slower-than", 0)
+    raw_redis.config_set("slowlog-max-len", 100_000)
+    raw_redis.slowlog_reset()
+    yield
+    for name, value in saved.items():
+        raw_redis.config_set(name, value)
+
+
+def test_workers_held_by_a_full_cap_poll_briefly_without_spinning(
+    make_config: Callable[..., QueueConfig], raw_redis: redis.Redis, slowlog_everything: Any
+) -> None:
+    # Given 10 items of 20 ms under max_concurrency=1 and two (non-burst) workers: whenever
+    # the cap is full, nothing signals when the slot frees
+    config = make_config(limits={"a": QueueLimits(max_concurrency=1)})
+    enqueue(config, "a", 10, slow, sleep=0.02)
+
+    async def main() -> float:
+        workers = [QueueWorker(config, max_workers=2, queues=["a"]) for _ in range(2)]
+        started = time.monotonic()
+        for worker in workers:
+            await worker.start()
+        try:
+            await async_wait_until(lambda: len(ran("a")) == 10, timeout=20, message="drained")
+            return time.monotonic() - started
+        finally:
+            for worker in workers:
+                await worker.stop()
+
+    elapsed = asyncio.run(main())
+    # Then they re-check soon (not after the 1 s idle wait: 10 items would take ~10 s)...
+    assert elapsed < 3.0, elapsed
+    # ...but not in a hot loop: about one claim per LIMIT_POLL_S (50 ms) per worker
+    calls = claim_calls(raw_redis, config)
+    assert calls <= 2 * (elapsed / 0.05) * 2 + 20, (calls, elapsed)
