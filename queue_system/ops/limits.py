@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import TypedDict
 
+from redis import Redis
+
 from queue_system.config import NOTIFY_CAP, QueueConfig
 from queue_system.core.checks import validate_priority, validate_queue_name
 from queue_system.core.envelope import as_text
@@ -31,8 +33,7 @@ class LimitInfo(TypedDict):
     rate_limit: str | None
     #: ``config`` (from a worker's QueueConfig) or ``runtime`` (``limits set``; wins).
     source: Source
-    #: Slots counted against max_concurrency (may include finished items not yet pruned:
-    #: the claim prunes them when the cap is reached).
+    #: Slots in use: this queue's items whose lease stands.
     slots: int
     #: Claims in the current rate window (as of the last claim of the queue).
     recent_claims: int
@@ -86,20 +87,31 @@ def get_limits(config: QueueConfig) -> dict[str, LimitInfo]:
     pipe = client.pipeline(transaction=False)
     for name in names:
         rate = found[name][0].rate
-        pipe.scard(keys.limit_running(name))
+        pipe.smembers(keys.limit_running(name))
         pipe.zcount(keys.limit_starts(name), f"({now_ms - (rate.window_ms if rate else 0)}", "+inf")
-    counts = pipe.execute()
+    replies = pipe.execute()
     return {
         name: {
             "queue": name,
             "max_concurrency": found[name][0].max_concurrency,
             "rate_limit": found[name][0].rate_limit,
             "source": found[name][1],
-            "slots": int(counts[2 * i]),
-            "recent_claims": int(counts[2 * i + 1]),
+            "slots": _live_slots(client, config, replies[2 * i], now_ms),
+            "recent_claims": int(replies[2 * i + 1]),
         }
         for i, name in enumerate(names)
     }
+
+
+def _live_slots(client: Redis, config: QueueConfig, tokens: set[bytes], now_ms: int) -> int:
+    """How many of a capped queue's tokens hold a slot: their lease stands (as claim.lua
+    counts them; it prunes the others lazily)."""
+    if not tokens:
+        return 0
+    pipe = client.pipeline(transaction=False)
+    for token in tokens:
+        pipe.zscore(config.keys.leases, token)
+    return sum(1 for deadline in pipe.execute() if deadline is not None and deadline >= now_ms)
 
 
 def set_limits(config: QueueConfig, queue: str, limits: QueueLimits) -> None:

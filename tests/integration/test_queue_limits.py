@@ -123,6 +123,7 @@ def test_max_concurrency_caps_leased_items_across_tiers_and_claims(config: Queue
     items, held = claim(config, ["a"], 100)
     assert items == [] and held == 0.0
     assert config.redis_client.llen(config.get_queue_key("a")) == 2  # n1, n2 wait in order
+    assert QueueAdmin(config).get_limits()["a"]["slots"] == 4
 
 
 def test_a_released_item_frees_its_slot(config: QueueConfig) -> None:
@@ -139,6 +140,7 @@ def test_a_released_item_frees_its_slot(config: QueueConfig) -> None:
         return [numbers(first), numbers(blocked), numbers(again)]
 
     assert with_broker(config, body) == [[0], [], [0]]
+    assert QueueAdmin(config).get_limits()["a"]["slots"] == 1  # the released lease no longer counts
 
 
 def test_an_expired_lease_frees_its_slot_without_recovery(
@@ -182,6 +184,7 @@ def test_rate_limit_allows_n_claims_per_window_and_says_when_room_frees(
     assert config.redis_client.llen(config.get_queue_key("a")) == 3  # 5, 6, 7 wait in order
     starts = config.keys.limit_starts("a")
     assert config.redis_client.zcard(starts) == 5
+    assert QueueAdmin(config).get_limits()["a"]["recent_claims"] == 5
     assert 59_000 < config.redis_client.pttl(starts) <= 60_000
 
 
