@@ -14,6 +14,11 @@ burst mode before the run is declared over. In burst mode it decides
 when the run is over: nothing waiting and nothing in flight (nor scheduled, with
 ``wait_scheduled``). Redis errors of a claim are backed off here; any other error ends
 :meth:`Fetcher.loop`, whose supervisor restarts it.
+
+Paused tiers and queue limits are enforced inside the claim script. When it held items back
+by a limit and claimed nothing, the next wait is shortened to when room frees: the end of
+the rate window it reported, or ``LIMIT_POLL_S`` for a full concurrency cap (never longer
+than ``IDLE_WAIT_S``). The loop writes the config's limits to Redis once when it starts.
 """
 
 from __future__ import annotations
