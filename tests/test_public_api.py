@@ -16,6 +16,7 @@ DOCUMENTED = {
     "ProcessingError",
     "QueueAdmin",
     "QueueConfig",
+    "QueueLimits",
     "QueueManager",
     "QueueRetryConfig",
     "QueueSystemError",

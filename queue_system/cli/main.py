@@ -24,6 +24,7 @@ from rich.console import Console, Group, RenderableType
 from rich.live import Live
 
 from queue_system.cli.failures import failures
+from queue_system.cli.limits import limits, pause, resume
 from queue_system.cli.queues import purge, queues
 from queue_system.cli.render import (
     make_console,
@@ -111,6 +112,8 @@ def cli(ctx: click.Context, url: str, prefix: str, timeout: float, debug: bool) 
 for command in (failures, worker, queues, purge):
     cli.add_command(command)
 cli.add_command(scheduled)
+for command in (pause, resume, limits):
+    cli.add_command(command)
 
 
 def main() -> None:
@@ -221,6 +224,9 @@ def health(as_json: bool) -> None:
             f"{totals['failed_jobs']} failures, "
             f"{workers['count']} workers"
         )
+        paused = [name for name, stats in result["queue_stats"].items() if stats.get("paused")]
+        if paused:
+            click.echo(f"paused: {', '.join(paused)}")
     else:
         click.echo(f"DOWN: {redact_url(state.url)}: {result['error']}", err=True)
     sys.exit(0 if result["redis_connected"] else 1)

@@ -20,6 +20,7 @@ _COLUMNS = (
     Column(header="in flight", justify="right"),
     Column(header="scheduled", justify="right", drop_rank=2),
     Column(header="last activity (UTC)", drop_rank=1),
+    Column(header="paused", drop_rank=6),
 )
 
 
@@ -49,6 +50,7 @@ def queues(ctx: click.Context, as_json: bool, wide: bool) -> None:
             str(q["in_flight"]),
             str(q["scheduled"]),
             utc_iso(q["last_activity"]),
+            ", ".join(q["paused"]) or "-",
         ]
         for q in found
     ]

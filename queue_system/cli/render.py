@@ -126,13 +126,24 @@ def status_view(health: HealthSnapshot, where: str, *, width: int | None = None)
     )
     stats: dict[str, dict[str, Any]] = {n: dict(s) for n, s in health["queue_stats"].items()}
     rows: list[Sequence[str] | None] = [
-        [name, *(str(row[f]) for f in (*_TIERS, *_ELSEWHERE)), age(row["oldest_age_s"])]
+        [
+            name + _paused_mark(row.get("paused") or []),
+            *(str(row[f]) for f in (*_TIERS, *_ELSEWHERE)),
+            age(row["oldest_age_s"]),
+        ]
         for name, row in stats.items()
     ]
     total_fields: dict[str, Any] = dict(totals)
     tier_totals = [str(sum(row[t] for row in stats.values())) for t in _TIERS]
     rows += [None, ["total", *tier_totals, *(str(total_fields[f]) for f in _ELSEWHERE), ""]]
     return Group(header, fitted_table(_STATUS_COLUMNS, rows, width=width))
+
+
+def _paused_mark(tiers: Sequence[str]) -> str:
+    """The status mark of a queue with paused ``tiers``: " (paused)" or " (paused: high)"."""
+    if not tiers:
+        return ""
+    return " (paused)" if len(tiers) == len(_TIERS) else f" (paused: {', '.join(tiers)})"
 
 
 _WORKER_COLUMNS = (

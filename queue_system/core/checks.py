@@ -22,6 +22,7 @@ RESERVED_QUEUE_NAMES = frozenset(
         *("lease_seq", "receipt", "delayed", "redeliveries", "notify", "metrics"),
         *("dedup", "op", "workers", "worker", "ready", "queue_activity"),
         *("scheduled", "scheduled_counts"),
+        *("paused", "limits", "limit"),
     }
 )
 """The namespace's own key names (``queue:failures``, ``queue:op:<id>``...): no new queue may

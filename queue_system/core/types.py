@@ -150,6 +150,8 @@ class QueueStats(TypedDict):
     failed_jobs: int
     system_errors: int
     oldest_age_s: float | None
+    #: Tiers no worker claims from (``QueueAdmin.pause``), in claim order.
+    paused: list[Priority]
 
 
 class HealthTotals(TypedDict):

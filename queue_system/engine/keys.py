@@ -35,6 +35,15 @@ Layout under a prefix (default ``queue:``)::
     queue:op:{operation_id}         HASH  status record of one operation (no TTL while its
                                           item lives; a TTL once it is finished)
     queue:workers                   ZSET  worker id -> last heartbeat (ms); stale ones pruned
+    queue:paused                    SET   waiting-list keys no claim takes from (paused tiers)
+    queue:limits                    HASH  queue name -> "<max concurrency> <rate count>
+                                          <rate window ms> <config|runtime>" (core/limits.py)
+    queue:limit:running:{name}      SET   lease tokens of a capped queue's claims; a token
+                                          whose lease is gone or past its deadline is pruned
+                                          when the cap is reached (at most cap + one claim)
+    queue:limit:starts:{name}       ZSET  lease token -> claim time (ms, Redis TIME) of a
+                                          rate-limited queue's claims in the last window (TTL:
+                                          one window)
     queue:worker:{worker_id}        HASH  one live worker's record (TTL, refreshed by heartbeat)
 
 Lease tokens are ``<worker id>:<n>``, ``n`` from ``lease_seq``: unique for ever, and ordered
@@ -181,3 +190,21 @@ class KeySpace:
     @property
     def metrics(self) -> str:
         return f"{self.prefix}metrics"
+
+    @property
+    def paused(self) -> str:
+        """The waiting lists (tiers) that workers do not claim from."""
+        return f"{self.prefix}paused"
+
+    @property
+    def limits(self) -> str:
+        """Each limited queue's live limits (``core.limits.encode_limits``)."""
+        return f"{self.prefix}limits"
+
+    def limit_running(self, queue_name: str) -> str:
+        """Lease tokens counted against ``queue_name``'s ``max_concurrency``."""
+        return f"{self.prefix}limit:running:{validate_queue_name(queue_name)}"
+
+    def limit_starts(self, queue_name: str) -> str:
+        """Claim times counted against ``queue_name``'s ``rate_limit``."""
+        return f"{self.prefix}limit:starts:{validate_queue_name(queue_name)}"

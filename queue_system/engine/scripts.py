@@ -32,6 +32,7 @@ SCRIPT_NAMES = (
     "forget_queue",
     "retire_idle_queues",
     "expire",
+    "seed_limits",
 )
 
 TOO_MANY_QUEUES = "QS_TOO_MANY_QUEUES"
@@ -68,6 +69,7 @@ class Scripts(Generic[S]):
     forget_queue: S
     retire_idle_queues: S
     expire: S
+    seed_limits: S
 
     @overload
     @classmethod

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, cast
 from queue_system.config import NOTIFY_CAP, QueueConfig
 from queue_system.core.checks import validate_priority
 from queue_system.core.envelope import SCHEMA_VERSION, encode_envelope
+from queue_system.core.limits import QueueLimits
 from queue_system.core.records import parse_record, stored_envelope
 from queue_system.core.types import (
     DeadLetter,
@@ -40,9 +41,11 @@ from queue_system.core.types import (
 )
 from queue_system.engine.scripts import Scripts
 from queue_system.errors import DecodeError, SerializationError
+from queue_system.ops import limits as queue_limits
 from queue_system.ops import queues, scheduled
 from queue_system.ops.dead_letters import DeadLetterFilter, Filters, selected_ids
 from queue_system.ops.health import system_health
+from queue_system.ops.limits import LimitInfo
 from queue_system.ops.queues import QueueInfo
 
 if TYPE_CHECKING:
@@ -134,6 +137,47 @@ class QueueAdmin:
         flight or scheduled.
         """
         return queues.retire_idle_queues(self.config)
+
+    def pause(self, queue: str, priority: str | None = None) -> list[str]:
+        """Stop every worker claiming ``queue`` (all tiers, or one ``priority``) until
+        :meth:`resume`; producers keep enqueueing. Returns the tiers paused."""
+        tiers: list[str] = list(queue_limits.pause(self.config, queue, priority))
+        _audit("pause", queue=queue, priority=priority or "all")
+        return tiers
+
+    def resume(self, queue: str, priority: str | None = None) -> list[str]:
+        """Let workers claim ``queue`` (all tiers, or one ``priority``) again; returns the
+        tiers resumed."""
+        tiers: list[str] = list(queue_limits.resume(self.config, queue, priority))
+        _audit("resume", queue=queue, priority=priority or "all")
+        return tiers
+
+    def paused(self) -> dict[str, list[str]]:
+        """Paused tiers per queue name (queues with none paused are left out)."""
+        return {name: list(tiers) for name, tiers in queue_limits.paused(self.config).items()}
+
+    def get_limits(self) -> dict[str, LimitInfo]:
+        """Every queue's live limits (``max_concurrency``, ``rate_limit``, ``source``) and
+        their use (``slots``, ``recent_claims``)."""
+        return queue_limits.get_limits(self.config)
+
+    def set_limits(self, queue: str, limits: QueueLimits) -> None:
+        """Set ``queue``'s limits at runtime, for every worker at once. They win over
+        ``QueueConfig(limits=...)`` until :meth:`clear_limits`."""
+        queue_limits.set_limits(self.config, queue, limits)
+        _audit(
+            "set_limits",
+            queue=queue,
+            max_concurrency=str(limits.max_concurrency),
+            rate_limit=str(limits.rate_limit),
+        )
+
+    def clear_limits(self, queue: str) -> bool:
+        """Remove ``queue``'s live limits; True if it had any. A worker whose config declares
+        limits for it writes them again when it starts."""
+        cleared = queue_limits.clear_limits(self.config, queue)
+        _audit("clear_limits", queue=queue)
+        return cleared
 
     def list_dead_letters(
         self,
@@ -446,3 +490,9 @@ def operator_identity() -> dict[str, str]:
     except (KeyError, OSError):  # no login name (some containers)
         user = "unknown"
     return {"user": user, "host": socket.gethostname()}
+
+
+def _audit(action: str, **fields: str) -> None:
+    """One audit log record of an operator's change (who, from where, what)."""
+    audit = {"action": action, **fields, **operator_identity()}
+    logger.info("%s: %s", action, fields, extra=audit)

@@ -192,8 +192,12 @@ def _snapshot(client: redis.Redis, config: QueueConfig, box: dict[str, Any]) -> 
             "failed_jobs": failed[name],
             "system_errors": errors[name],
             "oldest_age_s": round(max(0.0, max(ages)), 3) if ages else None,
+            "paused": [],
         }
     running = replies[len(names) * 2 * len(PRIORITIES) :]
+    paused = {as_text(key) for key in client.smembers(keys.paused)}
+    for name, row in stats.items():
+        row["paused"] = [p for p in PRIORITIES if keys.queue(name, p) in paused]
     return {
         "redis_connected": True,
         "checked_at": iso_utc(now),

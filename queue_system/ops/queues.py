@@ -24,6 +24,8 @@ class QueueInfo(TypedDict):
     waiting: int
     in_flight: int
     scheduled: int
+    #: Tiers no worker claims from (``QueueAdmin.pause``).
+    paused: list[str]
     #: ISO 8601 UTC of the last time a worker's (or ``retire_idle_queues``') pass saw it in
     #: use; None until one has.
     last_activity: str | None
@@ -57,6 +59,7 @@ def list_queues(config: QueueConfig) -> list[QueueInfo]:
                 "in_flight": stats["in_flight"] if stats else 0,
                 "scheduled": stats["scheduled_jobs"] if stats else 0,
                 "last_activity": iso_utc(float(seen)) if seen else None,
+                "paused": list(stats["paused"]) if stats else [],
             }
         )
     return found

@@ -14,6 +14,11 @@ burst mode before the run is declared over. In burst mode it decides
 when the run is over: nothing waiting and nothing in flight (nor scheduled, with
 ``wait_scheduled``). Redis errors of a claim are backed off here; any other error ends
 :meth:`Fetcher.loop`, whose supervisor restarts it.
+
+Paused tiers and queue limits are enforced inside the claim script. When it held items back
+by a limit and claimed nothing, the next wait is shortened to when room frees: the end of
+the rate window it reported, or ``LIMIT_POLL_S`` for a full concurrency cap (never longer
+than ``IDLE_WAIT_S``). The loop writes the config's limits to Redis once when it starts.
 """
 
 from __future__ import annotations
@@ -34,6 +39,10 @@ from queue_system.worker.store import ClaimedItem, WorkerBroker
 logger = logging.getLogger("queue_system.worker")
 
 IDLE_WAIT_S = 1.0  # longest block on the wake-up list before re-checking (must be < timeouts)
+LIMIT_POLL_S = 0.05
+"""How long a fetcher waits before claiming again when a concurrency cap held items back (a
+slot frees when an item of that queue finishes, on any worker; a wake-up may come sooner)."""
+LIMIT_MIN_WAIT_S = 0.005  # shortest wait when a rate window frees room very soon
 CLAIM_INDEX_MIN_QUEUES = 32
 """Above this many served queue names, a claim reads the ready index first (one small read)
 and passes only the lists that may hold items; at or below it, every list (one round trip)."""
@@ -99,6 +108,7 @@ class Fetcher:
         ``burst_done`` (burst mode) is awaited whenever nothing is claimable and nothing is
         held: the loop returns once it says True.
         """
+        await self.broker.seed_limits()  # the config's limits, unless set at runtime
         await self.refresh_queues()
         while not self.stopping.is_set():
             waiting = self.ready.qsize()
@@ -149,8 +159,12 @@ class Fetcher:
             self.ready.put_nowait(item)
 
     async def _wait_and_claim(self, free: int) -> None:
-        """Nothing was claimable: block until work is signalled, and claim in the same trip."""
+        """Nothing was claimable: block until work is signalled, and claim in the same trip.
+        Items held back by a limit shorten the wait to when room frees (bounded)."""
         wait_s = min(IDLE_WAIT_S, self.config.connection_timeout / 2)  # a stop waits for it
+        held_back = self.broker.held_back_s
+        if held_back is not None:
+            wait_s = min(wait_s, max(held_back or LIMIT_POLL_S, LIMIT_MIN_WAIT_S))
         try:
             if self.use_index:  # wait + read the index in one trip, then claim what it names
                 signalled, ready = await self.broker.wait_for_ready(wait_s)

@@ -32,6 +32,7 @@ from queue_system.core.checks import OPERATION_ID_PATTERN
 from queue_system.core.clock import to_ms
 from queue_system.core.envelope import as_text
 from queue_system.core.hooks import JobInfo
+from queue_system.core.limits import encode_limits
 from queue_system.core.types import DeadLetter
 from queue_system.engine.keys import KeySpace
 from queue_system.engine.scripts import Scripts
@@ -98,6 +99,10 @@ class WorkerBroker:
         self._call_prefix = f"{worker_id}:{uuid.uuid4().hex[:12]}"
         self._call_numbers = itertools.count(1)
         self._unanswered: dict[str, str] = {}  # kind -> id of a call that raised
+        self._list_limit_keys: dict[str, tuple[str, str, str, str]] = {}
+        #: What the last claim said about limits: None when no list was held back by one, else
+        #: seconds until a rate window frees room (0.0: a concurrency cap is full).
+        self.held_back_s: float | None = None
         self._starts = StartMarks(
             lambda tokens: self.scripts.start(
                 keys=[self.keys.inflight, self.keys.started], args=tokens
@@ -119,18 +124,24 @@ class WorkerBroker:
 
     def claim_keys(self, list_keys: list[str], call_id: str) -> list[str]:
         """KEYS of ``claim.lua`` for a claim from ``list_keys`` under ``call_id``."""
-        return [
+        keys = [
             self.keys.inflight,
             self.keys.leases,
             self.keys.started,
             self.keys.lease_sequence,
             self.keys.claim_receipt(call_id),
             self.keys.ready,
-            *list_keys,
+            self.keys.limits,
+            self.keys.paused,
         ]
+        for list_key in list_keys:
+            keys.extend(self._limit_keys(list_key)[1:])
+        return keys
 
-    def claim_args(self, count: int, *, start_now: int, prune: bool) -> list[str | int]:
-        """ARGV of ``claim.lua`` (see its header)."""
+    def claim_args(
+        self, count: int, *, start_now: int, prune: bool, list_keys: list[str]
+    ) -> list[str | int]:
+        """ARGV of ``claim.lua`` (see its header), without the start marks."""
         start_now = max(0, start_now)
         return [
             self._lease_ms,
@@ -139,7 +150,21 @@ class WorkerBroker:
             start_now,
             self.keys.operation_prefix,
             "1" if prune else "0",
+            len(list_keys),
+            *(self._limit_keys(key)[0] for key in list_keys),
         ]
+
+    def _limit_keys(self, list_key: str) -> tuple[str, str, str, str]:
+        """(queue name, list key, limit:running key, limit:starts key) of a waiting list."""
+        found = self._list_limit_keys.get(list_key)
+        if found is None:
+            parsed = self.keys.parse_queue(list_key)
+            if parsed is None:
+                raise ValueError(f"{list_key!r} is not a waiting list of this namespace")
+            name = parsed[0]
+            found = (name, list_key, self.keys.limit_running(name), self.keys.limit_starts(name))
+            self._list_limit_keys[list_key] = found
+        return found
 
     async def claim(
         self, list_keys: list[str], count: int, *, start_now: int = 0, prune: bool = False
@@ -153,24 +178,25 @@ class WorkerBroker:
             return []
         starts = self._starts.take()  # pending start marks ride along (claim.lua)
         async with self._call_id("claim") as call_id:
-            args = self.claim_args(count, start_now=start_now, prune=prune)
+            args = self.claim_args(count, start_now=start_now, prune=prune, list_keys=list_keys)
             if starts is not None:
                 args.extend(starts.tokens)
             call = self.scripts.claim(keys=self.claim_keys(list_keys, call_id), args=args)
             answer = await carry(starts, call)
         return self._claimed(answer)
 
-    @staticmethod
-    def _claimed(answer: list[Any]) -> list[ClaimedItem]:
+    def _claimed(self, answer: list[Any]) -> list[ClaimedItem]:
         marked = int(answer[0])
+        wait_ms = int(answer[1])
+        self.held_back_s = None if wait_ms < 0 else wait_ms / 1000
         return [
             ClaimedItem(
                 token=answer[i].decode(),
                 list_key=answer[i + 1].decode(),
                 raw=answer[i + 2],
-                started=i // 3 < marked,
+                started=(i - 2) // 3 < marked,
             )
-            for i in range(1, len(answer), 3)
+            for i in range(2, len(answer), 3)
         ]
 
     async def wait_and_claim(
@@ -185,6 +211,7 @@ class WorkerBroker:
         count = min(count, MAX_CLAIM_ITEMS)
         async with self._call_id("claim") as call_id:
             keys = self.claim_keys(list_keys, call_id)
+            args = self.claim_args(count, start_now=start_now, prune=False, list_keys=list_keys)
             # Start marks do not ride along here: the claim runs only when the wait ends.
             pipe = self.client.pipeline(transaction=False)
             pipe.brpop([self.keys.notify], timeout=max(timeout_s, 0.01))
@@ -193,14 +220,12 @@ class WorkerBroker:
                 self.scripts.claim.sha,
                 len(keys),
                 *keys,
-                *self.claim_args(count, start_now=start_now, prune=False),
+                *args,
             )
             try:
                 signal, answer = await pipe.execute()
             except redis.exceptions.NoScriptError:  # server restarted: the claim did not run
-                answer = await self.scripts.claim(
-                    keys=keys, args=self.claim_args(count, start_now=start_now, prune=False)
-                )
+                answer = await self.scripts.claim(keys=keys, args=args)
                 signal = True
         return signal is not None, self._claimed(answer)
 
@@ -220,17 +245,30 @@ class WorkerBroker:
 
     async def index_lists(self, list_keys: list[str]) -> int:
         """Add each of ``list_keys`` that holds items to the ready index (items pushed before
-        the index existed, or by an older version); returns how many hold items."""
+        the index existed, or by an older version); returns how many hold items and are not
+        paused (a paused tier is indexed, so that a claim finds it once resumed)."""
         if not list_keys:
             return 0
         pipe = self.client.pipeline(transaction=False)
+        pipe.smembers(self.keys.paused)
         for key in list_keys:
             pipe.llen(key)
-        lengths = await pipe.execute()
+        paused, *lengths = await pipe.execute()
         waiting = [key for key, length in zip(list_keys, lengths, strict=True) if length]
         if waiting:
             await self.client.sadd(self.keys.ready, *waiting)
-        return len(waiting)
+        paused_keys = {as_text(key) for key in paused}
+        return sum(1 for key in waiting if key not in paused_keys)
+
+    async def seed_limits(self) -> int:
+        """Write the config's queue limits to Redis, except those set at runtime (which win);
+        returns how many changed."""
+        args: list[EncodableT] = []
+        for name, limits in sorted(self.config.limits.items()):
+            args.extend((name, encode_limits(limits, "config")))
+        if not args:
+            return 0
+        return int(await self.scripts.seed_limits(keys=[self.keys.limits], args=args))
 
     async def mark_started(self, item: ClaimedItem) -> None:
         """Record that ``item``'s processor is about to run, before it runs: only a started

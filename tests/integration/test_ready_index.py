@@ -27,7 +27,8 @@ from tests.support.waiting import async_wait_until
 
 RUNS: list[str] = []
 CLAIM_SHA = hashlib.sha1(script_source("claim").encode()).hexdigest()
-FIXED_CLAIM_KEYS = 6  # claim.lua's KEYS before the waiting lists
+FIXED_CLAIM_KEYS = 8  # claim.lua's KEYS before the waiting lists
+KEYS_PER_LIST = 3  # each waiting list comes with its queue's two limit keys
 IDLE = [f"idle{n:04d}" for n in range(1000)]
 
 
@@ -59,7 +60,7 @@ def claim_sizes(raw_redis: redis.Redis, config_keys_inflight: str) -> Iterator[C
             args = [bytes(a) for a in entry[3]]
             claim = args[0].upper() == b"EVALSHA" and args[1].decode() == CLAIM_SHA
             if claim and args[3].decode() == config_keys_inflight:  # this test's namespace
-                found.append(int(args[2]) - FIXED_CLAIM_KEYS)
+                found.append((int(args[2]) - FIXED_CLAIM_KEYS) // KEYS_PER_LIST)
         return found
 
     try:
