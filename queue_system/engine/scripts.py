@@ -31,6 +31,8 @@ SCRIPT_NAMES = (
     "requeue",
     "forget_queue",
     "retire_idle_queues",
+    "cron_claim",
+    "cron_done",
 )
 
 TOO_MANY_QUEUES = "QS_TOO_MANY_QUEUES"
@@ -66,6 +68,8 @@ class Scripts(Generic[S]):
     requeue: S
     forget_queue: S
     retire_idle_queues: S
+    cron_claim: S
+    cron_done: S
 
     @overload
     @classmethod
