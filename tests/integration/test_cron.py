@@ -10,8 +10,14 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
 from collections import Counter
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -19,6 +25,7 @@ import pytest
 import redis
 
 from queue_system import QueueConfig, QueueWorker
+from queue_system.core.envelope import as_text
 from queue_system.core.schedule import CronSpec, operation_id_for
 from queue_system.engine.embedded_server import EmbeddedRedis
 from queue_system.engine.scripts import SCRIPT_NAMES, script_source
@@ -26,8 +33,9 @@ from queue_system.worker import cron as cron_module
 from queue_system.worker.cron import CLAIM_TIMEOUT_S, CronRunner
 from tests.support.clock import FakeClock
 from tests.support.proxy import FaultProxy
-from tests.support.waiting import async_wait_until
+from tests.support.waiting import async_wait_until, wait_until
 
+ROOT = Path(__file__).resolve().parents[2]
 BERLIN = ZoneInfo("Europe/Berlin")
 RAN: list[dict[str, Any]] = []
 
@@ -411,3 +419,66 @@ def test_bad_declarations_fail_at_once(config: QueueConfig) -> None:
     with pytest.raises(ValueError, match="already declared"):
         config.cron("0 10 * * *", report)
     assert list(config.schedules) == [f"{__name__}:report"]
+
+
+# --- worker processes ------------------------------------------------------------------------
+
+WORKER_CHILD = textwrap.dedent(
+    """
+    import asyncio, sys
+    from queue_system import QueueConfig, QueueWorker
+    from tests.integration.test_cron import record_run
+    config = QueueConfig(redis_url=sys.argv[1], queue_prefix=sys.argv[2], lease_timeout=2.0)
+    config.cron(every=1, processor=record_run, name="beat", entity={"url": sys.argv[1],
+                "key": sys.argv[2] + "ran"})
+    asyncio.run(QueueWorker(config, max_workers=2).run())
+    """
+)
+
+
+def record_run(data: dict[str, Any]) -> None:
+    """In the children: note one run."""
+    client = redis.Redis.from_url(data["url"])
+    client.rpush(data["key"], "1")
+    client.close()
+
+
+def fired_ticks(raw_redis: redis.Redis, config: QueueConfig) -> list[int]:
+    pattern = config.keys.operation(operation_id_for("beat", 0)).removesuffix("0") + "*"
+    return sorted(int(as_text(key).rpartition(":")[2]) for key in raw_redis.scan_iter(pattern))
+
+
+@pytest.mark.slow
+def test_three_worker_processes_fire_each_tick_once_and_survive_a_sigkill(
+    redis_url: str,
+    key_prefix: str,
+    make_config: Callable[..., QueueConfig],
+    raw_redis: redis.Redis,
+) -> None:
+    # Given: three worker processes running a schedule that ticks every second (real clock)
+    config = make_config()
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER_CHILD, redis_url, key_prefix],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        for _ in range(3)
+    ]
+    try:
+        wait_until(lambda: len(fired_ticks(raw_redis, config)) >= 3, timeout=30, message="ticks")
+        # When: one worker is killed, the other two go on
+        os.kill(children[0].pid, signal.SIGKILL)
+        children[0].wait(timeout=10)
+        seen = len(fired_ticks(raw_redis, config))
+        wait_until(lambda: len(fired_ticks(raw_redis, config)) >= seen + 3, timeout=30)
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+    # Then: every tick from the first to the last was enqueued, each once (one status record
+    # and one item per tick: a second enqueue of a tick would be a duplicate of its id)
+    ticks = fired_ticks(raw_redis, config)
+    assert ticks == list(range(ticks[0], ticks[-1] + 1000, 1000))
+    assert config.get_metrics()["enqueued"] == len(ticks)
