@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import redis
 
-from queue_system import QueueConfig, QueueWorker
+from queue_system import QueueConfig, QueueManager, QueueWorker
 from queue_system.core.envelope import as_text
 from queue_system.core.schedule import CronSpec, operation_id_for
 from queue_system.engine.embedded_server import EmbeddedRedis
@@ -482,3 +482,47 @@ def test_three_worker_processes_fire_each_tick_once_and_survive_a_sigkill(
     ticks = fired_ticks(raw_redis, config)
     assert ticks == list(range(ticks[0], ticks[-1] + 1000, 1000))
     assert config.get_metrics()["enqueued"] == len(ticks)
+
+
+# --- the scripts, each answer ------------------------------------------------------------------
+
+
+def test_cron_claim_and_done_answers(config: QueueConfig, raw_redis: redis.Redis) -> None:
+    claim = raw_redis.register_script(script_source("cron_claim"))
+    done = raw_redis.register_script(script_source("cron_done"))
+    keys = [config.keys.cron_last, config.keys.cron_claims]
+    ticks = '{"ticks":[60000],"n":"a"}'
+    assert claim(keys=keys, args=["s", "", 60000, ticks]) == 1  # claimed
+    assert claim(keys=keys, args=["s", "", 60000, ticks]) == 1  # the same call, re-sent
+    assert claim(keys=keys, args=["s", "60000", 120000, '{"n":"b"}']) == 2  # still open
+    assert done(keys=[config.keys.cron_claims], args=["s", ticks]) == 1
+    assert done(keys=[config.keys.cron_claims], args=["s", ticks]) == 0  # re-sent
+    assert claim(keys=keys, args=["s", "", 120000, ""]) == 0  # stale read: another moved it
+    assert claim(keys=keys, args=["s", "60000", 120000, ""]) == 1  # skip only: no claim
+    assert raw_redis.hget(config.keys.cron_last, "s") == b"120000"
+    assert raw_redis.hlen(config.keys.cron_claims) == 0
+
+
+def test_cron_item_has_the_shape_of_an_enqueued_item(
+    make_config: Callable[..., QueueConfig], raw_redis: redis.Redis
+) -> None:
+    # The cron loop builds enqueue.lua's arguments itself (the worker cannot import the
+    # producer): its item and status record must match what QueueManager.enqueue writes.
+    clock = FakeClock(1_800_000_000.0)
+    config = make_config(clock=clock)
+    spec = config.cron(every=60, processor=report, entity={"a": 1}, queue_name="jobs")
+    QueueManager(config).enqueue({"a": 1}, report, queue_name="jobs", operation_id="by-hand")
+
+    async def fire() -> list[str]:
+        async with Fleet(config, 1) as fleet:
+            return await fleet.runners[0].enqueue(spec, [60_000])
+
+    (cron_id,) = asyncio.run(fire())
+    fired, by_hand = (json.loads(raw) for raw in raw_redis.lrange(config.keys.queue("jobs"), 0, -1))
+    assert fired["id"] == cron_id
+    assert {**fired, "id": "by-hand"} == by_hand
+    record = raw_redis.hgetall(config.keys.operation(cron_id))
+    reference = raw_redis.hgetall(config.keys.operation("by-hand"))
+    assert {k: v for k, v in record.items() if k != b"nonce"} == {
+        k: v for k, v in reference.items() if k != b"nonce"
+    }
