@@ -306,13 +306,16 @@ class QueueConfig:
                 "to run one processor on several schedules"
             )
         data = {} if entity is None else entity_object(entity, argument="entity")
+        encoded = dumps(data, what="entity")
+        if len(encoded.encode()) > self.max_payload_bytes:  # else every tick would fail
+            raise ValueError(f"the entity is larger than max_payload_bytes ({len(encoded)})")
         spec = CronSpec(
             name=schedule_name,
             processor=processor_name,
             expression=expression,
             every_ms=every_ms,
             timezone=timezone,
-            entity=json.loads(dumps(data, what="entity")),
+            entity=json.loads(encoded),
             # The default queue is the processor's function name, as enqueue names it.
             queue_name=validate_new_queue_name(
                 processor_name.rpartition(":")[2].rpartition(".")[2]

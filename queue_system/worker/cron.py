@@ -148,14 +148,17 @@ class CronRunner:
         return await self._enqueue_and_close(spec, claim)
 
     async def _finish_abandoned(self, spec: CronSpec, claim: str, now_ms: int) -> list[str]:
-        """Enqueue the ticks of a claim whose worker has not ended it in CLAIM_TIMEOUT_S."""
+        """Enqueue the ticks of a claim left open: this worker's own, or another worker's
+        that has not ended it within CLAIM_TIMEOUT_S."""
         try:
-            claimed_at = int(json.loads(claim)["at"])
+            parsed = json.loads(claim)
+            claimed_at, claimed_by = int(parsed["at"]), str(parsed["by"])
         except (ValueError, KeyError, TypeError):
-            claimed_at = 0  # unreadable: finish it now
-        if now_ms - claimed_at < CLAIM_TIMEOUT_S * 1000:
+            claimed_at, claimed_by = 0, ""  # unreadable: finish it now
+        # This worker's own claim (its enqueue failed, e.g. Redis was down): finish it now.
+        if claimed_by != self.worker_id and now_ms - claimed_at < CLAIM_TIMEOUT_S * 1000:
             return []  # its worker is probably still enqueueing it
-        logger.warning("cron %s: finishing a claim its worker left open: %s", spec.name, claim)
+        logger.warning("cron %s: finishing a claim left open: %s", spec.name, claim)
         return await self._enqueue_and_close(spec, claim)
 
     async def _enqueue_and_close(self, spec: CronSpec, claim: str) -> list[str]:

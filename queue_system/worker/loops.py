@@ -9,6 +9,8 @@ One process runs these asyncio tasks:
 * the maintainer promotes due retries and returns expired leases of dead workers;
 * the heartbeat publishes the worker's record; a ticker tells the lease keeper that the
   event loop is alive (and logs when a processor blocked it).
+* with periodic jobs declared (``config.cron``), the cron loop enqueues each due tick once
+  across all workers (:mod:`queue_system.worker.cron`).
 
 Leases are renewed from a thread of their own (:mod:`queue_system.worker.leases`). Every
 loop runs supervised (:mod:`queue_system.worker.supervision`): Redis errors never end the

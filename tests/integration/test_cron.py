@@ -175,8 +175,7 @@ def test_three_queue_workers_run_each_tick_once(
             for tick in range(1, 6):
                 clock.now = (1_800_000_000 // 60 + tick) * 60.0  # exactly on the tick
                 await async_wait_until(lambda n=tick: len(RAN) >= n, message=f"tick {tick}")
-            # A few more passes at the same time fire nothing more
-            await asyncio.sleep(0)  # let the loops see the last run
+            # Another pass at the same time fires nothing more
             runner = CronRunner(config=config, client=workers[0]._client, worker_id="probe")
             assert await runner.run_once() == []
         finally:
@@ -339,6 +338,34 @@ def test_worker_dying_between_enqueue_and_closing_the_claim_fires_once(
     assert raw_redis.hlen(config.keys.cron_claims) == 0
 
 
+def test_worker_whose_enqueue_failed_finishes_its_own_claim_at_once(
+    make_config: Callable[..., QueueConfig], raw_redis: redis.Redis
+) -> None:
+    clock = FakeClock(1_800_000_000.0)
+    config = make_config(clock=clock)
+    spec = config.cron(every=60, processor=report)
+    tick = (1_800_000_000 // 60 + 1) * 60_000
+    clock.now = tick / 1000
+
+    async def main() -> None:
+        async with Fleet(config, 1) as fleet:
+            runner = fleet.runners[0]
+            enqueue = runner.enqueue
+
+            async def unreachable(*args: object) -> list[str]:
+                raise redis.ConnectionError("Redis went away")
+
+            runner.enqueue = unreachable  # type: ignore[method-assign]
+            with pytest.raises(redis.ConnectionError):  # the loop backs off, then passes again
+                await runner.run_once()
+            runner.enqueue = enqueue  # type: ignore[method-assign]
+            await runner.run_once()  # Redis is back, at the same time: no 10 s wait
+
+    asyncio.run(main())
+    assert waiting_ids(raw_redis, config, spec.queue_name) == [operation_id_for(spec.name, tick)]
+    assert raw_redis.hlen(config.keys.cron_claims) == 0
+
+
 @pytest.fixture
 def proxy(redis_server: EmbeddedRedis, raw_redis: redis.Redis) -> Iterator[FaultProxy]:
     for name in SCRIPT_NAMES:  # loaded first: a dropped EVALSHA is one the server ran
@@ -406,7 +433,10 @@ def test_changed_schedule_takes_effect_on_next_deploy(
 # --- declaration errors ------------------------------------------------------------------------
 
 
-def test_bad_declarations_fail_at_once(config: QueueConfig) -> None:
+def test_bad_declarations_fail_at_once(make_config: Callable[..., QueueConfig]) -> None:
+    config = make_config(max_payload_bytes=1000)
+    with pytest.raises(ValueError, match="larger than max_payload_bytes"):
+        config.cron("0 9 * * *", report, entity={"blob": "x" * 1000})
     with pytest.raises(ValueError, match="invalid cron expression"):
         config.cron("every monday", report)
     with pytest.raises(ValueError, match="unknown timezone"):
