@@ -30,11 +30,11 @@ Layout under a prefix (default ``queue:``)::
                                           item lives; a TTL once it is finished)
     queue:workers                   ZSET  worker id -> last heartbeat (ms); stale ones pruned
     queue:worker:{worker_id}        HASH  one live worker's record (TTL, refreshed by heartbeat)
-    queue:cron:last                 HASH  schedule name -> newest tick fired or skipped (ms)
-    queue:cron:claims               HASH  schedule name -> JSON of ticks claimed and not yet
+    queue:cron_last                 HASH  schedule name -> newest tick fired or skipped (ms)
+    queue:cron_claims               HASH  schedule name -> JSON of ticks claimed and not yet
                                           known enqueued (a worker that dies between claim
                                           and enqueue leaves one; another one finishes it)
-    queue:cron:schedules            HASH  schedule name -> JSON spec + publishing worker, when
+    queue:cron_schedules            HASH  schedule name -> JSON spec + publishing worker, when
                                           published (ms), next and last tick (ms)
 
 Lease tokens are ``<worker id>:<n>``, ``n`` from ``lease_seq``: unique for ever, and ordered
@@ -175,14 +175,14 @@ class KeySpace:
     @property
     def cron_last(self) -> str:
         """Per schedule: the newest tick fired or skipped (never fired again)."""
-        return f"{self.prefix}cron:last"
+        return f"{self.prefix}cron_last"
 
     @property
     def cron_claims(self) -> str:
         """Per schedule: ticks claimed by a worker and not yet known enqueued."""
-        return f"{self.prefix}cron:claims"
+        return f"{self.prefix}cron_claims"
 
     @property
     def cron_schedules(self) -> str:
         """Per schedule: its spec as the workers that run it published it."""
-        return f"{self.prefix}cron:schedules"
+        return f"{self.prefix}cron_schedules"

@@ -15,7 +15,7 @@ duplicates by their operation id) and ends the claim. A tick is never claimed tw
 the last tick only moves forward, so an old tick cannot fire again after its status record
 has expired.
 
-Workers also publish the schedules they run (``cron:schedules``) at start and every
+Workers also publish the schedules they run (``cron_schedules``) at start and every
 PUBLISH_INTERVAL_S; ``queue-system cron`` lists them and marks the ones no live worker
 refreshes as stale.
 """

@@ -1,6 +1,6 @@
 -- cron_claim: claim a schedule's due ticks for one worker (compare-and-set of its last tick).
--- KEYS[1] cron:last HASH (schedule name -> newest tick fired or skipped, ms)
--- KEYS[2] cron:claims HASH (schedule name -> JSON of ticks claimed, not yet known enqueued)
+-- KEYS[1] cron_last HASH (schedule name -> newest tick fired or skipped, ms)
+-- KEYS[2] cron_claims HASH (schedule name -> JSON of ticks claimed, not yet known enqueued)
 -- ARGV[1] schedule name
 -- ARGV[2] the last tick the caller read ("" = none recorded)
 -- ARGV[3] the new last tick (ms): the newest tick fired or skipped now

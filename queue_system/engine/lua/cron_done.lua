@@ -1,5 +1,5 @@
 -- cron_done: end a schedule's claim once its ticks are enqueued.
--- KEYS[1] cron:claims HASH (schedule name -> JSON of ticks claimed, not yet known enqueued)
+-- KEYS[1] cron_claims HASH (schedule name -> JSON of ticks claimed, not yet known enqueued)
 -- ARGV[1] schedule name     ARGV[2] the claim JSON, as cron_claim stored it
 -- Returns: 1 = the claim was ended; 0 = it was not open (already ended by another worker
 --   that finished it, or by an earlier run of this call): nothing written.
