@@ -13,8 +13,11 @@ Example::
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import logging
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar, overload
 
@@ -23,13 +26,19 @@ import redis.asyncio
 import redis.cluster
 from redis.commands.core import AsyncScript, Script
 
-from queue_system.core.checks import require_positive, validate_queue_name
+from queue_system.core.checks import (
+    require_positive,
+    validate_new_queue_name,
+    validate_priority,
+    validate_queue_name,
+)
 from queue_system.core.clock import Clock, SystemClock
-from queue_system.core.envelope import DEFAULT_MAX_PAYLOAD_BYTES
+from queue_system.core.envelope import DEFAULT_MAX_PAYLOAD_BYTES, dumps, entity_object
 from queue_system.core.hooks import HOOK_NAMES, HookChain
 from queue_system.core.limits import QueueLimits
 from queue_system.core.registry import CallableRegistry, callback_key
-from queue_system.core.types import MetricsSnapshot
+from queue_system.core.schedule import CatchUp, CronSpec
+from queue_system.core.types import CallableRef, MetricsSnapshot
 from queue_system.engine import connection
 from queue_system.engine.guard import RedisGuard
 from queue_system.engine.keys import KeySpace
@@ -54,6 +63,7 @@ DEFAULT_REPLICA_TIMEOUT_S = 1.0  # how long an enqueue or ack waits for min_repl
 NOTIFY_CAP = 64  # wake-up tokens kept for idle workers
 
 F = TypeVar("F", bound=Callable[..., Any])
+SCHEDULE_NAME_PATTERN = re.compile(r"[A-Za-z0-9_.:\-]{1,100}")  # it is part of operation ids
 
 
 class QueueConfig:
@@ -205,6 +215,7 @@ class QueueConfig:
         self._hooks: HookChain | None = None
         for obj in middleware:
             self.add_middleware(obj)
+        self.schedules: dict[str, CronSpec] = {}  # declared by cron(); run by every worker
         self.metrics = Metrics(logger=logging.getLogger("queue_system.metrics"))
         self.min_replicas = min_replicas
         self.replica_timeout = float(replica_timeout)
@@ -419,6 +430,87 @@ class QueueConfig:
             extra={"operation_id": operation_id, "hook": hook},
         )
         self.metrics.update("hook_errors", 1, operation_id=operation_id)
+
+    def cron(
+        self,
+        expression: str | None = None,
+        processor: CallableRef | None = None,
+        *,
+        every: dt.timedelta | float | None = None,
+        entity: Any = None,
+        queue_name: str | None = None,
+        priority: str = "normal",
+        timezone: str = "UTC",
+        catch_up: CatchUp = "none",
+        name: str | None = None,
+    ) -> CronSpec:
+        """Declare a periodic job: every worker of this config enqueues ``processor(entity)``
+        on each tick, exactly once per tick across all workers.
+
+        Give a cron expression (5 fields, or 6 with seconds first; evaluated in ``timezone``
+        by cronsim, with Debian cron's DST rules) or ``every`` (a timedelta or seconds, at
+        least 1 s; ticks are multiples of it since the Unix epoch, so all workers agree)::
+
+            config.cron("*/5 * * * *", send_report, timezone="Europe/Berlin")
+            config.cron(every=timedelta(seconds=30), processor=poll_feeds)
+
+        Args:
+            entity: the data each run gets (a JSON object), the same for every tick.
+            queue_name / priority: where the items go (default: the processor's name,
+                ``"normal"``).
+            catch_up: ticks missed while no worker ran: ``"none"`` skips them, ``"last"``
+                fires the newest one, ``"all"`` fires each (at most ``MAX_CATCH_UP``, the
+                newest; older ones are logged and dropped). A tick up to a minute old is due,
+                not missed, under every policy.
+            name: the schedule's identity in Redis (default: the processor's registered
+                name). Its last fired tick is kept under it, so a schedule whose expression
+                changes keeps its history; give a name to run one processor on two schedules.
+
+        Raises at once (ValueError/TypeError): a bad expression, an unknown time zone, a
+        processor a worker could not find by name (a lambda or nested function), an entity
+        that is not a JSON object, a name already declared.
+        """
+        if processor is None:
+            raise TypeError("cron needs a processor: a module-level callable or registered name")
+        every_ms = None
+        if every is not None:
+            seconds = every.total_seconds() if isinstance(every, dt.timedelta) else every
+            if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+                raise TypeError(f"every must be a timedelta or seconds, got {every!r}")
+            every_ms = round(seconds * 1000)
+        processor_name = self.registry.name_for(processor)
+        schedule_name = processor_name if name is None else name
+        if not isinstance(schedule_name, str) or not SCHEDULE_NAME_PATTERN.fullmatch(schedule_name):
+            raise ValueError(
+                f"schedule name {schedule_name!r} must be 1-100 of letters, digits, '_.:-'"
+            )
+        if schedule_name in self.schedules:
+            raise ValueError(
+                f"a schedule named {schedule_name!r} is already declared: give name=... "
+                "to run one processor on several schedules"
+            )
+        data = {} if entity is None else entity_object(entity, argument="entity")
+        encoded = dumps(data, what="entity")
+        if len(encoded.encode()) > self.max_payload_bytes:  # else every tick would fail
+            raise ValueError(f"the entity is larger than max_payload_bytes ({len(encoded)})")
+        spec = CronSpec(
+            name=schedule_name,
+            processor=processor_name,
+            expression=expression,
+            every_ms=every_ms,
+            timezone=timezone,
+            entity=json.loads(encoded),
+            # The default queue is the processor's function name, as enqueue names it.
+            queue_name=validate_new_queue_name(
+                processor_name.rpartition(":")[2].rpartition(".")[2]
+                if queue_name is None
+                else queue_name
+            ),
+            priority=validate_priority(priority),
+            catch_up=catch_up,
+        )
+        self.schedules[schedule_name] = spec
+        return spec
 
     def update_metric(self, metric_name: str, value: Any = 1, force_log: bool = False) -> None:
         """Update a metric of this process; logs it when the event-driven policy says so.

@@ -23,6 +23,7 @@ import click
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 
+from queue_system.cli.cron import cron
 from queue_system.cli.failures import failures
 from queue_system.cli.limits import limits, pause, resume
 from queue_system.cli.queues import purge, queues
@@ -114,6 +115,7 @@ for command in (failures, worker, queues, purge):
 cli.add_command(scheduled)
 for command in (pause, resume, limits):
     cli.add_command(command)
+cli.add_command(cron)
 
 
 def main() -> None:

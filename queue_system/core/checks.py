@@ -23,6 +23,7 @@ RESERVED_QUEUE_NAMES = frozenset(
         *("dedup", "op", "workers", "worker", "ready", "queue_activity"),
         *("scheduled", "scheduled_counts"),
         *("paused", "limits", "limit"),
+        *("cron_last", "cron_claims", "cron_schedules"),
     }
 )
 """The namespace's own key names (``queue:failures``, ``queue:op:<id>``...): no new queue may

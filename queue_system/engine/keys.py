@@ -45,6 +45,12 @@ Layout under a prefix (default ``queue:``)::
                                           rate-limited queue's claims in the last window (TTL:
                                           one window)
     queue:worker:{worker_id}        HASH  one live worker's record (TTL, refreshed by heartbeat)
+    queue:cron_last                 HASH  schedule name -> newest tick fired or skipped (ms)
+    queue:cron_claims               HASH  schedule name -> JSON of ticks claimed and not yet
+                                          known enqueued (a worker that dies between claim
+                                          and enqueue leaves one; another one finishes it)
+    queue:cron_schedules            HASH  schedule name -> JSON spec + publishing worker, when
+                                          published (ms), next and last tick (ms)
 
 Lease tokens are ``<worker id>:<n>``, ``n`` from ``lease_seq``: unique for ever, and ordered
 as the items were claimed. Keys without a TTL or size cap: the waiting lists, the status
@@ -208,3 +214,18 @@ class KeySpace:
     def limit_starts(self, queue_name: str) -> str:
         """Claim times counted against ``queue_name``'s ``rate_limit``."""
         return f"{self.prefix}limit:starts:{validate_queue_name(queue_name)}"
+
+    @property
+    def cron_last(self) -> str:
+        """Per schedule: the newest tick fired or skipped (never fired again)."""
+        return f"{self.prefix}cron_last"
+
+    @property
+    def cron_claims(self) -> str:
+        """Per schedule: ticks claimed by a worker and not yet known enqueued."""
+        return f"{self.prefix}cron_claims"
+
+    @property
+    def cron_schedules(self) -> str:
+        """Per schedule: its spec as the workers that run it published it."""
+        return f"{self.prefix}cron_schedules"

@@ -33,6 +33,8 @@ SCRIPT_NAMES = (
     "retire_idle_queues",
     "expire",
     "seed_limits",
+    "cron_claim",
+    "cron_done",
 )
 
 TOO_MANY_QUEUES = "QS_TOO_MANY_QUEUES"
@@ -70,6 +72,8 @@ class Scripts(Generic[S]):
     retire_idle_queues: S
     expire: S
     seed_limits: S
+    cron_claim: S
+    cron_done: S
 
     @overload
     @classmethod

@@ -9,6 +9,8 @@ One process runs these asyncio tasks:
 * the maintainer promotes due retries and returns expired leases of dead workers;
 * the heartbeat publishes the worker's record; a ticker tells the lease keeper that the
   event loop is alive (and logs when a processor blocked it).
+* with periodic jobs declared (``config.cron``), the cron loop enqueues each due tick once
+  across all workers (:mod:`queue_system.worker.cron`).
 
 Leases are renewed from a thread of their own (:mod:`queue_system.worker.leases`). Every
 loop runs supervised (:mod:`queue_system.worker.supervision`): Redis errors never end the
@@ -38,6 +40,7 @@ from queue_system.engine.queue_names import RETIRE_INTERVAL_S, retire_call
 from queue_system.engine.scripts import script_source
 from queue_system.worker.acks import Acker
 from queue_system.worker.call import ThreadSlots
+from queue_system.worker.cron import CronRunner
 from queue_system.worker.events import WorkerEvents
 from queue_system.worker.fetch import Fetcher
 from queue_system.worker.leases import LeaseKeeper
@@ -226,6 +229,11 @@ class QueueWorker:
             self._supervised("heartbeat", self._heartbeat_loop),
             self._supervised("loop-ticker", self._leases.tick_loop),
         ]
+        if self.config.schedules:  # periodic jobs declared with config.cron()
+            cron = CronRunner(config=self.config, client=self._client, worker_id=self.worker_id)
+            self._services.append(
+                self._supervised("cron", lambda: cron.loop(self._outage, self._closing))
+            )
         self._leases.start()
         self._stop_task = None
         self.started_at = self.config.clock.time()
