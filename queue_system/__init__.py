@@ -23,6 +23,7 @@ from queue_system.ops.admin import QueueAdmin
 from queue_system.producer.aio import AsyncQueueManager
 from queue_system.producer.sync import QueueManager
 from queue_system.worker.loops import QueueWorker
+from queue_system.worker.supervisor import run_workers
 
 __all__ = [
     "AsyncQueueManager",
@@ -38,4 +39,5 @@ __all__ = [
     "QueueWorker",
     "SerializationError",
     "UnknownProcessorError",
+    "run_workers",
 ]

@@ -6,6 +6,7 @@
     ├── ConfigurationError          bad settings, no server binary, unknown options
     ├── QueueUnavailableError       Redis cannot be reached (down, frozen, breaker open)
     ├── WorkerLoopError             a worker's background loop failed and could not resume
+    ├── WorkerCrashLoopError        supervised worker processes kept dying
     ├── SerializationError          an entity cannot be encoded as JSON or is too large
     │   └── DecodeError             an item read back from Redis is not a valid envelope
     └── ProcessingError             an item cannot be run
@@ -31,6 +32,10 @@ class QueueUnavailableError(QueueSystemError):
 
 class WorkerLoopError(QueueSystemError):
     """Raised by ``QueueWorker.run()`` when a background loop kept failing (the worker stopped)."""
+
+
+class WorkerCrashLoopError(QueueSystemError):
+    """Raised by ``run_workers()`` when its worker processes kept dying (it stopped them)."""
 
 
 class SerializationError(QueueSystemError, ValueError):

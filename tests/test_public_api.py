@@ -21,6 +21,7 @@ DOCUMENTED = {
     "QueueWorker",
     "SerializationError",
     "UnknownProcessorError",
+    "run_workers",
 }
 
 
