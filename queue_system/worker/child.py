@@ -101,7 +101,7 @@ def limit_reached(worker: QueueWorker, limits: RecycleLimits, *, check_memory: b
     done = jobs_finished(worker)
     if limits.max_jobs is not None and done >= limits.max_jobs:
         return f"finished {done} jobs (--max-jobs {limits.max_jobs})"
-    if check_memory and limits.max_memory_mb is not None and done > 0:
+    if check_memory and limits.max_memory_mb is not None:
         rss = rss_mb()
         if rss > limits.max_memory_mb:
             return f"RSS {rss:.1f} MiB is above --max-memory {limits.max_memory_mb:g} MiB"
@@ -137,7 +137,8 @@ async def watch(
             next_parent = now + PARENT_CHECK_INTERVAL_S
             if os.getppid() != parent_pid:  # reparented: the supervisor died
                 reason = f"its supervisor (pid {parent_pid}) is gone"
-        check_memory = now >= next_memory
+        # A fresh process has nothing to give back: memory counts after a first finished job.
+        check_memory = now >= next_memory and jobs_finished(worker) > 0
         if check_memory:
             next_memory = now + MEMORY_CHECK_INTERVAL_S
         reason = reason or limit_reached(worker, limits, check_memory=check_memory)

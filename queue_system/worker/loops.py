@@ -318,6 +318,9 @@ class QueueWorker:
         # swallowed while connecting); the closing event ends the loops and their sleeps anyway.
         self._closing.set()
         self._acker.wake()  # to see it
+        # The heartbeat's pause waits on this event, not on closing: wake it too. (A cancel
+        # that lands as asyncio.wait_for's inner wait completes is lost before Python 3.12.)
+        self._running_changed.set()
         tasks = [*self._services, *self._runner.callbacks]
         for task in tasks:
             task.cancel()
