@@ -333,3 +333,22 @@ def test_children_stop_on_their_own_when_the_supervisor_is_killed(
     sup.proc.wait()
     wait_until(lambda: not any(_is_our_child(p) for p in pids), timeout=15, message="children")
     assert sup.children() == []  # each unregistered on its way out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--processes", "0"], "--processes"),
+        (["--processes", "many"], "--processes"),
+        (["--processes", "2", "--supervised-by", "vm:1:abcd"], "supervised worker"),
+        (["--max-jobs", "0"], "--max-jobs"),
+    ],
+)
+def test_bad_supervisor_options_are_usage_errors(
+    redis_url: str, key_prefix: str, args: list[str], message: str
+) -> None:
+    result = cli_runner().invoke(
+        cli, ["--url", redis_url, "--prefix", key_prefix, "worker", APP, *args]
+    )
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
