@@ -87,6 +87,7 @@ def drain(url: str, processes: int, concurrency: int, jobs: int, units: int) -> 
 
 
 def run(url: str, rounds: int, jobs: int, job_s: float) -> dict[str, Any]:
+    load_before = round(os.getloadavg()[0], 2)
     units = calibrate(job_s)
     results: dict[str, list[dict[str, float]]] = {side: [] for side in SIDES}
     for _ in range(rounds):
@@ -103,6 +104,8 @@ def run(url: str, rounds: int, jobs: int, job_s: float) -> dict[str, Any]:
         "job_ms": round(job_s * 1000),
         "rounds": rounds,
         "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        # Other work on the machine shrinks the speed-up: the 1-minute load, before and after.
+        "load_average": [load_before, round(os.getloadavg()[0], 2)],
         "sides": medians,
         "speedup_span": round(ratio, 2),
         "speedup_wall": round(one["wall_s"] / two["wall_s"], 2),
@@ -114,7 +117,8 @@ def run(url: str, rounds: int, jobs: int, job_s: float) -> dict[str, Any]:
 def report(result: dict[str, Any]) -> None:
     print(
         f"drain of {result['jobs']} CPU-bound sync jobs (~{result['job_ms']} ms each), "
-        f"median of {result['rounds']} interleaved rounds, {result['cpus']} CPUs"
+        f"median of {result['rounds']} interleaved rounds, {result['cpus']} CPUs, "
+        f"load average {result['load_average'][0]} before, {result['load_average'][1]} after"
     )
     print(f"{'side':<24}{'work span':>12}{'jobs/s':>10}{'wall':>10}")
     for side, m in result["sides"].items():

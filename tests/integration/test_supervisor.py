@@ -26,6 +26,7 @@ from queue_system.core.types import WorkerInfo
 from tests.integration import procs_app
 from tests.support.burst import run_burst
 from tests.support.cli import cli_runner
+from tests.support.readme import run_readme_block
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
@@ -352,3 +353,8 @@ def test_bad_supervisor_options_are_usage_errors(
     )
     assert result.exit_code == 2, result.output
     assert message in result.stderr
+
+
+def test_readme_run_workers_example(examples_url: str, tmp_path: Path) -> None:
+    stdout = run_readme_block("Several processes: `--processes`", examples_url, tmp_path)
+    assert stdout.strip() == "done: 40"
