@@ -113,7 +113,8 @@ def worker(
     """Run a worker for APP ('module:attribute' naming the application's QueueConfig).
 
     SIGTERM/SIGINT: running items finish within the grace period, the rest go back at once;
-    a second signal stops at once (running items are released back to their queues).
+    a second signal stops at once (running items are released back to their queues), as
+    does SIGQUIT.
     Exits 1 with one line on stderr if the worker had to stop on its own (Redis unreachable
     past the outage limit, or a background loop that kept failing).
 
@@ -280,8 +281,17 @@ async def _serve(
             logger.warning("%s again: stopping at once, releasing running items", sig.name)
             stops.append(loop.create_task(qw.stop(grace_period=0)))
 
+    def on_quit() -> None:
+        # SIGQUIT stops at once whatever came before: a supervisor's second stage. (Two
+        # SIGTERMs sent while the process is not scheduled reach it as one.)
+        if watcher is not None and not watcher.done():
+            watcher.cancel()
+        logger.warning("SIGQUIT: stopping at once, releasing running items")
+        stops.append(loop.create_task(qw.stop(grace_period=0)))
+
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
+    loop.add_signal_handler(signal.SIGQUIT, on_quit)
     try:
         await qw.run()
         await asyncio.gather(*stops)
@@ -290,7 +300,7 @@ async def _serve(
         if watcher is not None:
             (recycled,) = await asyncio.gather(watcher, return_exceptions=True)
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
             loop.remove_signal_handler(sig)
         if watcher is not None and not watcher.done():  # run() raised
             watcher.cancel()

@@ -21,9 +21,10 @@ The supervisor:
   ``--max-memory`` and stopped gracefully; see :mod:`queue_system.worker.child`);
 * does not restart a child that exits 0 (a burst run that found nothing left) and returns
   once every child has;
-* forwards SIGTERM/SIGINT: the children stop gracefully; a second signal is forwarded too
-  (the children stop at once, releasing running items), and a child still alive
-  FORCE_KILL_AFTER_S later is SIGKILLed (its leases then expire and its items come back).
+* forwards SIGTERM/SIGINT: the children stop gracefully; on a second signal it sends them
+  SIGQUIT (a child stops at once, releasing running items; a distinct signal, because two
+  equal ones sent before the child is scheduled are delivered as one), and a child still
+  alive FORCE_KILL_AFTER_S later is SIGKILLed (its leases expire, its items come back).
 
 Items are never at risk from the supervisor itself: a child that dies holds leases, which
 expire and return the items (``QueueConfig(lease_timeout=...)``).
@@ -258,7 +259,8 @@ class Supervisor:
             FORCE_KILL_AFTER_S,
         )
         for child in self.children.values():
-            _send(child, sig)
+            # Not the same signal again: two sent before the child runs arrive as one.
+            _send(child, signal.SIGQUIT)
         asyncio.get_running_loop().call_later(FORCE_KILL_AFTER_S, self._kill_all)
 
     def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
