@@ -12,9 +12,10 @@ each, which holds the GIL), then runs ``queue-system worker cpu_jobs:config --bu
 --concurrency 1 --processes N`` until the queue is empty. The sides alternate round by round,
 so both see the same noise, and each figure is the median of its rounds. Two figures per side:
 the *work span* (first job's start to last job's end, read from the jobs' own records) and the
-*wall* time of the whole command (with the processes' start-up); *parallelism* is the jobs'
-summed run time over the span (how many ran side by side on average). A third side, one process
-with ``--concurrency 2``, shows that threads do not help CPU-bound sync jobs (the GIL).
+*wall* time of the whole command (with the processes' start-up); *CPUs used* is the jobs'
+summed CPU time over the span (2.0: both cores worked on jobs the whole time). A third side,
+one process with ``--concurrency 2``, shows that threads do not help CPU-bound sync jobs (the
+GIL).
 Target: span(1 process) / span(2 processes) >= 1.6 on two cores. Only keys under
 ``bench_cpu:`` are written (and deleted).
 """
@@ -77,16 +78,17 @@ def drain(url: str, processes: int, concurrency: int, jobs: int, units: int) -> 
     began = time.perf_counter()
     subprocess.run(argv, cwd=HERE, env=env, check=True, timeout=600)
     wall = time.perf_counter() - began
-    spans = [tuple(map(float, s.split())) for s in raw.lrange(SPANS, 0, -1)]
-    if len(spans) != jobs:
-        raise RuntimeError(f"{len(spans)} of {jobs} jobs ran")
-    span = max(end for _, end in spans) - min(start for start, _ in spans)
-    busy = sum(end - start for start, end in spans)
+    runs = [tuple(map(float, s.split())) for s in raw.lrange(SPANS, 0, -1)]
+    if len(runs) != jobs:
+        raise RuntimeError(f"{len(runs)} of {jobs} jobs ran")
+    span = max(end for _, end, _ in runs) - min(start for start, _, _ in runs)
+    busy = sum(cpu for _, _, cpu in runs)
     for key in raw.scan_iter("bench_cpu:*"):
         raw.delete(key)
     raw.close()
-    # Jobs running at once on average: 2 means two cores really worked side by side.
-    return {"span_s": span, "wall_s": wall, "parallelism": busy / span}
+    # CPUs the jobs really used on average: 2 means two cores worked side by side; less
+    # means the GIL (threads) or other work on the machine took the rest.
+    return {"span_s": span, "wall_s": wall, "cpus_used": busy / span}
 
 
 def run(url: str, rounds: int, jobs: int, job_s: float) -> dict[str, Any]:
@@ -123,12 +125,12 @@ def report(result: dict[str, Any]) -> None:
         f"median of {result['rounds']} interleaved rounds, {result['cpus']} CPUs, "
         f"load average {result['load_average'][0]} before, {result['load_average'][1]} after"
     )
-    print(f"{'side':<24}{'work span':>12}{'jobs/s':>10}{'wall':>10}{'parallelism':>13}")
+    print(f"{'side':<24}{'work span':>12}{'jobs/s':>10}{'wall':>10}{'CPUs used':>11}")
     for side, m in result["sides"].items():
         rate = result["jobs"] / m["span_s"]
         print(
             f"{side:<24}{m['span_s']:>11.2f}s{rate:>10.1f}{m['wall_s']:>9.2f}s"
-            f"{m['parallelism']:>13.2f}"
+            f"{m['cpus_used']:>11.2f}"
         )
     print(
         f"speed-up, 2 processes / 1: {result['speedup_span']}x work span "
