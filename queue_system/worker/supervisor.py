@@ -162,6 +162,7 @@ class Supervisor:
         options: how each child runs.
         restart_limit: deaths within ``restart_window_s`` that make a crash loop.
         restart_window_s: see ``restart_limit``.
+        python: the interpreter that runs each child (default: this process's).
     """
 
     def __init__(
@@ -172,6 +173,7 @@ class Supervisor:
         *,
         restart_limit: int = DEFAULT_RESTART_LIMIT,
         restart_window_s: float = DEFAULT_RESTART_WINDOW_S,
+        python: str | None = None,
     ) -> None:
         if isinstance(processes, bool) or not isinstance(processes, int) or processes < 1:
             raise ValueError(f"processes must be an int >= 1, got {processes!r}")
@@ -186,6 +188,7 @@ class Supervisor:
         self.options = options or WorkerOptions()
         self.restart_limit = restart_limit
         self.restart_window_s = float(restart_window_s)
+        self.python = python or sys.executable
         self.supervisor_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.children: dict[int, asyncio.subprocess.Process] = {}  # slot -> live child
         self._deaths: collections.deque[float] = collections.deque()
@@ -196,7 +199,7 @@ class Supervisor:
     def child_argv(self) -> list[str]:
         """The command line of each child."""
         return [
-            sys.executable,
+            self.python,
             "-m",
             "queue_system",
             "worker",
@@ -286,24 +289,24 @@ class Supervisor:
         assert self._stopping is not None
         loop = asyncio.get_running_loop()
         backoff = Backoff(RESTART_BACKOFF_MIN_S, RESTART_BACKOFF_MAX_S)
+        status: int | None  # None: the child could not even start
         while not self._stopping.is_set():
-            child = await asyncio.create_subprocess_exec(*self.child_argv(), start_new_session=True)
-            self.children[slot] = child
             started = loop.time()
-            logger.info("supervisor %s: started worker pid %d", self.supervisor_id, child.pid)
-            if self._stopping.is_set():  # a signal came while it was starting
-                _send(child, signal.SIGTERM)
-            status = await child.wait()
-            del self.children[slot]
+            try:
+                pid, code = await self._run_child(slot)
+            except OSError as exc:  # fork/exec failed (EAGAIN, ENOMEM): a death like any other
+                what, status, cause = "a new worker process", None, f"could not start: {exc}"
+            else:
+                what, status, cause = f"worker pid {pid}", code, describe(code)
             if self._stopping.is_set():
                 level = logging.INFO if status == 0 else logging.WARNING
-                logger.log(level, "worker pid %d stopped (%s)", child.pid, describe(status))
+                logger.log(level, "%s stopped (%s)", what, cause)
                 return
             if status == 0:
-                logger.info("worker pid %d finished (exit 0); not restarted", child.pid)
+                logger.info("%s finished (exit 0); not restarted", what)
                 return
             if status == RECYCLE_EXIT_CODE:
-                logger.info("worker pid %d recycled; starting a fresh one", child.pid)
+                logger.info("%s recycled; starting a fresh one", what)
                 backoff.reset()
                 continue
             if loop.time() - started >= HEALTHY_RUN_S:
@@ -311,18 +314,28 @@ class Supervisor:
             if self._crash_looping(loop.time()):
                 self._failure = WorkerCrashLoopError(
                     f"{len(self._deaths)} worker processes died within "
-                    f"{self.restart_window_s:g}s (last: pid {child.pid}, {describe(status)}); "
-                    "the supervisor stopped"
+                    f"{self.restart_window_s:g}s (last: {what}, {cause}); the supervisor stopped"
                 )
                 logger.critical("supervisor %s: %s", self.supervisor_id, self._failure)
                 self.stop()
                 return
             delay = backoff.next()
-            logger.error(
-                "worker pid %d died (%s); restarting it in %gs", child.pid, describe(status), delay
-            )
-            with contextlib.suppress(TimeoutError):
+            logger.error("%s died (%s); restarting it in %gs", what, cause, delay)
+            with contextlib.suppress(asyncio.TimeoutError):  # not the builtin before 3.11
                 await asyncio.wait_for(self._stopping.wait(), delay)
+
+    async def _run_child(self, slot: int) -> tuple[int, int]:
+        """Start slot's child and wait for it to end; its pid and wait status."""
+        assert self._stopping is not None
+        child = await asyncio.create_subprocess_exec(*self.child_argv(), start_new_session=True)
+        self.children[slot] = child
+        logger.info("supervisor %s: started worker pid %d", self.supervisor_id, child.pid)
+        if self._stopping.is_set():  # a signal came while it was starting
+            _send(child, signal.SIGTERM)
+        try:
+            return child.pid, await child.wait()
+        finally:
+            del self.children[slot]
 
     def _crash_looping(self, now: float) -> bool:
         """Count a death; True once ``restart_limit`` fall within the window."""

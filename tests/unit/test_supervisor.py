@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 import pytest
 
 from queue_system.cli.worker import worker as worker_command
+from queue_system.errors import WorkerCrashLoopError
 from queue_system.worker.child import RecycleLimits, rss_mb
 from queue_system.worker.supervisor import (
     Supervisor,
@@ -146,3 +148,11 @@ def test_rss_follows_what_this_process_holds() -> None:
     held = b"x" * (64 * 1024 * 1024)  # written, so resident
     assert rss_mb() - before > 50
     del held
+
+
+def test_children_that_cannot_even_start_are_a_crash_loop() -> None:
+    # A real spawn failure (no such interpreter): each counts as a death, with backoff
+    supervisor = Supervisor("app:config", 1, restart_limit=2, python="/nonexistent/python3")
+    with pytest.raises(WorkerCrashLoopError, match="could not start"):
+        asyncio.run(supervisor.run())
+    assert supervisor.children == {}
