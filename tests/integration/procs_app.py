@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from typing import Any
 
+import redis
 import redis.asyncio
 
 from queue_system import QueueConfig
@@ -36,3 +38,32 @@ async def job(data: dict[str, Any]) -> None:
 
 
 config.register_callback(job)
+
+
+# --- process mode (QueueWorker(executor="process")): sync processors run in child processes
+
+
+def hang_first_time(data: dict[str, Any]) -> str:
+    """Record this process's pid; the first run hangs for ever, later runs return at once."""
+    client = redis.Redis.from_url(data["url"])
+    try:
+        client.rpush(data["pids_key"], os.getpid())
+        first = client.incr(data["runs_key"]) == 1
+    finally:
+        client.close()
+    if first:
+        time.sleep(3600)  # a sync processor no thread could stop
+    return "finished"
+
+
+def whoami(data: dict[str, Any]) -> dict[str, int]:
+    return {"pid": os.getpid(), "n": data["n"]}
+
+
+def refuse(data: dict[str, Any]) -> None:
+    raise ValueError(f"refused {data['n']}")
+
+
+def burn(data: dict[str, Any]) -> int:
+    """Pure-Python arithmetic (holds the GIL)."""
+    return sum(i * i % 7 for i in range(data["units"]))
