@@ -15,7 +15,7 @@ the *work span* (first job's start to last job's end, read from the jobs' own re
 *wall* time of the whole command (with the processes' start-up); *CPUs used* is the jobs'
 summed CPU time over the span (2.0: both cores worked on jobs the whole time). A third side,
 one process with ``--concurrency 2``, shows that threads do not help CPU-bound sync jobs (the
-GIL).
+GIL); a fourth runs them in one worker with ``--executor process`` (two child processes).
 Target: span(1 process) / span(2 processes) >= 1.6 on two cores. Only keys under
 ``bench_cpu:`` are written (and deleted).
 """
@@ -40,25 +40,29 @@ from queue_system.engine.embedded_server import EmbeddedRedis
 HERE = Path(__file__).resolve().parent
 SPANS = "bench_cpu:spans"
 TARGET = 1.6
-SIDES = {  # name -> (processes, concurrency per process)
-    "1 process": (1, 1),
-    "2 processes": (2, 1),
-    "1 process, 2 threads": (1, 2),
+SIDES = {  # name -> options of `queue-system worker`
+    "1 process": ("--processes=1", "--concurrency=1"),
+    "2 processes": ("--processes=2", "--concurrency=1"),
+    "1 process, 2 threads": ("--processes=1", "--concurrency=2"),
+    "1 worker, executor=process x2": ("--concurrency=2", "--executor=process"),
 }
 
 
 def calibrate(seconds: float) -> int:
-    """Loop count of ``burn`` that takes about ``seconds`` here."""
-    units = 200_000
-    started = time.perf_counter()
-    total = 0
-    for i in range(units):
-        total += i * i % 7
-    return max(1000, int(units * seconds / (time.perf_counter() - started)))
+    """Loop count of ``burn`` that takes about ``seconds`` on an idle core here (the fastest
+    of several short timings: on a busy machine a single timing includes waiting for a CPU)."""
+    units, best = 50_000, float("inf")
+    for _ in range(10):
+        started = time.perf_counter()
+        total = 0
+        for i in range(units):
+            total += i * i % 7
+        best = min(best, time.perf_counter() - started)
+    return max(1000, int(units * seconds / best))
 
 
-def drain(url: str, processes: int, concurrency: int, jobs: int, units: int) -> dict[str, float]:
-    """Enqueue ``jobs`` burns, drain them with a supervisor; its span and wall seconds."""
+def drain(url: str, options: tuple[str, ...], jobs: int, units: int) -> dict[str, float]:
+    """Enqueue ``jobs`` burns, drain them with a burst worker run with ``options``."""
     os.environ["REDIS_URL"] = url  # cpu_jobs.config reads it on import (here and in children)
     sys.path.insert(0, str(HERE))
     import cpu_jobs
@@ -71,7 +75,6 @@ def drain(url: str, processes: int, concurrency: int, jobs: int, units: int) -> 
         cpu_jobs.burn,
         queue_name="cpu",
     )
-    options = [f"--processes={processes}", f"--concurrency={concurrency}"]
     argv = [sys.executable, "-m", "queue_system", "worker", "cpu_jobs:config", "--burst"]
     argv += [*options, "--log-level=warning"]
     env = {**os.environ, "REDIS_URL": url}
@@ -96,8 +99,8 @@ def run(url: str, rounds: int, jobs: int, job_s: float) -> dict[str, Any]:
     units = calibrate(job_s)
     results: dict[str, list[dict[str, float]]] = {side: [] for side in SIDES}
     for _ in range(rounds):
-        for side, (processes, concurrency) in SIDES.items():
-            results[side].append(drain(url, processes, concurrency, jobs, units))
+        for side, options in SIDES.items():
+            results[side].append(drain(url, options, jobs, units))
     medians = {
         side: {k: statistics.median(r[k] for r in runs) for k in runs[0]}
         for side, runs in results.items()
@@ -125,11 +128,11 @@ def report(result: dict[str, Any]) -> None:
         f"median of {result['rounds']} interleaved rounds, {result['cpus']} CPUs, "
         f"load average {result['load_average'][0]} before, {result['load_average'][1]} after"
     )
-    print(f"{'side':<24}{'work span':>12}{'jobs/s':>10}{'wall':>10}{'CPUs used':>11}")
+    print(f"{'side':<31}{'work span':>12}{'jobs/s':>10}{'wall':>10}{'CPUs used':>11}")
     for side, m in result["sides"].items():
         rate = result["jobs"] / m["span_s"]
         print(
-            f"{side:<24}{m['span_s']:>11.2f}s{rate:>10.1f}{m['wall_s']:>9.2f}s"
+            f"{side:<31}{m['span_s']:>11.2f}s{rate:>10.1f}{m['wall_s']:>9.2f}s"
             f"{m['cpus_used']:>11.2f}"
         )
     print(

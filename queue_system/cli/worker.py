@@ -25,7 +25,12 @@ from queue_system.engine.connection import redact_url
 from queue_system.logs import HANDLER_NAME, LOG_FORMATS, setup_logging
 from queue_system.ops.admin import QueueAdmin
 from queue_system.worker.child import RECYCLE_EXIT_CODE, RecycleLimits, SupervisedWorker, watch
-from queue_system.worker.loops import BURST_OUTAGE_LIMIT_S, DEFAULT_GRACE_PERIOD_S, QueueWorker
+from queue_system.worker.loops import (
+    BURST_OUTAGE_LIMIT_S,
+    DEFAULT_GRACE_PERIOD_S,
+    EXECUTORS,
+    QueueWorker,
+)
 from queue_system.worker.supervisor import Supervisor, WorkerOptions, parse_processes
 
 logger = logging.getLogger("queue_system.cli")
@@ -92,6 +97,14 @@ METRICS_LOGGER = "queue_system.metrics"
     help="Recycle: stop gracefully once the process's RSS is above this many MiB "
     "(checked every second, after a first job).",
 )
+@click.option(
+    "--executor",
+    type=click.Choice(EXECUTORS),
+    default="thread",
+    show_default=True,
+    help="Where sync processors run: threads, or child processes (one per --concurrency "
+    "slot; CPU-bound work uses every core and a timeout kills the run).",
+)
 @click.option("--supervised-by", default=None, hidden=True)  # set by the supervisor
 def worker(
     app: str,
@@ -109,6 +122,7 @@ def worker(
     max_jobs: int | None = None,
     max_memory: float | None = None,
     supervised_by: str | None = None,
+    executor: str = "thread",
 ) -> None:
     """Run a worker for APP ('module:attribute' naming the application's QueueConfig).
 
@@ -145,6 +159,7 @@ def worker(
             log_level=log_level,
             log_format=log_format,
             metrics_log=metrics_log,
+            executor=executor,
         )
         asyncio.run(Supervisor(app, count, options).run())
         return
@@ -159,6 +174,7 @@ def worker(
         wait_scheduled=wait_scheduled,
         outage_limit=outage_limit,
         grace_period=grace_period,
+        executor=executor,
         **extra,
     )
     where = redact_url(config.redis_url) if config.redis_url else "<client>"

@@ -51,7 +51,7 @@ from queue_system.engine.outage import Backoff
 from queue_system.errors import WorkerCrashLoopError
 from queue_system.logs import LOG_FORMATS
 from queue_system.worker.child import RECYCLE_EXIT_CODE, RecycleLimits
-from queue_system.worker.loops import DEFAULT_GRACE_PERIOD_S
+from queue_system.worker.loops import DEFAULT_GRACE_PERIOD_S, EXECUTORS
 
 logger = logging.getLogger("queue_system.supervisor")
 
@@ -103,6 +103,7 @@ class WorkerOptions:
     log_level: str = "info"
     log_format: str = "json"
     metrics_log: bool = False
+    executor: str = "thread"
 
     def __post_init__(self) -> None:
         # A bad setting would make every child exit 2: refuse it here, before any starts.
@@ -124,6 +125,8 @@ class WorkerOptions:
         RecycleLimits(max_jobs=self.max_jobs, max_memory_mb=self.max_memory_mb)
         if self.log_level.lower() not in LOG_LEVELS:
             raise ValueError(f"log_level must be one of {LOG_LEVELS}, got {self.log_level!r}")
+        if self.executor not in EXECUTORS:
+            raise ValueError(f"executor must be one of {EXECUTORS}, got {self.executor!r}")
         if self.log_format not in LOG_FORMATS:
             raise ValueError(f"log_format must be one of {LOG_FORMATS}, got {self.log_format!r}")
 
@@ -135,6 +138,7 @@ class WorkerOptions:
             f"--work-timeout={self.work_timeout!r}",
             f"--log-level={self.log_level}",
             f"--log-format={self.log_format}",
+            f"--executor={self.executor}",
         ]
         if self.queues is not None:
             args.append(f"--queues={','.join(self.queues)}")

@@ -45,6 +45,7 @@ def test_child_options_become_the_worker_command_line() -> None:
         log_level="warning",
         log_format="text",
         metrics_log=True,
+        executor="process",
     )
     # The worker command parses them back to the same settings
     ctx = worker_command.make_context("worker", ["app:config", *options.argv()])
@@ -64,6 +65,7 @@ def test_child_options_become_the_worker_command_line() -> None:
         "metrics_log": True,
         "processes": None,
         "supervised_by": None,
+        "executor": "process",
     }
 
 
@@ -87,6 +89,7 @@ def test_default_child_options_are_the_worker_defaults() -> None:
         ({"max_memory_mb": 0}, "max_memory_mb"),
         ({"log_level": "loud"}, "log_level"),
         ({"log_format": "xml"}, "log_format"),
+        ({"executor": "fork"}, "executor"),
     ],
 )
 def test_bad_child_options_are_refused_before_any_child_starts(
