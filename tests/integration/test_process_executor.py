@@ -5,6 +5,7 @@ The processors live in ``procs_app`` (a child process imports them by module and
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -12,9 +13,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from queue_system import QueueConfig, QueueManager, QueueRetryConfig
+from queue_system import QueueConfig, QueueManager, QueueRetryConfig, QueueWorker
 from tests.integration import procs_app
 from tests.support.burst import run_burst
+from tests.support.waiting import async_wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -75,7 +77,26 @@ def test_results_and_exceptions_come_back_from_the_child(
 
 
 def test_an_unknown_executor_is_refused(config: QueueConfig) -> None:
-    from queue_system import QueueWorker
-
     with pytest.raises(ValueError, match="executor"):
         QueueWorker(config, executor="fork")
+
+
+def test_stopping_at_once_kills_a_running_child_and_gives_the_item_back(
+    process_config: QueueConfig, raw_redis: redis.Redis, redis_url: str, key_prefix: str
+) -> None:
+    keys = {"pids_key": f"{key_prefix}pids", "runs_key": f"{key_prefix}runs"}
+    QueueManager(process_config).enqueue(
+        {"url": redis_url, **keys}, procs_app.hang_first_time, queue_name="jobs", timeout=600
+    )
+
+    async def main() -> None:
+        worker = QueueWorker(process_config, max_workers=1, executor="process")
+        await worker.start()
+        await async_wait_until(lambda: raw_redis.llen(keys["pids_key"]) == 1, timeout=30)
+        await worker.stop(grace_period=0)
+
+    asyncio.run(main())
+    [pid] = (int(p) for p in raw_redis.lrange(keys["pids_key"], 0, -1))
+    assert not alive(pid)  # killed, not left running for its 600 s timeout
+    assert raw_redis.llen(process_config.keys.queue("jobs")) == 1  # given back
+    assert raw_redis.hlen(process_config.keys.inflight) == 0
