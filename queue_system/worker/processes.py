@@ -78,15 +78,19 @@ class ProcessSlots(ThreadSlots):
         try:
             child = self._idle.pop() if self._idle else await asyncio.to_thread(_Child)
             self._busy.add(child)
-            if on_start is not None:
-                on_start()
             child.conn.send((fn, arg))  # pickles fn by reference: a local function fails here
-            try:
-                kind, value = await asyncio.wait_for(_reply(child), timeout_s)
-            except asyncio.TimeoutError:
-                raise TimeoutError(
-                    f"processor exceeded its {timeout_s}s timeout (its process was killed)"
-                ) from None
+            # The timeout starts once the child has the processor in hand: a fresh child
+            # first starts an interpreter and imports the processor's module.
+            kind, value = await _reply(child)
+            if kind == "started":
+                if on_start is not None:
+                    on_start()
+                try:
+                    kind, value = await asyncio.wait_for(_reply(child), timeout_s)
+                except asyncio.TimeoutError:
+                    raise TimeoutError(
+                        f"processor exceeded its {timeout_s}s timeout (its process was killed)"
+                    ) from None
         except BaseException:
             if child is not None:  # timed out, cancelled, or broken: never reuse it
                 self._busy.discard(child)
@@ -138,12 +142,17 @@ async def _reply(child: _Child) -> tuple[str, Any]:
 
 
 def _serve(conn: multiprocessing.connection.Connection) -> None:
-    """The child's loop: run each ``(fn, arg)`` received, send back the outcome."""
+    """The child's loop: for each ``(fn, arg)`` received, say it started, run it, and send
+    back the outcome."""
     while True:
         try:
             fn, arg = conn.recv()
         except EOFError:  # the worker is gone
             return
+        except Exception as exc:  # e.g. the processor's module does not import here
+            conn.send(("error", exc))
+            continue
+        conn.send(("started", None))
         try:
             outcome: tuple[str, Any] = ("ok", fn(arg))
         except Exception as exc:
