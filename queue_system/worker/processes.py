@@ -13,7 +13,9 @@ exception. So:
   process for the next item. A worker stop that cancels a run kills it the same way.
 * a processor is sent by reference (module and name, as pickle does), so it must be a
   module-level function, and its result and exceptions must pickle (JSON-able results do).
-  ``contextvars`` and the worker's logging setup do not cross into the child.
+  ``contextvars`` and the worker's logging setup do not cross into the child, and, as with
+  any "spawn" child, the main module is imported again: a script that runs a process-mode
+  worker itself must do so under ``if __name__ == "__main__":``.
 """
 
 from __future__ import annotations
