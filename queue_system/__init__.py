@@ -30,6 +30,7 @@ from queue_system.ops.admin import QueueAdmin
 from queue_system.producer.aio import AsyncQueueManager
 from queue_system.producer.sync import QueueManager
 from queue_system.worker.loops import QueueWorker
+from queue_system.worker.supervisor import run_workers
 
 __all__ = [
     "AsyncQueueManager",
@@ -50,4 +51,5 @@ __all__ = [
     "RetryAfter",
     "SerializationError",
     "UnknownProcessorError",
+    "run_workers",
 ]

@@ -7,6 +7,7 @@
     ├── QueueUnavailableError       Redis cannot be reached (down, frozen, breaker open)
     │   └── ReplicationTimeoutError  stored on the master, but fewer than min_replicas had it
     ├── WorkerLoopError             a worker's background loop failed and could not resume
+    ├── WorkerCrashLoopError        supervised worker processes kept dying
     ├── SerializationError          an entity cannot be encoded as JSON or is too large
     │   └── DecodeError             an item read back from Redis is not a valid envelope
     ├── ProcessingError             an item cannot be run
@@ -44,6 +45,10 @@ class ReplicationTimeoutError(QueueUnavailableError):
 
 class WorkerLoopError(QueueSystemError):
     """Raised by ``QueueWorker.run()`` when a background loop kept failing (the worker stopped)."""
+
+
+class WorkerCrashLoopError(QueueSystemError):
+    """Raised by ``run_workers()`` when its worker processes kept dying (it stopped them)."""
 
 
 class SerializationError(QueueSystemError, ValueError):

@@ -26,6 +26,7 @@ DOCUMENTED = {
     "RetryAfter",
     "SerializationError",
     "UnknownProcessorError",
+    "run_workers",
 }
 
 

@@ -157,6 +157,7 @@ _WORKER_COLUMNS = (
     Column(header="failed", justify="right", drop_rank=1),
     Column(header="started (UTC)", drop_rank=6),
     Column(header="last seen", drop_rank=5),
+    Column(header="supervisor", drop_rank=1),  # long; the first to go
 )
 
 
@@ -171,6 +172,7 @@ def workers_table(found: Sequence[WorkerInfo], *, width: int | None = None) -> T
                 ",".join(queues) if isinstance(queues, list) else "*",
                 *(str(w.get(k)) for k in ("concurrency", "running", "jobs_done", "jobs_failed")),
                 *(str(w.get(k))[:19].replace("T", " ") for k in ("started_at", "last_seen")),
+                w.get("supervisor") or "-",
             ]
         )
     return fitted_table(_WORKER_COLUMNS, rows, width=width, title=f"workers ({len(found)})")

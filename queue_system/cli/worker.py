@@ -24,7 +24,14 @@ from queue_system.core.checks import validate_queue_name
 from queue_system.engine.connection import redact_url
 from queue_system.logs import HANDLER_NAME, LOG_FORMATS, setup_logging
 from queue_system.ops.admin import QueueAdmin
-from queue_system.worker.loops import BURST_OUTAGE_LIMIT_S, DEFAULT_GRACE_PERIOD_S, QueueWorker
+from queue_system.worker.child import RECYCLE_EXIT_CODE, RecycleLimits, SupervisedWorker, watch
+from queue_system.worker.loops import (
+    BURST_OUTAGE_LIMIT_S,
+    DEFAULT_GRACE_PERIOD_S,
+    EXECUTORS,
+    QueueWorker,
+)
+from queue_system.worker.supervisor import Supervisor, WorkerOptions, parse_processes
 
 logger = logging.getLogger("queue_system.cli")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -68,6 +75,37 @@ METRICS_LOGGER = "queue_system.metrics"
     is_flag=True,
     help="Also log every metric record (logger queue_system.metrics; on with debug).",
 )
+@click.option(
+    "--processes",
+    default=None,
+    metavar="N|auto",
+    help="Run N worker processes (each with --concurrency) under a supervisor that restarts "
+    "one that dies; 'auto': one per CPU [default: this process only].",
+)
+@click.option(
+    "--max-jobs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Recycle: stop gracefully after about this many finished jobs "
+    "(under --processes a fresh process replaces it; alone, exit 0).",
+)
+@click.option(
+    "--max-memory",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="MIB",
+    help="Recycle: stop gracefully once the process's RSS is above this many MiB "
+    "(checked every second, after a first job).",
+)
+@click.option(
+    "--executor",
+    type=click.Choice(EXECUTORS),
+    default="thread",
+    show_default=True,
+    help="Where sync processors run: threads, or child processes (one per --concurrency "
+    "slot; CPU-bound work uses every core and a timeout kills the run).",
+)
+@click.option("--supervised-by", default=None, hidden=True)  # set by the supervisor
 def worker(
     app: str,
     queues: str | None,
@@ -80,22 +118,54 @@ def worker(
     log_level: str,
     log_format: str,
     metrics_log: bool,
+    processes: str | None = None,
+    max_jobs: int | None = None,
+    max_memory: float | None = None,
+    supervised_by: str | None = None,
+    executor: str = "thread",
 ) -> None:
     """Run a worker for APP ('module:attribute' naming the application's QueueConfig).
 
     SIGTERM/SIGINT: running items finish within the grace period, the rest go back at once;
-    a second signal stops at once (running items are released back to their queues).
+    a second signal stops at once (running items are released back to their queues), as
+    does SIGQUIT.
     Exits 1 with one line on stderr if the worker had to stop on its own (Redis unreachable
     past the outage limit, or a background loop that kept failing).
+
+    With --processes, a supervisor runs that many worker processes and restarts one that
+    dies; signals are forwarded (the second stops them at once). Exits 1 if they keep dying
+    (5 deaths within 60 s).
     """
     if wait_scheduled and not burst:
         raise click.UsageError("--wait-scheduled only applies with --burst")
+    count = _process_count(processes, supervised_by)
+    limits = RecycleLimits(max_jobs=max_jobs, max_memory_mb=max_memory)
     names = _queue_names(queues)
     config = load_app(app)
     _log_whole_process(log_level, log_format, metrics_log)
     if names is not None:
         _check_queues_exist(config, names, burst)
-    qw = QueueWorker(
+    if count is not None:
+        options = WorkerOptions(
+            queues=names,
+            concurrency=concurrency,
+            burst=burst,
+            wait_scheduled=wait_scheduled,
+            outage_limit=outage_limit,
+            grace_period=grace_period,
+            work_timeout=work_timeout,
+            max_jobs=max_jobs,
+            max_memory_mb=max_memory,
+            log_level=log_level,
+            log_format=log_format,
+            metrics_log=metrics_log,
+            executor=executor,
+        )
+        asyncio.run(Supervisor(app, count, options).run())
+        return
+    worker_class = QueueWorker if supervised_by is None else SupervisedWorker
+    extra: dict[str, Any] = {} if supervised_by is None else {"supervisor_id": supervised_by}
+    qw = worker_class(
         config,
         concurrency,
         work_timeout,
@@ -104,6 +174,8 @@ def worker(
         wait_scheduled=wait_scheduled,
         outage_limit=outage_limit,
         grace_period=grace_period,
+        executor=executor,
+        **extra,
     )
     where = redact_url(config.redis_url) if config.redis_url else "<client>"
     served = ",".join(names or ["every queue"])
@@ -115,7 +187,32 @@ def worker(
         config.queue_prefix,
         concurrency,
     )
-    asyncio.run(_serve(qw))
+    recycled = asyncio.run(_serve(qw, limits, _supervisor_pid(supervised_by)))
+    if recycled is not None and supervised_by is not None:
+        click.get_current_context().exit(RECYCLE_EXIT_CODE)  # the supervisor replaces us
+
+
+def _process_count(processes: str | None, supervised_by: str | None) -> int | None:
+    if processes is None:
+        return None
+    if supervised_by is not None:
+        raise click.UsageError("a supervised worker cannot itself run --processes")
+    try:
+        return parse_processes(processes.strip().lower())
+    except ValueError:
+        raise click.BadParameter(
+            f"{processes!r}: a number >= 1, or 'auto'", param_hint="--processes"
+        ) from None
+
+
+def _supervisor_pid(supervisor_id: str | None) -> int | None:
+    """The supervisor's pid, from its id ``host:pid:suffix`` (as it was when we started)."""
+    if supervisor_id is None:
+        return None
+    try:
+        return int(supervisor_id.rsplit(":", 2)[-2])
+    except (IndexError, ValueError):
+        raise click.BadParameter(supervisor_id, param_hint="--supervised-by") from None
 
 
 def _queue_names(queues: str | None) -> list[str] | None:
@@ -175,11 +272,20 @@ def _log_whole_process(level: str, log_format: str, metrics_log: bool) -> None:
     ctx.call_on_close(restore)
 
 
-async def _serve(qw: QueueWorker) -> None:
+async def _serve(
+    qw: QueueWorker, limits: RecycleLimits | None = None, parent_pid: int | None = None
+) -> str | None:
+    """Run ``qw`` until a signal (or the end of a burst); why it recycled itself, if it did."""
     loop = asyncio.get_running_loop()
     stops: list[asyncio.Task[None]] = []
+    watcher: asyncio.Task[str | None] | None = None
+    recycled: object = None
+    if (limits is not None and limits.any) or parent_pid is not None:
+        watcher = loop.create_task(watch(qw, limits or RecycleLimits(), parent_pid=parent_pid))
 
     def on_signal(sig: signal.Signals) -> None:
+        if watcher is not None and not watcher.done():  # the signal's stop takes over
+            watcher.cancel()
         if not stops:
             logger.warning(
                 "%s: stopping (grace period %ss); send again to stop at once",
@@ -191,14 +297,30 @@ async def _serve(qw: QueueWorker) -> None:
             logger.warning("%s again: stopping at once, releasing running items", sig.name)
             stops.append(loop.create_task(qw.stop(grace_period=0)))
 
+    def on_quit() -> None:
+        # SIGQUIT stops at once whatever came before: a supervisor's second stage. (Two
+        # SIGTERMs sent while the process is not scheduled reach it as one.)
+        if watcher is not None and not watcher.done():
+            watcher.cancel()
+        logger.warning("SIGQUIT: stopping at once, releasing running items")
+        stops.append(loop.create_task(qw.stop(grace_period=0)))
+
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
+    loop.add_signal_handler(signal.SIGQUIT, on_quit)
     try:
         await qw.run()
         await asyncio.gather(*stops)
+        # The watcher ends within a check interval once the worker stopped; it may be the one
+        # that stopped it (then it returns why).
+        if watcher is not None:
+            (recycled,) = await asyncio.gather(watcher, return_exceptions=True)
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
             loop.remove_signal_handler(sig)
+        if watcher is not None and not watcher.done():  # run() raised
+            watcher.cancel()
+    return recycled if isinstance(recycled, str) else None
 
 
 def load_app(spec: str) -> QueueConfig:

@@ -136,6 +136,7 @@ class WorkerInfo(TypedDict):
     jobs_failed: int
     running: int
     last_seen: str | None
+    supervisor: str | None  # the id of the supervisor that started it (--processes), if any
 
 
 class QueueStats(TypedDict):

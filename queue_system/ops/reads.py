@@ -128,6 +128,7 @@ def worker_from_record(record: Mapping[bytes | str, bytes | str]) -> WorkerInfo 
         "jobs_failed": int(fields.get("jobs_failed", "0")),
         "running": int(fields.get("running", "0")),
         "last_seen": _time(fields.get("last_seen")),
+        "supervisor": fields.get("supervisor"),
     }
 
 

@@ -44,6 +44,7 @@ from queue_system.worker.cron import CronRunner
 from queue_system.worker.events import WorkerEvents
 from queue_system.worker.fetch import Fetcher
 from queue_system.worker.leases import LeaseKeeper
+from queue_system.worker.processes import ProcessSlots
 from queue_system.worker.runner import ItemRunner
 from queue_system.worker.store import ClaimedItem, WorkerBroker
 from queue_system.worker.supervision import supervise
@@ -58,6 +59,7 @@ HEARTBEAT_INTERVAL_S = 5.0  # how often a worker refreshes its record in Redis
 # A change in the running count is published at once, then at most this often: live views
 # (`workers`, `monitor`) follow items within a second without a write per item.
 RUNNING_PUBLISH_MIN_S = 0.25
+EXECUTORS = ("thread", "process")  # where sync processors run (see QueueWorker)
 
 
 class QueueWorker:
@@ -78,6 +80,9 @@ class QueueWorker:
             otherwise.
         grace_period: seconds :meth:`stop` waits for running items before releasing them.
         prefetch: items claimed ahead of free executors (default ``max_workers``).
+        executor: where sync processors run: ``"thread"`` (default) or ``"process"``, a
+            child process per slot, killed at its timeout
+            (:mod:`queue_system.worker.processes`).
     """
 
     # The parts of one run, all created by start() (None of them exists before it).
@@ -115,6 +120,7 @@ class QueueWorker:
         outage_limit: float | None = None,
         grace_period: float = DEFAULT_GRACE_PERIOD_S,
         prefetch: int | None = None,
+        executor: str = "thread",
     ) -> None:
         if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
             raise ValueError(f"max_workers must be an int >= 1, got {max_workers!r}")
@@ -130,6 +136,9 @@ class QueueWorker:
             isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 0
         ):
             raise ValueError(f"prefetch must be an int >= 0 or None, got {prefetch!r}")
+        if executor not in EXECUTORS:
+            raise ValueError(f"executor must be one of {EXECUTORS}, got {executor!r}")
+        self.executor = executor
         self.config = config
         self.max_workers = max_workers
         self.work_timeout = float(work_timeout)
@@ -156,7 +165,8 @@ class QueueWorker:
             raise RuntimeError("worker is already running")
         self._client = self.config.make_async_client()
         self._broker = WorkerBroker(self.config, self._client, self.worker_id)
-        self._threads = ThreadSlots(self.max_workers, "queue-worker")
+        slots = ProcessSlots if self.executor == "process" else ThreadSlots
+        self._threads = slots(self.max_workers, "queue-worker")
         self._callback_threads = ThreadSlots(self.max_workers, "queue-callback")
         self._leases = LeaseKeeper(self.config, self.worker_id)
         self._ready = asyncio.Queue()
@@ -333,6 +343,9 @@ class QueueWorker:
         # swallowed while connecting); the closing event ends the loops and their sleeps anyway.
         self._closing.set()
         self._acker.wake()  # to see it
+        # The heartbeat's pause waits on this event, not on closing: wake it too. (A cancel
+        # that lands as asyncio.wait_for's inner wait completes is lost before Python 3.12.)
+        self._running_changed.set()
         tasks = [*self._services, *self._runner.callbacks]
         for task in tasks:
             task.cancel()

@@ -141,6 +141,7 @@ def test_workers_table_fits_80_columns_with_whole_ids(
         "jobs_failed": 12,
         "started_at": "2024-05-06T07:08:09+00:00",
         "last_seen": "2024-05-06T07:18:09+00:00",
+        "supervisor": "build-host-0042.example.internal:123400:4567cdef",
     }
     console = make_console()
     console.print(workers_table([worker], width=console.width))
