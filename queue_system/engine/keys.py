@@ -25,6 +25,8 @@ Layout under a prefix (default ``queue:``)::
                                           first count; a field ends with its item)
     queue:notify                    LIST  wake-up tokens for idle workers (capped)
     queue:metrics                   HASH  shared counters
+    queue:metrics_history           LIST  samples of the shared counters for the dashboard's
+                                          chart, newest first (capped: one hour of samples)
     queue:dedup:{sha256(key)}       STRING operation id holding a deduplication key
     queue:op:{operation_id}         HASH  status record of one operation (no TTL while its
                                           item lives; a TTL once it is finished)
@@ -165,3 +167,8 @@ class KeySpace:
     @property
     def metrics(self) -> str:
         return f"{self.prefix}metrics"
+
+    @property
+    def metrics_history(self) -> str:
+        """Samples of the shared counters over time (the dashboard's chart), newest first."""
+        return f"{self.prefix}metrics_history"
