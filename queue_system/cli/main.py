@@ -23,7 +23,9 @@ import click
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 
+from queue_system.cli.dashboard import dashboard
 from queue_system.cli.failures import failures
+from queue_system.cli.prometheus import metrics as prometheus_metrics
 from queue_system.cli.queues import purge, queues
 from queue_system.cli.render import (
     make_console,
@@ -109,6 +111,8 @@ def cli(ctx: click.Context, url: str, prefix: str, timeout: float, debug: bool) 
 
 for command in (failures, worker, queues, purge):
     cli.add_command(command)
+cli.add_command(dashboard)  # the web dashboard ([web] extra, imported when run)
+cli.add_command(prometheus_metrics)  # `queue-system metrics` ([prometheus] extra)
 
 
 def main() -> None:
