@@ -95,6 +95,7 @@ def create_app(
             group.cancel_scope.cancel()
 
     templates.env.filters["utc"] = iso_utc
+    templates.env.filters["utc_short"] = lambda at: iso_utc(at)[:19].replace("T", " ")
     app = Starlette(
         routes=[
             Route("/login", _login, methods=["GET", "POST"], name="login"),
@@ -192,7 +193,10 @@ def overview_context(request: Request) -> dict[str, Any]:
     chart = None
     if health["redis_connected"]:
         history.sample()  # one EVALSHA; a no-op while the newest sample is recent
-        chart = views.chart(history.intervals(), HISTORY_WINDOW_S, config.clock.time())
+        intervals, now = history.intervals(), config.clock.time()
+        # The x axis spans the hour, or the time since sampling began when that is shorter.
+        window_s = min(HISTORY_WINDOW_S, now - intervals[0].start) if intervals else 1.0
+        chart = views.chart(intervals, max(window_s, 1.0), now)
     return {
         "health": health,
         "chart": chart,

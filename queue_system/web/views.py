@@ -149,6 +149,7 @@ class Chart:
     last_throughput: float | None
     last_success_rate: float | None
     samples: int
+    window_s: float
     width: int = CHART_WIDTH
     height: int = CHART_HEIGHT
 
@@ -180,6 +181,7 @@ def chart(intervals: list[Interval], window_s: float, now: float) -> Chart:
         last_throughput=intervals[-1].throughput_per_min if intervals else None,
         last_success_rate=rates[-1] if rates else None,
         samples=len(intervals),
+        window_s=window_s,
     )
 
 
