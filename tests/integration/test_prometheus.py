@@ -3,12 +3,15 @@ prometheus_client's parser matches get_metrics() and the queue state after a kno
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -167,3 +170,17 @@ def test_cli_metrics_serves_http(workload: QueueConfig, redis_url: str) -> None:
         process.wait(timeout=10)
         assert process.stderr is not None
         process.stderr.close()
+
+
+GRAFANA = Path(__file__).resolve().parents[2] / "examples" / "grafana" / "queue_system.json"
+
+
+def test_grafana_dashboard_uses_only_metrics_a_scrape_has(workload: QueueConfig) -> None:
+    dashboard = json.loads(GRAFANA.read_text(encoding="utf-8"))
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    used = {name for expr in exprs for name in re.findall(r"\bqueue_system_\w+", expr)}
+    scraped = {name for name, _ in samples(exposition(make_registry(workload)).decode())}
+    assert len(used) >= 12
+    assert used <= scraped, used - scraped
+    ids = [panel["id"] for panel in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
