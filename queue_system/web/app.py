@@ -230,16 +230,23 @@ def operation_context(request: Request) -> dict[str, Any] | None:
     state = request.app.state
     operation_id = request.path_params["operation_id"]
     operation = state.manager.get_operation(operation_id)
-    record = None
-    if operation is None or operation["status"] in ("failed", "error"):
-        system_errors = operation is not None and operation["status"] == "error"
+    status = operation["status"] if operation else None
+    # Where its dead letter is: the status says which list; without a status record, look
+    # in both (each is a capped list: O(records) at most).
+    lists = {"failed": [False], "error": [True], None: [False, True]}.get(status, [])
+    record, kind = None, None
+    for system_errors in lists:
         record = state.admin.get_dead_letter(operation_id, system_errors=system_errors)
+        if record is not None:
+            kind = "system-errors" if system_errors else "failures"
+            break
     if operation is None and record is None:
         return None
     return {
         "operation_id": operation_id,
         "op": operation,
         "record": record,
+        "record_kind": kind,
         "progress": seams.progress(dict(operation)) if operation else None,
         "can_cancel": seams.can_cancel(state.config),
         "pretty": views.pretty_json,

@@ -423,3 +423,20 @@ def _row(page: str, queue: str) -> list[str]:
     assert row, page
     cells = re.findall(r"<td[^>]*>(.*?)</td>", row.group(1), re.DOTALL)
     return [re.sub(r"<[^>]+>", "", c).strip() for c in cells[1:]]
+
+
+def test_a_system_error_can_be_seen_and_purged_but_not_requeued(
+    client: TestClient, seeded: QueueConfig, raw_redis: redis.Redis
+) -> None:
+    # Given: bytes that are no envelope, taken by a worker: a system error without an id.
+    raw_redis.lpush(seeded.keys.queue("emails"), b"\xffnot json")
+    run_burst(seeded)
+    page = client.get("/dead-letters/system-errors").text
+    assert page.count("<tr>") == 2, page  # the header row and the record
+    csrf = csrf_of(client, "/dead-letters/system-errors")
+    form = {"csrf_token": csrf, "action": "requeue", "all": "1"}
+    confirm = client.post("/dead-letters/system-errors/actions", data=form)
+    assert "<strong>0</strong> record(s)" in confirm.text and "would be skipped" in confirm.text
+    form["action"] = "purge"
+    client.post("/dead-letters/system-errors/actions", data={**form, "confirm": "1"})
+    assert raw_redis.llen(seeded.keys.system_errors) == 0
