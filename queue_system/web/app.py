@@ -20,6 +20,7 @@ from typing import Any
 import anyio
 import jinja2
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
@@ -35,6 +36,7 @@ from queue_system.ops.history import DEFAULT_SAMPLE_INTERVAL_S, HISTORY_WINDOW_S
 from queue_system.producer.sync import QueueManager
 from queue_system.web import seams, views
 from queue_system.web.auth import (
+    CSRF_FIELD,
     SESSION_COOKIE,
     SESSION_MAX_AGE_S,
     TOKEN_ENV_VAR,
@@ -108,6 +110,12 @@ def create_app(
                 "/fragments/operations/{operation_id}",
                 _operation_fragment,
                 name="operation_fragment",
+            ),
+            Route(
+                "/operations/{operation_id}/cancel",
+                _cancel,
+                methods=["POST"],
+                name="cancel_operation",
             ),
             *dead_letter_routes(),
             Route("/workers", _workers, name="workers"),
@@ -271,6 +279,22 @@ def _operation_fragment(request: Request) -> Response:
     if context is None:
         return PlainTextResponse("unknown operation", status_code=404)
     return render(request, "_operation.html", **context)
+
+
+async def _cancel(request: Request) -> Response:
+    """Cancel one operation (shown once :func:`seams.can_cancel` says the feature exists)."""
+    state = request.app.state
+    form = await request.form()
+    token = form.get(CSRF_FIELD)
+    if not state.auth.csrf_ok(request.state.session, token if isinstance(token, str) else None):
+        return PlainTextResponse("refused: missing or wrong CSRF token", status_code=403)
+    if state.read_only:
+        return PlainTextResponse("refused: this dashboard is read-only", status_code=403)
+    if not seams.can_cancel(state.config):
+        return PlainTextResponse("cancelling is not available in this version", status_code=404)
+    operation_id = request.path_params["operation_id"]
+    await run_in_threadpool(seams.cancel_operation, state.config, operation_id)
+    return RedirectResponse(path_for(request, "operation", operation_id=operation_id), 303)
 
 
 def workers_context(request: Request) -> dict[str, Any]:

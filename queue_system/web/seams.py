@@ -20,7 +20,8 @@ def can_cancel(config: QueueConfig) -> bool:
 
 
 def cancel_operation(config: QueueConfig, operation_id: str) -> bool:
-    """Cancel ``operation_id``; True when it was cancelled (the cancel feature)."""
+    """Cancel ``operation_id``; True when it was cancelled (the cancel feature). Its admin
+    call should write the audit record, as requeue and purge do."""
     raise NotImplementedError("cancelling operations is not available in this version")
 
 

@@ -15,7 +15,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from queue_system import QueueAdmin, QueueConfig, QueueManager, QueueRetryConfig
-from queue_system.web import create_app
+from queue_system.web import create_app, seams
 from queue_system.web.auth import SESSION_COOKIE, TOKEN_ENV_VAR
 from tests.support.burst import run_burst
 from tests.support.clock import FakeClock
@@ -440,3 +440,24 @@ def test_a_system_error_can_be_seen_and_purged_but_not_requeued(
     form["action"] = "purge"
     client.post("/dead-letters/system-errors/actions", data={**form, "confirm": "1"})
     assert raw_redis.llen(seeded.keys.system_errors) == 0
+
+
+def test_cancel_is_hidden_and_refused_until_the_feature_exists(client: TestClient) -> None:
+    assert 'id="cancel"' not in client.get("/operations/wait-1").text
+    answer = client.post("/operations/wait-1/cancel", data={"csrf_token": csrf_of(client)})
+    assert answer.status_code == 404
+
+
+def test_cancel_goes_through_the_seam_with_csrf(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cancelled: list[str] = []
+    monkeypatch.setattr(seams, "can_cancel", lambda config: True)
+    monkeypatch.setattr(seams, "cancel_operation", lambda config, op: cancelled.append(op))
+    assert 'id="cancel"' in client.get("/operations/wait-1").text
+    refused = client.post("/operations/wait-1/cancel", data={"csrf_token": "0" * 64})
+    assert refused.status_code == 403 and cancelled == []
+    done = client.post(
+        "/operations/wait-1/cancel", data={"csrf_token": csrf_of(client)}, follow_redirects=False
+    )
+    assert done.status_code == 303 and cancelled == ["wait-1"]
