@@ -33,4 +33,5 @@ def render(request: Request, name: str, status_code: int = 200, **context: Any) 
 def path_for(request: Request, route: str, **params: Any) -> str:
     """The path (with the mount's root path, without scheme and host) of a named route: links
     stay right behind a reverse proxy that rewrites the host."""
-    return request.url_for(route, **params).path
+    # The app's own router, not scope["router"]: middleware runs before the router sets it.
+    return str(request.scope.get("root_path", "")) + str(request.app.url_path_for(route, **params))
