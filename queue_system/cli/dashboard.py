@@ -38,7 +38,8 @@ def is_loopback(host: str) -> bool:
     "--token",
     envvar=TOKEN_ENV,
     show_envvar=True,
-    help="Login token (default: a new random one, printed as a login URL).",
+    help="Login token (prefer the env var: arguments show in ps). Default: a new random one, "
+    "printed as a login URL.",
 )
 @click.option("--read-only", is_flag=True, help="Show everything, change nothing.")
 def dashboard(host: str, port: int, token: str | None, read_only: bool) -> None:
