@@ -2,8 +2,10 @@
 driven by Selenium, against a uvicorn server and a worker draining a real workload.
 
 Skipped with the reason when no Chromium is installed, except under
-QUEUE_SYSTEM_REQUIRE_BROWSER=1 (CI sets it), where a missing browser fails. The test saves the
-screenshots the README shows (docs/dashboard-*.png).
+QUEUE_SYSTEM_REQUIRE_BROWSER=1 (CI sets it), where a missing browser fails. The test takes the
+screenshots the README shows: into docs/ (dashboard-*.png) under
+QUEUE_SYSTEM_UPDATE_SCREENSHOTS=1, else into the test's temporary directory (a run leaves the
+checkout as it was).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from tests.support.waiting import wait_until
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 TOKEN = "browser-test-token"
 REQUIRE_ENV = "QUEUE_SYSTEM_REQUIRE_BROWSER"
+UPDATE_ENV = "QUEUE_SYSTEM_UPDATE_SCREENSHOTS"
 WORK_S = 0.02  # each item's simulated work, so that draining takes a few refreshes
 ITEMS = 700
 FIXED = threading.Event()  # set once the "bug" behind the failing item is fixed
@@ -131,9 +134,10 @@ def _text(driver: Any, css: str) -> str:
 
 @pytest.mark.slow
 def test_operator_watches_a_drain_and_fixes_a_failure(
-    browser: Any, server: tuple[QueueConfig, str]
+    browser: Any, server: tuple[QueueConfig, str], tmp_path: Path
 ) -> None:
     config, base = server
+    shots = DOCS if os.environ.get(UPDATE_ENV) == "1" else tmp_path
     manager = QueueManager(config)
     FIXED.clear()
     # Given: one failed charge in failures, and a backlog of orders nobody works on yet.
@@ -171,13 +175,13 @@ def test_operator_watches_a_drain_and_fixes_a_failure(
             timeout=30,
             message="the chart shows a few intervals",
         )
-        DOCS.mkdir(exist_ok=True)
-        browser.save_screenshot(str(DOCS / "dashboard-overview.png"))
+        shots.mkdir(exist_ok=True)
+        browser.save_screenshot(str(shots / "dashboard-overview.png"))
         browser.get(f"{base}/workers")
         wait_until(lambda: "No live workers" not in _text(browser, "#workers"), message="worker")
-        browser.save_screenshot(str(DOCS / "dashboard-workers.png"))
+        browser.save_screenshot(str(shots / "dashboard-workers.png"))
         browser.get(f"{base}/queues/orders/normal")
-        browser.save_screenshot(str(DOCS / "dashboard-queue.png"))
+        browser.save_screenshot(str(shots / "dashboard-queue.png"))
         wait_until(
             lambda: manager.get_queue_status()[config.keys.queue("orders")] == 0,
             timeout=60,
@@ -186,11 +190,11 @@ def test_operator_watches_a_drain_and_fixes_a_failure(
 
         # When: the operator opens the failure, fixes the cause and requeues it.
         browser.get(f"{base}/dead-letters/failures")
-        browser.save_screenshot(str(DOCS / "dashboard-failures.png"))
+        browser.save_screenshot(str(shots / "dashboard-failures.png"))
         browser.find_element("link text", "charge-4242").click()
         wait_until(lambda: _text(browser, "#op-status") == "failed", message="operation page")
         assert "gateway misconfigured" in browser.page_source
-        browser.save_screenshot(str(DOCS / "dashboard-operation.png"))
+        browser.save_screenshot(str(shots / "dashboard-operation.png"))
         FIXED.set()
         browser.find_element("id", "requeue-one").click()
         wait_until(lambda: "1 record(s)" in _text(browser, "#confirm-count"), message="confirm")
@@ -206,3 +210,5 @@ def test_operator_watches_a_drain_and_fixes_a_failure(
             message="the requeued charge completed",
         )
         assert browser.execute_script("return window.notReloaded === true;")
+    names = ("overview", "workers", "queue", "failures", "operation")
+    assert all((shots / f"dashboard-{name}.png").stat().st_size > 10_000 for name in names)
