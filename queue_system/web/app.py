@@ -19,6 +19,7 @@ from typing import Any
 
 import anyio
 import jinja2
+import redis
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
@@ -31,6 +32,7 @@ from starlette.templating import Jinja2Templates
 
 from queue_system.config import QueueConfig
 from queue_system.core.clock import iso_utc
+from queue_system.errors import QueueUnavailableError
 from queue_system.ops.admin import QueueAdmin
 from queue_system.ops.history import DEFAULT_SAMPLE_INTERVAL_S, HISTORY_WINDOW_S, CounterHistory
 from queue_system.producer.sync import QueueManager
@@ -124,6 +126,10 @@ def create_app(
             Mount("/static", StaticFiles(packages=[("queue_system.web", "static")]), name="static"),
         ],
         middleware=[Middleware(BaseHTTPMiddleware, dispatch=_guard)],
+        exception_handlers={
+            redis.RedisError: _redis_unavailable,
+            QueueUnavailableError: _redis_unavailable,
+        },
         lifespan=lifespan,
     )
     app.state.config = config
@@ -145,6 +151,14 @@ async def _sample_forever(history: CounterHistory) -> None:
         except Exception:  # Redis down: the chart has a gap, the dashboard keeps serving
             logger.warning("dashboard: could not sample the counters", exc_info=True)
         await anyio.sleep(history.interval_s)
+
+
+async def _redis_unavailable(request: Request, exc: Exception) -> Response:
+    """A page whose reads failed because Redis did not answer: 503, and the page can retry."""
+    logger.warning("dashboard: Redis did not answer for %s: %s", request.url.path, exc)
+    return PlainTextResponse(
+        f"Redis did not answer ({type(exc).__name__}); try again in a moment", status_code=503
+    )
 
 
 async def _guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

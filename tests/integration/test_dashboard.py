@@ -15,6 +15,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from queue_system import QueueAdmin, QueueConfig, QueueManager, QueueRetryConfig
+from queue_system.engine.embedded_server import free_loopback_port
 from queue_system.web import create_app, seams
 from queue_system.web.auth import SESSION_COOKIE, TOKEN_ENV_VAR
 from tests.support.burst import run_burst
@@ -461,3 +462,16 @@ def test_cancel_goes_through_the_seam_with_csrf(
         "/operations/wait-1/cancel", data={"csrf_token": csrf_of(client)}, follow_redirects=False
     )
     assert done.status_code == 303 and cancelled == ["wait-1"]
+
+
+def test_while_redis_is_down_pages_answer_503_and_the_overview_says_why(
+    make_config: Callable[..., QueueConfig],
+) -> None:
+    dead = f"redis://127.0.0.1:{free_loopback_port()}/0"
+    config = make_config(redis_url=dead, connection_timeout=0.5)
+    with TestClient(create_app(config, token=TOKEN)) as browser:
+        login(browser)
+        overview = browser.get("/")
+        assert overview.status_code == 200 and 'id="redis-down"' in overview.text
+        for path in ("/dead-letters/failures", "/operations/x", "/workers", "/queues/a/high"):
+            assert browser.get(path).status_code == 503, path
