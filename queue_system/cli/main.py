@@ -24,8 +24,10 @@ from rich.console import Console, Group, RenderableType
 from rich.live import Live
 
 from queue_system.cli.cron import cron
+from queue_system.cli.dashboard import dashboard
 from queue_system.cli.failures import failures
 from queue_system.cli.limits import limits, pause, resume
+from queue_system.cli.prometheus import metrics as prometheus_metrics
 from queue_system.cli.queues import purge, queues
 from queue_system.cli.render import (
     make_console,
@@ -116,6 +118,8 @@ cli.add_command(scheduled)
 for command in (pause, resume, limits):
     cli.add_command(command)
 cli.add_command(cron)
+cli.add_command(dashboard)  # the web dashboard ([web] extra, imported when run)
+cli.add_command(prometheus_metrics)  # `queue-system metrics` ([prometheus] extra)
 
 
 def main() -> None:

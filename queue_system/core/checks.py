@@ -24,6 +24,7 @@ RESERVED_QUEUE_NAMES = frozenset(
         *("scheduled", "scheduled_counts"),
         *("paused", "limits", "limit"),
         *("cron_last", "cron_claims", "cron_schedules"),
+        *("metrics_history",),  # the dashboard's chart samples
     }
 )
 """The namespace's own key names (``queue:failures``, ``queue:op:<id>``...): no new queue may

@@ -31,6 +31,8 @@ Layout under a prefix (default ``queue:``)::
                                           first count; a field ends with its item)
     queue:notify                    LIST  wake-up tokens for idle workers (capped)
     queue:metrics                   HASH  shared counters
+    queue:metrics_history           LIST  samples of the shared counters for the dashboard's
+                                          chart, newest first (capped: one hour of samples)
     queue:dedup:{sha256(key)}       STRING operation id holding a deduplication key
     queue:op:{operation_id}         HASH  status record of one operation (no TTL while its
                                           item lives; a TTL once it is finished)
@@ -229,3 +231,8 @@ class KeySpace:
     def cron_schedules(self) -> str:
         """Per schedule: its spec as the workers that run it published it."""
         return f"{self.prefix}cron_schedules"
+
+    @property
+    def metrics_history(self) -> str:
+        """Samples of the shared counters over time (the dashboard's chart), newest first."""
+        return f"{self.prefix}metrics_history"
