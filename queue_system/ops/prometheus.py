@@ -46,6 +46,7 @@ _COUNTER_HELP = {
     "failed": "Items that exhausted their retries (now in failures).",
     "retried": "Failed runs scheduled to run again.",
     "system_errors": "Items that could not be run (now in system_errors).",
+    "expired": "Items whose expires= passed before a worker started them (never run).",
 }
 
 
