@@ -105,6 +105,15 @@ class OperationInfo(TypedDict):
     started_at: str | None
     finished_at: str | None
     next_run_at: str | None
+    #: What the processor last reported with ``current_job().update_progress`` (or None).
+    progress: Any
+    #: When a cancel was requested while it ran (ISO 8601 UTC), else None.
+    cancel_requested_at: str | None
+
+
+#: ``cancel()``: "cancelled" (it will never run), "cancelling" (it runs: its worker stops it
+#: and ends it cancelled), "already_finished" (it had ended) or "not_found" (unknown id).
+CancelStatus = Literal["cancelled", "cancelling", "already_finished", "not_found"]
 
 
 class WorkerInfo(TypedDict):

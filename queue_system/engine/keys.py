@@ -29,6 +29,12 @@ Layout under a prefix (default ``queue:``)::
     queue:op:{operation_id}         HASH  status record of one operation (no TTL while its
                                           item lives; a TTL once it is finished)
     queue:workers                   ZSET  worker id -> last heartbeat (ms); stale ones pruned
+    queue:done:{operation_id}       LIST  wake-up tokens for ``wait_for`` callers, written by the
+                                          scripts that end an operation only while its record
+                                          counts waiters (TTL: the record's)
+    queue:cancels                   pub/sub channel: operation ids whose cancel was requested
+                                          while they ran (workers stop them; the durable mark
+                                          is the record's ``cancel_requested`` field)
     queue:worker:{worker_id}        HASH  one live worker's record (TTL, refreshed by heartbeat)
 
 Lease tokens are ``<worker id>:<n>``, ``n`` from ``lease_seq``: unique for ever, and ordered
@@ -95,6 +101,15 @@ class KeySpace:
     @property
     def operation_prefix(self) -> str:
         return f"{self.prefix}op:"
+
+    def done(self, operation_id: str) -> str:
+        """The LIST that wakes ``wait_for`` callers when ``operation_id`` ends."""
+        return f"{self.prefix}done:{operation_id}"
+
+    @property
+    def cancels(self) -> str:
+        """The pub/sub channel on which workers hear of cancel requests for running items."""
+        return f"{self.prefix}cancels"
 
     def worker(self, worker_id: str) -> str:
         """The record of one live worker."""

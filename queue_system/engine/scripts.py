@@ -31,6 +31,10 @@ SCRIPT_NAMES = (
     "requeue",
     "forget_queue",
     "retire_idle_queues",
+    "cancel",
+    "finish_cancelled",
+    "wait_register",
+    "progress",
 )
 
 TOO_MANY_QUEUES = "QS_TOO_MANY_QUEUES"
@@ -66,6 +70,10 @@ class Scripts(Generic[S]):
     requeue: S
     forget_queue: S
     retire_idle_queues: S
+    cancel: S
+    finish_cancelled: S
+    wait_register: S
+    progress: S
 
     @overload
     @classmethod

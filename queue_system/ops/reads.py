@@ -98,6 +98,8 @@ def operation_from_record(
         "started_at": times["started_at"],
         "finished_at": times["finished_at"],
         "next_run_at": times["next_run_at"],
+        "progress": _json_or_none(fields.get("progress")),
+        "cancel_requested_at": _time(fields.get("cancel_requested")),
     }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -13,6 +14,7 @@ from queue_system.config import QueueConfig
 from queue_system.core.retry_policy import QueueRetryConfig
 from queue_system.core.types import (
     CallableRef,
+    CancelStatus,
     EnqueueResult,
     HealthSnapshot,
     OperationInfo,
@@ -21,7 +23,9 @@ from queue_system.core.types import (
 )
 from queue_system.engine.plans import Plan, run_async
 from queue_system.engine.scripts import Scripts
+from queue_system.errors import WaitTimeout
 from queue_system.ops.health import system_health
+from queue_system.ops.job_control import cancel_operation, settle, wait_chunk
 from queue_system.ops.reads import read_operation, read_queue_status, read_workers
 from queue_system.producer.log_context import (
     CALLER_ERRORS,
@@ -155,6 +159,44 @@ class AsyncQueueManager:
                 removed = await self._guard.call_async(scripts.purge, keys=keys, args=args)
                 progress.removed(int(removed))
         return progress.purged
+
+    @try_catch(context=operation_context, caller_errors=CALLER_ERRORS)
+    async def cancel(self, operation_id: str) -> CancelStatus:
+        """See :meth:`QueueManager.cancel`."""
+        return await self._read(lambda: cancel_operation(self.config, operation_id))
+
+    async def wait_for(self, operation_id: str, timeout: float = 30.0) -> Any:
+        """See :meth:`QueueManager.wait_for` (awaits; the event loop is never blocked)."""
+        if not timeout >= 0:
+            raise ValueError(f"timeout must be >= 0 seconds, got {timeout!r}")
+        client, scripts = self._connected()
+        keys = self.config.keys
+        status_key, done_key = [keys.operation(operation_id)], keys.done(operation_id)
+        deadline = time.monotonic() + timeout
+        with redis_errors():
+            record = await self._guard.call_async(scripts.wait_register, keys=status_key, args=[1])
+            while True:
+                finished, result, info = settle(operation_id, record)
+                if finished:
+                    return result
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:  # uncount this waiter, and read the record a last time
+                    record = await self._guard.call_async(
+                        scripts.wait_register, keys=status_key, args=[-1]
+                    )
+                    finished, result, info = settle(operation_id, record)
+                    if finished:
+                        return result
+                    raise WaitTimeout(
+                        f"operation {operation_id} still {info and info['status']} "
+                        f"after {timeout}s",
+                        info,
+                    )
+                block = wait_chunk(self.config, remaining)
+                if await self._guard.call_async(client.blpop, [done_key], timeout=block):
+                    record = await self._guard.call_async(
+                        scripts.wait_register, keys=status_key, args=[1]
+                    )
 
     async def aclose(self) -> None:
         """Close this manager's asyncio connections."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -9,6 +10,7 @@ from queue_system.config import QueueConfig
 from queue_system.core.retry_policy import QueueRetryConfig
 from queue_system.core.types import (
     CallableRef,
+    CancelStatus,
     EnqueueResult,
     HealthSnapshot,
     OperationInfo,
@@ -17,7 +19,9 @@ from queue_system.core.types import (
 )
 from queue_system.engine.plans import Plan, run_sync
 from queue_system.engine.scripts import Scripts
+from queue_system.errors import WaitTimeout
 from queue_system.ops.health import system_health
+from queue_system.ops.job_control import cancel_operation, settle, wait_chunk
 from queue_system.ops.reads import read_operation, read_queue_status, read_workers
 from queue_system.producer.log_context import (
     CALLER_ERRORS,
@@ -199,3 +203,58 @@ class QueueManager:
                 keys, args = progress.plan(self.config, key, items)
                 progress.removed(int(self._guard.call(self._scripts.purge, keys=keys, args=args)))
         return progress.purged
+
+    @try_catch(context=operation_context, caller_errors=CALLER_ERRORS)
+    def cancel(self, operation_id: str) -> CancelStatus:
+        """Cancel one operation; it ends with status ``cancelled`` and is never retried.
+
+        Returns ``"cancelled"`` when it was waiting or scheduled (a retry or a delayed item):
+        it was removed atomically and never runs. ``"cancelling"`` when it is running: its
+        worker hears of it within milliseconds, cancels an async processor (a sync one sees
+        ``current_job().cancelled``; its result is discarded) and ends it ``cancelled``, with
+        ``on_failure`` called with ``reason="cancelled"``. If it completes in that same
+        instant, exactly one of completed / cancelled wins (the worker's fenced finish
+        decides). ``"already_finished"`` and ``"not_found"`` change nothing.
+        """
+        return self._read(lambda: cancel_operation(self.config, operation_id))
+
+    def wait_for(self, operation_id: str, timeout: float = 30.0) -> Any:
+        """Block until ``operation_id`` ends; return its result (None if results are not
+        kept), or raise ``OperationFailed`` / ``OperationCancelled`` / ``OperationExpired``
+        (each with ``.operation``, the status record), ``OperationNotFound``, or
+        ``WaitTimeout`` after ``timeout`` seconds.
+
+        It blocks on Redis (``BLPOP`` on the operation's done list, which the worker's
+        finishing script fills only because a waiter is counted): no polling, and it returns
+        within milliseconds of the end. Typical use: ``op = m.enqueue(...)["operation_id"]``
+        then ``m.wait_for(op, timeout=10)``.
+        """
+        if not timeout >= 0:
+            raise ValueError(f"timeout must be >= 0 seconds, got {timeout!r}")
+        keys = self.config.keys
+        status_key, done_key = [keys.operation(operation_id)], keys.done(operation_id)
+        deadline = time.monotonic() + timeout
+        with redis_errors():
+            record = self._guard.call(self._scripts.wait_register, keys=status_key, args=[1])
+            while True:
+                finished, result, info = settle(operation_id, record)
+                if finished:
+                    return result
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:  # uncount this waiter, and read the record a last time
+                    record = self._guard.call(
+                        self._scripts.wait_register, keys=status_key, args=[-1]
+                    )
+                    finished, result, info = settle(operation_id, record)
+                    if finished:
+                        return result
+                    raise WaitTimeout(
+                        f"operation {operation_id} still {info and info['status']} "
+                        f"after {timeout}s",
+                        info,
+                    )
+                block = wait_chunk(self.config, remaining)
+                if self._guard.call(self._client.blpop, [done_key], timeout=block) is not None:
+                    record = self._guard.call(
+                        self._scripts.wait_register, keys=status_key, args=[1]
+                    )

@@ -16,7 +16,7 @@ from typing import Any
 from queue_system.core.clock import Clock
 from queue_system.worker.events import WorkerEvents
 from queue_system.worker.runner import Persist
-from queue_system.worker.store import Completion, WorkerBroker
+from queue_system.worker.store import ACKED, CANCELLED, Completion, WorkerBroker
 
 logger = logging.getLogger("queue_system.worker")
 
@@ -95,11 +95,14 @@ class Acker:
             token = completion.item.token
             self.finished(token)
             after = self._after_ack.pop(token, None)
-            if acked:
+            if acked == CANCELLED:  # cancelled while it ran: its result is discarded
+                if completion.on_cancelled is not None:
+                    self.spawn_callback(*completion.on_cancelled)
+            elif acked:
                 if after is not None:
                     self.spawn_callback(*after)
             elif not gave_up:
                 logger.warning(
                     "worker %s lost the lease on %s; not acked, no callbacks", self.worker_id, token
                 )
-        self.events.acked(batch, results)
+        self.events.acked(batch, [result == ACKED for result in results])

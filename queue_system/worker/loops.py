@@ -218,6 +218,7 @@ class QueueWorker:
             self._supervised("maintainer", self._maintain_loop),
             self._supervised("heartbeat", self._heartbeat_loop),
             self._supervised("loop-ticker", self._leases.tick_loop),
+            self._supervised("cancel-watch", self._runner.jobs.watch),
         ]
         self._leases.start()
         self._stop_task = None

@@ -11,6 +11,7 @@ raw bytes and the reason ``runner_error``; the item is never left leased for eve
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -34,6 +35,7 @@ from queue_system.worker.call import (
     prepare,
 )
 from queue_system.worker.events import WorkerEvents
+from queue_system.worker.job_context import JobCancelled, RunningJobs, cancelled_data
 from queue_system.worker.leases import LeaseKeeper
 from queue_system.worker.skew import Wait, plan_wait
 from queue_system.worker.store import ClaimedItem, Completion, WorkerBroker
@@ -89,6 +91,7 @@ class ItemRunner:
         self.leases = leases
         self.events = events
         self.callbacks: set[asyncio.Task[None]] = set()
+        self.jobs = RunningJobs(broker)  # job context, cancel requests, progress
 
     async def run(self, item: ClaimedItem) -> None:
         """Decode, resolve and run ``item``, then record its outcome (whatever happens)."""
@@ -120,13 +123,23 @@ class ItemRunner:
         logger.debug("operation %s started (%s)", env["id"], env["processor"], extra=job)
         started = clock.monotonic()
         try:
-            result = await call_with_timeout(
-                runnable.processor,
-                env["entity"],
-                runnable.timeout_s,
-                self.threads,
-                on_start=lambda: self.leases.running(item.token, runnable.timeout_s),
+            result = await self.jobs.call(
+                item,
+                env,
+                timeout_s=runnable.timeout_s,
+                is_async=inspect.iscoroutinefunction(runnable.processor),
+                run=lambda: call_with_timeout(
+                    runnable.processor,
+                    env["entity"],
+                    runnable.timeout_s,
+                    self.threads,
+                    on_start=lambda: self.leases.running(item.token, runnable.timeout_s),
+                ),
             )
+        except JobCancelled:
+            self.leases.ran(item.token)
+            await self._cancelled(item, runnable)
+            return
         except Exception as exc:
             self.leases.ran(item.token)
             run_ms = to_ms(clock.monotonic() - started)
@@ -157,6 +170,9 @@ class ItemRunner:
             result_json=self._result_json(result, env["queue"]),
             result_ttl=self.config.result_ttl_for(env["queue"]),
             processor=env["processor"],
+            on_cancelled=(runnable.on_failure, cancelled_data(env))
+            if runnable.on_failure
+            else None,
         )
         data = callback_data(env, result=result) if runnable.on_success else {}
         self.complete(completion, runnable.on_success, data)
@@ -177,6 +193,22 @@ class ItemRunner:
         if size > self.config.max_result_bytes:
             return json.dumps({"truncated": True, "size": size})
         return text
+
+    async def _cancelled(self, item: ClaimedItem, runnable: RunnableItem) -> None:
+        """End an item whose cancel was requested (fenced); ``on_failure`` gets the reason
+        ``"cancelled"``. Never retried."""
+        env = runnable.envelope
+        kept = await self._finish(
+            item,
+            self.broker.finish_cancelled,
+            item,
+            operation_id=env["id"],
+            dedup_key=env.get("dedup"),
+            record_ttl=self.config.result_ttl_for(env["queue"]),
+        )
+        logger.info("operation %s cancelled", env["id"], extra={"operation_id": env["id"]})
+        if kept and runnable.on_failure is not None:
+            self.spawn_callback(runnable.on_failure, cancelled_data(env))
 
     async def _wait_for_deploy(self, item: ClaimedItem, wait: Wait) -> None:
         deferred = await self._finish(
