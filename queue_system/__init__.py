@@ -9,15 +9,23 @@ typed shapes of what the API returns live in :mod:`queue_system.core.types`.
 """
 
 from queue_system.config import QueueConfig
+from queue_system.core.job_context import JobContext, current_job
 from queue_system.core.retry_policy import QueueRetryConfig
 from queue_system.errors import (
     ConfigurationError,
     DecodeError,
+    NoJobContextError,
+    OperationCancelled,
+    OperationError,
+    OperationExpired,
+    OperationFailed,
+    OperationNotFound,
     ProcessingError,
     QueueSystemError,
     QueueUnavailableError,
     SerializationError,
     UnknownProcessorError,
+    WaitTimeout,
 )
 from queue_system.ops.admin import QueueAdmin
 from queue_system.producer.aio import AsyncQueueManager
@@ -28,6 +36,13 @@ __all__ = [
     "AsyncQueueManager",
     "ConfigurationError",
     "DecodeError",
+    "JobContext",
+    "NoJobContextError",
+    "OperationCancelled",
+    "OperationError",
+    "OperationExpired",
+    "OperationFailed",
+    "OperationNotFound",
     "ProcessingError",
     "QueueAdmin",
     "QueueConfig",
@@ -38,4 +53,6 @@ __all__ = [
     "QueueWorker",
     "SerializationError",
     "UnknownProcessorError",
+    "WaitTimeout",
+    "current_job",
 ]

@@ -11,6 +11,13 @@ DOCUMENTED = {
     "AsyncQueueManager",
     "ConfigurationError",
     "DecodeError",
+    "JobContext",
+    "NoJobContextError",
+    "OperationCancelled",
+    "OperationError",
+    "OperationExpired",
+    "OperationFailed",
+    "OperationNotFound",
     "ProcessingError",
     "QueueAdmin",
     "QueueConfig",
@@ -21,6 +28,8 @@ DOCUMENTED = {
     "QueueWorker",
     "SerializationError",
     "UnknownProcessorError",
+    "WaitTimeout",
+    "current_job",
 }
 
 

@@ -23,6 +23,7 @@ import click
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 
+from queue_system.cli.cancel import cancel
 from queue_system.cli.failures import failures
 from queue_system.cli.queues import purge, queues
 from queue_system.cli.render import (
@@ -109,6 +110,7 @@ def cli(ctx: click.Context, url: str, prefix: str, timeout: float, debug: bool) 
 
 for command in (failures, worker, queues, purge):
     cli.add_command(command)
+cli.add_command(cancel)
 
 
 def main() -> None:
