@@ -382,6 +382,8 @@ class ItemRunner:
             wait_ms=wait_ms,
             attempts=failed_runs,
             last_error=json.dumps(last_error),
+            dedup_key=env.get("dedup"),
+            record_ttl=self.config.result_ttl_for(env["queue"]),
         )
         self.events.retried(env["queue"], env["priority"], env["processor"])
 

@@ -275,8 +275,12 @@ class WorkerBroker:
         wait_ms: int,
         attempts: int,
         last_error: str,
+        dedup_key: str | None = None,
+        record_ttl: int | None = None,
     ) -> bool:
-        """Move a leased item to the delayed set; False if the lease was lost."""
+        """Move a leased item to the delayed set; False if the lease was lost. An item whose
+        cancel was requested meanwhile ends cancelled instead (``record_ttl``, its dedup key
+        freed), and this answers True: the lease was held and the item is done here."""
         member = item.list_key.encode() + b"\n" + new_raw
         keys = [
             self.keys.inflight,
@@ -286,7 +290,10 @@ class WorkerBroker:
             self.keys.operation(operation_id),
             self.keys.redeliveries,
             self.keys.started,
+            self.keys.done(operation_id),
         ]
+        if dedup_key is not None and dedup_key.startswith(self.keys.dedup_prefix):
+            keys.append(dedup_key)
         args: list[EncodableT] = [
             item.token,
             member,
@@ -298,6 +305,8 @@ class WorkerBroker:
             attempts,
             last_error,
             operation_id,
+            self.config.result_ttl if record_ttl is None else record_ttl,
+            f"{self.config.clock.time():.3f}",
         ]
         return bool(await self.scripts.schedule_retry(keys=keys, args=args))
 

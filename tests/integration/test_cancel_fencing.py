@@ -172,3 +172,40 @@ def test_a_cancel_whose_reply_was_lost_is_resent_and_answers_cancelled(
 
     assert fired.is_set() and proxy.requests_matching(evalsha) == 2  # it ran, was re-sent
     assert raw_redis.llen(config.keys.queue("job")) == 0
+
+
+def test_a_failed_run_whose_cancel_was_requested_is_not_retried(
+    config: QueueConfig, raw_redis: redis.Redis
+) -> None:
+    # Given a running item whose cancel was requested, but its worker missed the message
+    manager = QueueManager(config)
+    op_id = manager.enqueue({"n": 1}, job, deduplication_key="k")["operation_id"]
+
+    async def main() -> None:
+        client = config.make_async_client()
+        broker = WorkerBroker(config, client, "w")
+        [item] = await broker.claim(config.keys.claim_order(["job"]), 1)
+        assert await asyncio.to_thread(manager.cancel, op_id) == "cancelling"
+        # When its run fails and the worker schedules a retry
+        env = json.loads(item.raw)
+        for _ in range(2):  # the second call is a re-send
+            assert await broker.schedule_retry(
+                item,
+                item.raw,
+                config.clock.time() + 60,
+                operation_id=op_id,
+                run_ms=1,
+                queue_priority="job:normal",
+                wait_ms=1,
+                attempts=1,
+                last_error="{}",
+                dedup_key=env["dedup"],
+                record_ttl=60,
+            )
+        await client.aclose()
+
+    asyncio.run(main())
+    # Then it is not retried: it ended cancelled, and its dedup key is free
+    assert raw_redis.zcard(config.keys.delayed) == 0
+    assert (manager.get_operation(op_id) or {})["status"] == "cancelled"
+    assert manager.enqueue({"n": 1}, job, deduplication_key="k")["status"] == "queued"
