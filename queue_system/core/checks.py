@@ -21,6 +21,7 @@ RESERVED_QUEUE_NAMES = frozenset(
         *("registry", "failures", "system_errors", "inflight", "leases", "started_leases"),
         *("lease_seq", "receipt", "delayed", "redeliveries", "notify", "metrics"),
         *("dedup", "op", "workers", "worker", "ready", "queue_activity"),
+        *("done", "cancels"),
     }
 )
 """The namespace's own key names (``queue:failures``, ``queue:op:<id>``...): no new queue may

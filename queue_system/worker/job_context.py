@@ -35,6 +35,7 @@ logger = logging.getLogger("queue_system.worker")
 
 _HAS_UNCANCEL = sys.version_info >= (3, 11)
 REMEMBERED_REQUESTS = 1024  # cancel requests kept for items not (yet) running here
+PROGRESS_FLUSH_S = 1.0  # longest wait for the last progress write before the outcome
 
 
 class JobCancelled(Exception):
@@ -48,7 +49,7 @@ class _Running:
     task: asyncio.Task[Any] | None  # set for async processors: cancelled on a request
     cancelled_task: bool = False
     progress: str | None = None  # the latest value not yet written
-    writing: bool = False
+    writing: asyncio.Task[None] | None = None  # the write under way
 
 
 class RunningJobs:
@@ -98,6 +99,7 @@ class RunningJobs:
             raise JobCancelled(op_id) from None
         except Exception as exc:
             self._ours(running)
+            await self._progress_written(running)
             if running.job.cancelled:  # e.g. a sync processor that stopped on the flag
                 raise JobCancelled(op_id) from exc
             raise
@@ -105,6 +107,7 @@ class RunningJobs:
             leave_job(context)
             del self._running[op_id]
         self._ours(running)  # a processor that swallowed our CancelledError
+        await self._progress_written(running)
         if running.job.cancelled:
             raise JobCancelled(op_id)  # its result is discarded
         return result
@@ -160,11 +163,18 @@ class RunningJobs:
     def _progress(self, running: _Running, text: str) -> None:
         """On the loop: write ``text`` soon; while a write is under way, only the latest."""
         running.progress = text
-        if not running.writing:
-            running.writing = True
+        if running.writing is None:
             task = asyncio.get_running_loop().create_task(self._write_progress(running))
+            running.writing = task
             self._writes.add(task)
             task.add_done_callback(self._writes.discard)
+
+    @staticmethod
+    async def _progress_written(running: _Running) -> None:
+        """Let the last progress land before the outcome (which ends the lease, after which
+        a progress write is dropped); bounded, and free when no progress was reported."""
+        if running.writing is not None:
+            await asyncio.wait({running.writing}, timeout=PROGRESS_FLUSH_S)
 
     async def _write_progress(self, running: _Running) -> None:
         try:
@@ -177,7 +187,7 @@ class RunningJobs:
                         "operation %s: progress not written: %s", running.job.operation_id, exc
                     )
         finally:
-            running.writing = False
+            running.writing = None
 
 
 def cancelled_data(envelope: Envelope) -> dict[str, Any]:
