@@ -5,9 +5,10 @@ How a worker hears of a cancel (see ``cancel.lua``): the request sets a durable 
 item's status record and publishes the operation id on the ``cancels`` channel. Each worker
 keeps one subscription (:meth:`RunningJobs.watch`): a message reaches it within milliseconds
 and costs nothing while nobody cancels (no polling, nothing on the claim/ack path). A message
-is lost while the subscription is down; after each (re)subscribe the worker reads the marks of
-the items it runs, and the mark is also read by the fenced finish (``ack.lua``), so a missed
-message only means the processor is not interrupted early: its outcome still ends cancelled.
+is lost while the subscription is down: the worker also reads the marks of the items it runs
+every ``MARK_CHECK_S`` (only while some run), and the fenced finishes (``ack.lua``,
+``schedule_retry.lua``) read the mark too, so a missed message only delays the interruption:
+the outcome still ends cancelled.
 
 On a request, an async processor's task is cancelled (that CancelledError is ours and becomes
 :class:`JobCancelled`, not a failure); a sync one sees ``current_job().cancelled`` become True
@@ -35,6 +36,9 @@ logger = logging.getLogger("queue_system.worker")
 
 _HAS_UNCANCEL = sys.version_info >= (3, 11)
 REMEMBERED_REQUESTS = 1024  # cancel requests kept for items not (yet) running here
+#: How often a worker reads the cancel marks of its running items, in case a published request
+#: was missed (its subscription was reconnecting): the backstop, not the usual path.
+MARK_CHECK_S = 5.0
 PROGRESS_FLUSH_S = 1.0  # longest wait for the last progress write before the outcome
 
 
@@ -145,20 +149,28 @@ class RunningJobs:
         pubsub = self.broker.client.pubsub()
         try:
             await pubsub.subscribe(self.broker.keys.cancels)
-            # Requests published while we were not subscribed: read the durable marks.
-            running = list(self._running)
-            if running:
-                for op_id, marked in zip(
-                    running, await self.broker.cancel_marks(running), strict=True
-                ):
-                    if marked:
-                        self.request_cancel(op_id)
             while True:
-                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
-                if message is not None and message.get("type") == "message":
-                    self.request_cancel(as_text(message["data"]))
+                # Requests published while we were not subscribed (redis-py re-subscribes by
+                # itself after a reconnect): read the durable marks of the running items now
+                # and then. Nothing is read while nothing runs.
+                await self._read_marks()
+                message = await pubsub.get_message(
+                    ignore_subscribe_messages=True, timeout=MARK_CHECK_S
+                )
+                while message is not None:
+                    if message.get("type") == "message":
+                        self.request_cancel(as_text(message["data"]))
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0)
         finally:
             await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
+
+    async def _read_marks(self) -> None:
+        running = [op_id for op_id, r in self._running.items() if not r.job.cancelled]
+        if running:
+            marks = await self.broker.cancel_marks(running)
+            for op_id, marked in zip(running, marks, strict=True):
+                if marked:
+                    self.request_cancel(op_id)
 
     def _progress(self, running: _Running, text: str) -> None:
         """On the loop: write ``text`` soon; while a write is under way, only the latest."""

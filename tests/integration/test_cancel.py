@@ -294,3 +294,72 @@ def test_race_with_completion_has_exactly_one_winner(
     assert set(answers.values()) == {"cancelled", "cancelling", "already_finished"}, answers
     assert raw_redis.hlen(config.keys.inflight) == 0
     assert raw_redis.llen(config.keys.queue("short_job")) == 0
+
+
+# --- a worker that missed the cancel message -------------------------------------------------
+
+
+def _mark_only(config: QueueConfig, op_id: str) -> None:
+    """What cancel.lua leaves when its PUBLISH reached nobody: the durable mark alone."""
+    config.redis_client.hset(config.keys.operation(op_id), "cancel_requested", "1.000")
+
+
+def test_a_missed_message_is_caught_by_the_mark_check(
+    config: QueueConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from queue_system.worker import job_context
+
+    monkeypatch.setattr(job_context, "MARK_CHECK_S", 0.1)
+    manager = QueueManager(config)
+    op_id = manager.enqueue({"n": 1}, loops_until_cancelled, on_failure=on_failure)["operation_id"]
+
+    async def main() -> None:
+        worker = QueueWorker(config, max_workers=1)
+        await worker.start()
+        try:
+            await async_wait_until(lambda: "started" in EVENTS)
+            _mark_only(config, op_id)
+            await async_wait_until(lambda: _status(manager, op_id) == "cancelled", timeout=5)
+            await async_wait_until(lambda: FAILURES, timeout=5)
+        finally:
+            await worker.stop()
+
+    asyncio.run(main())
+    assert EVENTS == ["started", "cancelled"]
+    assert [f["reason"] for f in FAILURES] == ["cancelled"]
+
+
+def test_a_run_that_completes_after_a_missed_message_ends_cancelled(
+    config: QueueConfig, raw_redis: redis.Redis
+) -> None:
+    # Given a sync job whose cancel mark is set but whose worker heard nothing
+    manager = QueueManager(config)
+    op_id = manager.enqueue(
+        {"n": 1}, waits_for_release, on_success=on_success, on_failure=on_failure
+    )["operation_id"]
+
+    async def main() -> None:
+        worker = QueueWorker(config, max_workers=1)
+        await worker.start()
+        try:
+            await async_wait_until(lambda: "started" in EVENTS)
+            _mark_only(config, op_id)
+            RELEASE.set()  # When it completes
+            await async_wait_until(lambda: FAILURES or SUCCESSES, timeout=5)
+        finally:
+            await worker.stop()
+
+    asyncio.run(main())
+    # Then the ack finds the mark: cancelled, result discarded, on_failure (not on_success)
+    operation = manager.get_operation(op_id)
+    assert operation is not None
+    assert (operation["status"], operation["result"]) == ("cancelled", None)
+    assert [f["reason"] for f in FAILURES] == ["cancelled"]
+    assert SUCCESSES == []
+    assert raw_redis.hlen(config.keys.inflight) == 0
+
+
+def waits_for_release(data: dict) -> str:
+    EVENTS.append("started")
+    RELEASE.wait(10)
+    return "finished anyway"
