@@ -23,7 +23,7 @@ import click
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 
-from queue_system.cli.cancel import cancel
+from queue_system.cli.cancel import cancel, running_views
 from queue_system.cli.failures import failures
 from queue_system.cli.queues import purge, queues
 from queue_system.cli.render import (
@@ -169,6 +169,7 @@ def monitor(interval: float, snapshot: bool, iterations: int, wide: bool) -> Non
         parts: list[RenderableType] = [status_view(health, where(), width=width)]
         if health["redis_connected"]:
             parts.append(workers_table(manager.get_workers(), width=width))
+            parts.extend(running_views(admin.running_operations(), width=width))
         return Group(*parts)
 
     if snapshot:

@@ -116,6 +116,18 @@ class OperationInfo(TypedDict):
 CancelStatus = Literal["cancelled", "cancelling", "already_finished", "not_found"]
 
 
+class RunningOperation(TypedDict):
+    """``QueueAdmin.running_operations()``: one leased item and what its record says."""
+
+    operation_id: str
+    queue_name: str | None
+    processor: str | None
+    worker: str | None
+    started_at: str | None
+    progress: Any
+    cancel_requested_at: str | None
+
+
 class WorkerInfo(TypedDict):
     """``get_workers()``: one live worker, as its last heartbeat described it."""
 

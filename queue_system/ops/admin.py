@@ -32,20 +32,25 @@ from queue_system.core.checks import validate_priority
 from queue_system.core.envelope import SCHEMA_VERSION, encode_envelope
 from queue_system.core.records import parse_record, stored_envelope
 from queue_system.core.types import (
+    CancelStatus,
     DeadLetter,
     DeadLetterReport,
     Envelope,
     HealthSnapshot,
+    RunningOperation,
     SkippedRecord,
 )
+from queue_system.engine.plans import run_sync
 from queue_system.engine.scripts import Scripts
 from queue_system.errors import DecodeError, SerializationError
 from queue_system.ops import queues
 from queue_system.ops.dead_letters import DeadLetterFilter, Filters, selected_ids
 from queue_system.ops.health import system_health
+from queue_system.ops.job_control import cancel_operation, read_running
 from queue_system.ops.queues import QueueInfo
 
 if TYPE_CHECKING:
+    from redis.commands.core import Script
     from typing_extensions import Unpack
 
 logger = logging.getLogger("queue_system.admin")  # the audit log's name
@@ -239,6 +244,23 @@ class QueueAdmin:
             yield raw.decode("utf-8", "replace")
 
     # --- internals -----------------------------------------------------------------------------
+
+    def cancel(self, operation_id: str) -> CancelStatus:
+        """Cancel one operation: the same as ``QueueManager.cancel`` (see Job control)."""
+        return run_sync(
+            self._client, self._all_scripts(), cancel_operation(self.config, operation_id)
+        )
+
+    def running_operations(self, limit: int = 20) -> list[RunningOperation]:
+        """Up to about ``limit`` running (leased) operations, oldest start first, with their
+        worker, progress and cancel mark (``monitor`` shows them)."""
+        return run_sync(self._client, self._all_scripts(), read_running(self.config.keys, limit))
+
+    def _all_scripts(self) -> Scripts[Script]:
+        scripts: Scripts[Script] | None = getattr(self, "_scripts", None)
+        if scripts is None:
+            scripts = self._scripts = Scripts.register(self._client)
+        return scripts
 
     def _list_key(self, system_errors: bool) -> str:
         return self.config.keys.system_errors if system_errors else self.config.keys.failures

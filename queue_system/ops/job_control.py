@@ -19,8 +19,9 @@ import uuid
 from typing import Any
 
 from queue_system.config import QueueConfig
-from queue_system.core.envelope import as_text
-from queue_system.core.types import PRIORITIES, CancelStatus, OperationInfo
+from queue_system.core.envelope import as_text, operation_id_of
+from queue_system.core.types import PRIORITIES, CancelStatus, OperationInfo, RunningOperation
+from queue_system.engine.keys import KeySpace
 from queue_system.engine.plans import Command, Plan
 from queue_system.errors import (
     OperationCancelled,
@@ -152,3 +153,34 @@ def wait_chunk(config: QueueConfig, remaining: float) -> float:
     """Seconds one ``BLPOP`` may block: under the reply timeout of the manager's client (a
     longer block would read as a dead server), at least 10 ms (0 would block for ever)."""
     return max(0.01, min(remaining, config.connection_timeout * 0.8))
+
+
+def read_running(keys: KeySpace, limit: int) -> Plan[list[RunningOperation]]:
+    """Plan: up to about ``limit`` leased items (one ``HSCAN`` page of ``inflight``) with
+    their records' worker, start time, progress and cancel mark, oldest start first."""
+    ((_cursor, entries),) = yield [Command("hscan", keys.inflight, 0, None, limit)]
+    ids = [operation_id_of(bytes(value).partition(b"\n")[2]) for value in entries.values()]
+    found = sorted({op_id for op_id in ids if op_id})[:limit]
+    fields = ("queue", "processor", "worker", "started_at", "progress", "cancel_requested")
+    replies = yield [Command("hmget", keys.operation(op_id), *fields) for op_id in found]
+    running: list[RunningOperation] = []
+    for op_id, values in zip(found, replies, strict=True):
+        record: dict[bytes | str, bytes | str] = {
+            name: value for name, value in zip(fields, values, strict=True) if value
+        }
+        info = operation_from_record(op_id, record)
+        if info is None:
+            continue
+        running.append(
+            {
+                "operation_id": op_id,
+                "queue_name": info["queue_name"],
+                "processor": info["processor"],
+                "worker": info["worker"],
+                "started_at": info["started_at"],
+                "progress": info["progress"],
+                "cancel_requested_at": info["cancel_requested_at"],
+            }
+        )
+    running.sort(key=lambda r: r["started_at"] or "")
+    return running

@@ -160,3 +160,39 @@ def test_progress_must_be_small_json() -> None:
         job.update_progress(object())
     with pytest.raises(ValueError, match="bytes"):
         job.update_progress("x" * MAX_PROGRESS_BYTES)
+
+
+def test_monitor_and_admin_show_running_operations_with_progress(config: QueueConfig) -> None:
+    from queue_system import QueueAdmin
+
+    manager = QueueManager(config)
+    op_id = manager.enqueue({"n": 1}, sync_reports_progress)["operation_id"]
+    frames: list[str] = []
+
+    async def main() -> None:
+        worker = QueueWorker(config, max_workers=1)
+        await worker.start()
+        try:
+            admin = QueueAdmin(config)
+            await async_wait_until(
+                lambda: [r["progress"] for r in admin.running_operations()] == [42], timeout=5
+            )
+            assert admin.cancel(op_id) == "cancelling"
+            [running] = admin.running_operations()
+            assert running["operation_id"] == op_id
+            assert running["cancel_requested_at"] is not None
+            result = cli_runner().invoke(
+                cli,
+                [
+                    *("--url", config.redis_url, "--prefix", config.keys.prefix),
+                    *("monitor", "--snapshot", "--wide"),
+                ],
+            )
+            frames.append(result.stdout)
+            GATE.set()
+        finally:
+            await worker.stop()
+
+    asyncio.run(main())
+    assert op_id in frames[0] and "requested" in frames[0], frames[0]
+    assert QueueAdmin(config).running_operations() == []
