@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import contextvars
 import json
-import threading
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from queue_system.errors import NoJobContextError
@@ -28,36 +26,67 @@ _CURRENT: contextvars.ContextVar[JobContext | None] = contextvars.ContextVar(
 )
 
 
-@dataclass(kw_only=True, eq=False)
 class JobContext:
     """The running item, as its processor sees it (``queue_system.current_job()``).
 
-    Attributes:
+    Attributes (read-only):
         operation_id: the operation's id.
         attempt: this run's number, 1 for the first run (retries count up).
         queue: the queue name. priority: ``"high"``, ``"normal"`` or ``"low"``.
         enqueued_at: when the item (or its retry) became due, epoch seconds.
         deadline: when this run times out, epoch seconds (start + the item's timeout).
+        cancelled: True once a cancel of this operation was requested.
     """
 
-    operation_id: str
-    attempt: int
-    queue: str
-    priority: str
-    enqueued_at: float
-    deadline: float
-    _progress_sink: Callable[[str], None] | None = field(default=None, repr=False)
-    _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
+    # A plain class with slots, reading the envelope lazily: the worker builds one per item
+    # on its hot path, and most processors never look at it.
+    __slots__ = ("_cancelled", "_envelope", "_progress_sink", "deadline")
+
+    def __init__(
+        self,
+        envelope: Mapping[str, Any],
+        deadline: float,
+        progress_sink: Callable[[str], None] | None = None,
+    ) -> None:
+        self._envelope = envelope
+        self.deadline = deadline
+        self._progress_sink = progress_sink
+        # A plain flag: set once by the worker's loop, read by the processor's thread (a bool
+        # store is atomic; an Event would cost a lock per item).
+        self._cancelled = False
+
+    def __repr__(self) -> str:
+        return f"JobContext(operation_id={self.operation_id!r}, attempt={self.attempt})"
+
+    @property
+    def operation_id(self) -> str:
+        return str(self._envelope["id"])
+
+    @property
+    def attempt(self) -> int:
+        return int(self._envelope["attempts"]) + 1
+
+    @property
+    def queue(self) -> str:
+        return str(self._envelope["queue"])
+
+    @property
+    def priority(self) -> str:
+        return str(self._envelope["priority"])
+
+    @property
+    def enqueued_at(self) -> float:
+        return float(self._envelope["enqueued_at"])
 
     @property
     def cancelled(self) -> bool:
         """True once a cancel of this operation was requested: a sync processor should stop
         soon (its result is discarded anyway); an async one is cancelled by the worker."""
-        return self._cancel.is_set()
+        return self._cancelled
 
     def request_cancel(self) -> None:
         """Mark the job cancelled (called by the worker; safe from any thread)."""
-        self._cancel.set()
+        self._cancelled = True
 
     def update_progress(self, value: Any) -> None:
         """Report progress (a number, a string or a JSON dict), shown by ``get_operation``,

@@ -23,7 +23,6 @@ import logging
 import sys
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from queue_system.core.envelope import as_text
@@ -46,14 +45,18 @@ class JobCancelled(Exception):
     """The running item's cancel was requested: it ends ``cancelled`` (not a failure)."""
 
 
-@dataclass(kw_only=True, eq=False)
 class _Running:
-    job: JobContext
-    token: str
-    task: asyncio.Task[Any] | None  # set for async processors: cancelled on a request
-    cancelled_task: bool = False
-    progress: str | None = None  # the latest value not yet written
-    writing: asyncio.Task[None] | None = None  # the write under way
+    """One item running here (a slots class: one is built per item on the hot path)."""
+
+    __slots__ = ("cancelled_task", "job", "progress", "task", "token", "writing")
+
+    def __init__(self, job: JobContext, token: str, task: asyncio.Task[Any] | None) -> None:
+        self.job = job
+        self.token = token
+        self.task = task  # set for async processors: cancelled on a request
+        self.cancelled_task = False
+        self.progress: str | None = None  # the latest value not yet written
+        self.writing: asyncio.Task[None] | None = None  # the write under way
 
 
 class RunningJobs:
@@ -61,6 +64,7 @@ class RunningJobs:
 
     def __init__(self, broker: WorkerBroker) -> None:
         self.broker = broker
+        self._clock = broker.config.clock
         self._running: dict[str, _Running] = {}
         self._requested: OrderedDict[str, None] = OrderedDict()
         self._writes: set[asyncio.Task[None]] = set()  # progress writes under way
@@ -78,19 +82,12 @@ class RunningJobs:
         :class:`JobCancelled` when its cancel was requested before or while it ran."""
         loop = asyncio.get_running_loop()
         op_id = envelope["id"]
-        running = _Running(
-            job=JobContext(
-                operation_id=op_id,
-                attempt=envelope["attempts"] + 1,
-                queue=envelope["queue"],
-                priority=envelope["priority"],
-                enqueued_at=envelope["enqueued_at"],
-                deadline=self.broker.config.clock.time() + timeout_s,
-            ),
-            token=item.token,
-            task=asyncio.current_task() if is_async else None,
+        job = JobContext(
+            envelope,
+            self._clock.time() + timeout_s,
+            lambda text: _threadsafe(loop, self._progress, running, text),
         )
-        running.job._progress_sink = lambda text: _threadsafe(loop, self._progress, running, text)
+        running = _Running(job, item.token, asyncio.current_task() if is_async else None)
         if self._requested.pop(op_id, "no") is None:  # asked before it started here
             raise JobCancelled(op_id)
         self._running[op_id] = running
@@ -103,15 +100,18 @@ class RunningJobs:
             raise JobCancelled(op_id) from None
         except Exception as exc:
             self._ours(running)
-            await self._progress_written(running)
+            if running.writing is not None:
+                await self._progress_written(running)
             if running.job.cancelled:  # e.g. a sync processor that stopped on the flag
                 raise JobCancelled(op_id) from exc
             raise
         finally:
             leave_job(context)
             del self._running[op_id]
-        self._ours(running)  # a processor that swallowed our CancelledError
-        await self._progress_written(running)
+        if running.cancelled_task:
+            self._ours(running)  # a processor that swallowed our CancelledError
+        if running.writing is not None:
+            await self._progress_written(running)
         if running.job.cancelled:
             raise JobCancelled(op_id)  # its result is discarded
         return result

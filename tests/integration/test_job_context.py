@@ -152,9 +152,9 @@ def test_progress_is_visible_while_the_item_runs(
 def test_progress_must_be_small_json() -> None:
     from queue_system.core.job_context import MAX_PROGRESS_BYTES, JobContext
 
-    job = JobContext(
-        operation_id="x", attempt=1, queue="q", priority="normal", enqueued_at=0, deadline=1
-    )
+    envelope = {"id": "x", "attempts": 0, "queue": "q", "priority": "normal", "enqueued_at": 0}
+    job = JobContext(envelope, deadline=1.0)
+    assert (job.operation_id, job.attempt, job.queue, job.priority) == ("x", 1, "q", "normal")
     job.update_progress({"ok": 1})  # no sink: accepted, written nowhere
     with pytest.raises(ValueError, match="JSON"):
         job.update_progress(object())
