@@ -5,8 +5,9 @@ managers run the same plan, so each conversation with Redis is written once.
 
 An operation's life: ``pending`` → ``processing`` → ``completed``, or → ``scheduled`` (waiting
 for a retry) → ``pending`` ..., ending ``failed`` (retries exhausted) or ``error`` (system
-error). Records of finished operations are kept for the queue's result TTL; an unknown or
-expired id reads as ``None``.
+error); any state before the end may instead end ``cancelled`` (see ``ops/job_control.py``).
+Records of finished operations are kept for the queue's result TTL; an unknown or expired id
+reads as ``None``.
 """
 
 from __future__ import annotations
