@@ -46,7 +46,7 @@ from queue_system.errors import DecodeError, SerializationError
 from queue_system.ops import queues
 from queue_system.ops.dead_letters import DeadLetterFilter, Filters, selected_ids
 from queue_system.ops.health import system_health
-from queue_system.ops.job_control import cancel_operation, read_running
+from queue_system.ops.job_control import cancel_nonce, cancel_operation, read_running
 from queue_system.ops.queues import QueueInfo
 
 if TYPE_CHECKING:
@@ -243,13 +243,10 @@ class QueueAdmin:
                 return
             yield raw.decode("utf-8", "replace")
 
-    # --- internals -----------------------------------------------------------------------------
-
     def cancel(self, operation_id: str) -> CancelStatus:
         """Cancel one operation: the same as ``QueueManager.cancel`` (see Job control)."""
-        return run_sync(
-            self._client, self._all_scripts(), cancel_operation(self.config, operation_id)
-        )
+        plan = cancel_operation(self.config, operation_id, cancel_nonce())
+        return run_sync(self._client, self._all_scripts(), plan)
 
     def running_operations(self, limit: int = 20) -> list[RunningOperation]:
         """Up to about ``limit`` running (leased) operations, oldest start first, with their
@@ -261,6 +258,8 @@ class QueueAdmin:
         if scripts is None:
             scripts = self._scripts = Scripts.register(self._client)
         return scripts
+
+    # --- internals -----------------------------------------------------------------------------
 
     def _list_key(self, system_errors: bool) -> str:
         return self.config.keys.system_errors if system_errors else self.config.keys.failures

@@ -38,11 +38,17 @@ CANCEL_ATTEMPTS = 20  # re-reads when the item keeps moving under the cancel (a 
 SCAN_COUNT = 1000  # delayed members examined per ZSCAN call
 
 
-def cancel_operation(config: QueueConfig, operation_id: str) -> Plan[CancelStatus]:
-    """Plan: cancel ``operation_id`` (see ``QueueManager.cancel``)."""
+def cancel_nonce() -> str:
+    """A new nonce for one ``cancel`` call: a re-sent script (or a re-run of the whole plan
+    by the breaker's retry) recognises the cancel it made itself."""
+    return uuid.uuid4().hex
+
+
+def cancel_operation(config: QueueConfig, operation_id: str, nonce: str) -> Plan[CancelStatus]:
+    """Plan: cancel ``operation_id`` (see ``QueueManager.cancel``); ``nonce`` from
+    :func:`cancel_nonce`, the same for every run of this plan for one call."""
     keys = config.keys
     status_key = keys.operation(operation_id)
-    nonce = uuid.uuid4().hex  # one per call: a re-sent script recognises its own cancel
     opening = envelope_opening(operation_id)
     for _ in range(CANCEL_ATTEMPTS):
         (record,) = yield [Command("hgetall", status_key)]
@@ -50,6 +56,8 @@ def cancel_operation(config: QueueConfig, operation_id: str) -> Plan[CancelStatu
         status = fields.get("status")
         if status is None:
             return "not_found"
+        if status == "cancelled" and fields.get("cancel_nonce") == nonce:
+            return "cancelled"  # by this very call: a retry of the plan after a lost reply
         if status in FINAL_STATUSES:
             return "already_finished"
         queue, priority = fields.get("queue", ""), fields.get("priority", "")

@@ -25,7 +25,7 @@ from queue_system.engine.plans import Plan, run_async
 from queue_system.engine.scripts import Scripts
 from queue_system.errors import WaitTimeout
 from queue_system.ops.health import system_health
-from queue_system.ops.job_control import cancel_operation, settle, wait_chunk
+from queue_system.ops.job_control import cancel_nonce, cancel_operation, settle, wait_chunk
 from queue_system.ops.reads import read_operation, read_queue_status, read_workers
 from queue_system.producer.log_context import (
     CALLER_ERRORS,
@@ -163,7 +163,8 @@ class AsyncQueueManager:
     @try_catch(context=operation_context, caller_errors=CALLER_ERRORS)
     async def cancel(self, operation_id: str) -> CancelStatus:
         """See :meth:`QueueManager.cancel`."""
-        return await self._read(lambda: cancel_operation(self.config, operation_id))
+        nonce = cancel_nonce()  # the same for a retry of the plan
+        return await self._read(lambda: cancel_operation(self.config, operation_id, nonce))
 
     async def wait_for(self, operation_id: str, timeout: float = 30.0) -> Any:
         """See :meth:`QueueManager.wait_for` (awaits; the event loop is never blocked)."""

@@ -21,7 +21,7 @@ from queue_system.engine.plans import Plan, run_sync
 from queue_system.engine.scripts import Scripts
 from queue_system.errors import WaitTimeout
 from queue_system.ops.health import system_health
-from queue_system.ops.job_control import cancel_operation, settle, wait_chunk
+from queue_system.ops.job_control import cancel_nonce, cancel_operation, settle, wait_chunk
 from queue_system.ops.reads import read_operation, read_queue_status, read_workers
 from queue_system.producer.log_context import (
     CALLER_ERRORS,
@@ -218,7 +218,8 @@ class QueueManager:
         instant, exactly one of completed / cancelled wins (the worker's fenced finish
         decides). ``"already_finished"`` and ``"not_found"`` change nothing.
         """
-        return self._read(lambda: cancel_operation(self.config, operation_id))
+        nonce = cancel_nonce()  # the same for a retry of the plan
+        return self._read(lambda: cancel_operation(self.config, operation_id, nonce))
 
     def wait_for(self, operation_id: str, timeout: float = 30.0) -> Any:
         """Block until ``operation_id`` ends; return its result (None if results are not

@@ -209,3 +209,75 @@ def test_a_failed_run_whose_cancel_was_requested_is_not_retried(
     assert raw_redis.zcard(config.keys.delayed) == 0
     assert (manager.get_operation(op_id) or {})["status"] == "cancelled"
     assert manager.enqueue({"n": 1}, job, deduplication_key="k")["status"] == "queued"
+
+
+def test_a_cancel_resent_by_the_breaker_after_two_lost_replies_answers_cancelled(
+    make_config: Callable[..., QueueConfig], proxy: FaultProxy, raw_redis: redis.Redis
+) -> None:
+    # redis-py re-sends once; the second loss makes the guard run the whole plan again
+    config = make_config(redis_url=proxy.url, connection_timeout=2.0)
+    manager = QueueManager(config)
+    op_id = manager.enqueue({"n": 1}, job)["operation_id"]
+    sha = hashlib.sha1(script_source("cancel").encode()).hexdigest().encode()
+    evalsha = b"EVALSHA\r\n$40\r\n" + sha
+    proxy.drop_reply(evalsha)
+    proxy.drop_reply(evalsha)
+
+    assert manager.cancel(op_id) == "cancelled"
+
+    # Sent twice (the second a re-send); the plan's re-run then read its own nonce on the record
+    assert proxy.requests_matching(evalsha) == 2
+    assert raw_redis.llen(config.keys.queue("job")) == 0
+
+
+def fails(data: dict) -> None:
+    raise RuntimeError("always")
+
+
+def recorded(data: dict) -> str:
+    return "ran"
+
+
+def test_a_dead_letter_drops_the_cancel_mark_so_a_requeue_runs_afresh(
+    config: QueueConfig,
+) -> None:
+    from queue_system import QueueAdmin, QueueRetryConfig
+    from queue_system.core.types import DeadLetter
+
+    # Given a running item whose cancel was requested (the worker missed it) and that fails
+    manager = QueueManager(config)
+    op_id = manager.enqueue({"n": 1}, job, retry_config=QueueRetryConfig(max_attempts=0))[
+        "operation_id"
+    ]
+
+    async def main() -> None:
+        client = config.make_async_client()
+        broker = WorkerBroker(config, client, "w")
+        [item] = await broker.claim(config.keys.claim_order(["job"]), 1)
+        assert await asyncio.to_thread(manager.cancel, op_id) == "cancelling"
+        env = json.loads(item.raw)
+        record: DeadLetter = {
+            "operation_id": op_id,
+            "reason": "failed",
+            "error_type": "RuntimeError",
+            "message": "always",
+            "at": 1.0,
+            "queue": "job",
+            "priority": "normal",
+            "processor": env["processor"],
+            "attempts": 1,
+            "history": [],
+            "envelope": env,
+            "raw": None,
+        }
+        assert await broker.dead_letter(item, record, system_error=False, run_ms=1)
+        await client.aclose()
+
+    asyncio.run(main())
+    assert (manager.get_operation(op_id) or {})["cancel_requested_at"] is None
+    # When an operator requeues it, it runs and completes (no stale mark cancels it)
+    assert QueueAdmin(config).requeue(operation_ids=[op_id])["count"] == 1
+    from tests.support.burst import run_burst
+
+    run_burst(config)
+    assert (manager.get_operation(op_id) or {})["status"] == "completed"

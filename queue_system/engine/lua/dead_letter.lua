@@ -48,6 +48,8 @@ redis.call('EXPIRE', KEYS[4], ARGV[4])
 if ARGV[8] == '1' then
   redis.call('HSET', KEYS[7], 'status', ARGV[9], 'finished_at', ARGV[10], 'attempts', ARGV[11],
     'last_error', ARGV[12], 'lease', ARGV[1])
+  -- A cancel requested while it ran no longer applies: an operator's requeue starts afresh.
+  redis.call('HDEL', KEYS[7], 'cancel_requested')
   local waiters = tonumber(redis.call('HGET', KEYS[7], 'waiters') or '0')
   if waiters > 0 then
     local wake = {}
