@@ -29,6 +29,7 @@ from queue_system.errors import (
     OperationFailed,
     OperationNotFound,
     QueueSystemError,
+    WaitTimeout,
 )
 from queue_system.ops.reads import envelope_opening, operation_from_record
 
@@ -192,3 +193,21 @@ def read_running(keys: KeySpace, limit: int) -> Plan[list[RunningOperation]]:
         )
     running.sort(key=lambda r: r["started_at"] or "")
     return running
+
+
+def is_final(record: Any) -> bool:
+    """Whether a ``wait_register.lua`` reply (a flat HGETALL list) shows an operation that
+    will not change any more: it ended, or it is unknown."""
+    fields = dict(zip(record[::2], record[1::2], strict=True))
+    status = fields.get(b"status", fields.get("status"))
+    return status is None or as_text(status) in FINAL_STATUSES
+
+
+def outcome(operation_id: str, record: Any, timeout: float) -> Any:
+    """What ``wait_for`` answers for its last record: the result, or the typed error of an
+    operation that ended otherwise, is unknown, or had not ended within ``timeout``."""
+    finished, result, info = settle(operation_id, record)
+    if finished:
+        return result
+    status = info["status"] if info else None
+    raise WaitTimeout(f"operation {operation_id} still {status} after {timeout}s", info)

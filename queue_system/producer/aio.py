@@ -23,9 +23,14 @@ from queue_system.core.types import (
 )
 from queue_system.engine.plans import Plan, run_async
 from queue_system.engine.scripts import Scripts
-from queue_system.errors import WaitTimeout
 from queue_system.ops.health import system_health
-from queue_system.ops.job_control import cancel_nonce, cancel_operation, settle, wait_chunk
+from queue_system.ops.job_control import (
+    cancel_nonce,
+    cancel_operation,
+    is_final,
+    outcome,
+    wait_chunk,
+)
 from queue_system.ops.reads import read_operation, read_queue_status, read_workers
 from queue_system.producer.log_context import (
     CALLER_ERRORS,
@@ -33,6 +38,7 @@ from queue_system.producer.log_context import (
     enqueue_context,
     operation_context,
     purge_context,
+    wait_context,
 )
 from queue_system.producer.plan import (
     PurgeProgress,
@@ -168,6 +174,11 @@ class AsyncQueueManager:
 
     async def wait_for(self, operation_id: str, timeout: float = 30.0) -> Any:
         """See :meth:`QueueManager.wait_for` (awaits; the event loop is never blocked)."""
+        record = await self._wait(operation_id, timeout)
+        return outcome(operation_id, record, timeout)  # raises the typed outcome errors
+
+    async def _wait(self, operation_id: str, timeout: float) -> Any:
+        """See :meth:`QueueManager._wait`."""
         if not timeout >= 0:
             raise ValueError(f"timeout must be >= 0 seconds, got {timeout!r}")
         client, scripts = self._connected()
@@ -176,28 +187,22 @@ class AsyncQueueManager:
         deadline = time.monotonic() + timeout
         with redis_errors():
             record = await self._guard.call_async(scripts.wait_register, keys=status_key, args=[1])
-            while True:
-                finished, result, info = settle(operation_id, record)
-                if finished:
-                    return result
+            while not is_final(record):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:  # uncount this waiter, and read the record a last time
-                    record = await self._guard.call_async(
+                    return await self._guard.call_async(
                         scripts.wait_register, keys=status_key, args=[-1]
-                    )
-                    finished, result, info = settle(operation_id, record)
-                    if finished:
-                        return result
-                    raise WaitTimeout(
-                        f"operation {operation_id} still {info and info['status']} "
-                        f"after {timeout}s",
-                        info,
                     )
                 block = wait_chunk(self.config, remaining)
                 if await self._guard.call_async(client.blpop, [done_key], timeout=block):
                     record = await self._guard.call_async(
                         scripts.wait_register, keys=status_key, args=[1]
                     )
+            return record
+
+    # Logged as wait_for's own failures (a Redis or argument error), named after it.
+    _wait.__qualname__ = "AsyncQueueManager.wait_for"
+    _wait = try_catch(context=wait_context, caller_errors=CALLER_ERRORS)(_wait)
 
     async def aclose(self) -> None:
         """Close this manager's asyncio connections."""

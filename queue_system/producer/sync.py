@@ -19,9 +19,14 @@ from queue_system.core.types import (
 )
 from queue_system.engine.plans import Plan, run_sync
 from queue_system.engine.scripts import Scripts
-from queue_system.errors import WaitTimeout
 from queue_system.ops.health import system_health
-from queue_system.ops.job_control import cancel_nonce, cancel_operation, settle, wait_chunk
+from queue_system.ops.job_control import (
+    cancel_nonce,
+    cancel_operation,
+    is_final,
+    outcome,
+    wait_chunk,
+)
 from queue_system.ops.reads import read_operation, read_queue_status, read_workers
 from queue_system.producer.log_context import (
     CALLER_ERRORS,
@@ -29,6 +34,7 @@ from queue_system.producer.log_context import (
     enqueue_context,
     operation_context,
     purge_context,
+    wait_context,
 )
 from queue_system.producer.plan import (
     PurgeProgress,
@@ -232,6 +238,12 @@ class QueueManager:
         within milliseconds of the end. Typical use: ``op = m.enqueue(...)["operation_id"]``
         then ``m.wait_for(op, timeout=10)``.
         """
+        record = self._wait(operation_id, timeout)
+        return outcome(operation_id, record, timeout)  # raises the typed outcome errors
+
+    def _wait(self, operation_id: str, timeout: float) -> Any:
+        """The record once final or at the timeout (an outcome is not a failure: only a
+        Redis or argument error is logged, as by every other method)."""
         if not timeout >= 0:
             raise ValueError(f"timeout must be >= 0 seconds, got {timeout!r}")
         keys = self.config.keys
@@ -239,25 +251,17 @@ class QueueManager:
         deadline = time.monotonic() + timeout
         with redis_errors():
             record = self._guard.call(self._scripts.wait_register, keys=status_key, args=[1])
-            while True:
-                finished, result, info = settle(operation_id, record)
-                if finished:
-                    return result
+            while not is_final(record):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:  # uncount this waiter, and read the record a last time
-                    record = self._guard.call(
-                        self._scripts.wait_register, keys=status_key, args=[-1]
-                    )
-                    finished, result, info = settle(operation_id, record)
-                    if finished:
-                        return result
-                    raise WaitTimeout(
-                        f"operation {operation_id} still {info and info['status']} "
-                        f"after {timeout}s",
-                        info,
-                    )
+                    return self._guard.call(self._scripts.wait_register, keys=status_key, args=[-1])
                 block = wait_chunk(self.config, remaining)
                 if self._guard.call(self._client.blpop, [done_key], timeout=block) is not None:
                     record = self._guard.call(
                         self._scripts.wait_register, keys=status_key, args=[1]
                     )
+            return record
+
+    # Logged as wait_for's own failures (a Redis or argument error), named after it.
+    _wait.__qualname__ = "QueueManager.wait_for"
+    _wait = try_catch(context=wait_context, caller_errors=CALLER_ERRORS)(_wait)

@@ -205,3 +205,25 @@ def test_nobody_waiting_writes_no_done_list(config: QueueConfig, raw_redis: redi
 
     assert all((manager.get_operation(i) or {})["status"] == "completed" for i in ids)
     assert list(raw_redis.scan_iter(match=f"{config.keys.prefix}done:*")) == []
+
+
+def test_outcomes_are_not_logged_as_failures_but_bad_arguments_are(
+    config: QueueConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    manager = QueueManager(config)
+    op_id = manager.enqueue({"n": 1}, gated)["operation_id"]
+    caplog.set_level(logging.DEBUG, logger="queue_system.producer")
+
+    with pytest.raises(WaitTimeout):
+        manager.wait_for(op_id, timeout=0)
+    with pytest.raises(OperationNotFound):
+        manager.wait_for("unknown", timeout=0)
+    assert [r for r in caplog.records if r.name.startswith("queue_system.producer")] == []
+
+    with pytest.raises(ValueError, match="timeout"):
+        manager.wait_for(op_id, timeout=-1)
+    [warning] = [r for r in caplog.records if r.name.startswith("queue_system.producer")]
+    assert warning.levelname == "WARNING" and warning.operation_id == op_id
+    assert warning.function == "QueueManager.wait_for"
