@@ -281,3 +281,30 @@ def test_a_dead_letter_drops_the_cancel_mark_so_a_requeue_runs_afresh(
 
     run_burst(config)
     assert (manager.get_operation(op_id) or {})["status"] == "completed"
+
+
+def test_an_item_whose_worker_died_after_a_cancel_request_ends_cancelled(
+    make_config: Callable[..., QueueConfig], raw_redis: redis.Redis
+) -> None:
+    from tests.support.burst import run_burst
+
+    # Given a worker that claimed the item, was asked to cancel it, and died
+    config = make_config(lease_timeout=0.3)
+    manager = QueueManager(config)
+    op_id = manager.enqueue({"n": 1}, job)["operation_id"]
+
+    async def claim_and_die() -> None:
+        client = config.make_async_client()
+        broker = WorkerBroker(config, client, "dead-worker")
+        [item] = await broker.claim(config.keys.claim_order(["job"]), 1)
+        assert item.raw
+        await client.aclose()
+
+    asyncio.run(claim_and_die())
+    assert manager.cancel(op_id) == "cancelling"
+    # When its lease expires and a live worker recovers it
+    run_burst(config)
+    # Then it ends cancelled (the mark outlives the dead worker), and nothing is left behind
+    assert (manager.get_operation(op_id) or {})["status"] == "cancelled"
+    assert raw_redis.hlen(config.keys.inflight) == 0
+    assert raw_redis.llen(config.keys.queue("job")) == 0
