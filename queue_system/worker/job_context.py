@@ -19,6 +19,7 @@ is remembered (bounded), and the item then ends cancelled without running.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import sys
 from collections import OrderedDict
@@ -38,7 +39,8 @@ REMEMBERED_REQUESTS = 1024  # cancel requests kept for items not (yet) running h
 #: How often a worker reads the cancel marks of its running items, in case a published request
 #: was missed (its subscription was reconnecting): the backstop, not the usual path.
 MARK_CHECK_S = 5.0
-PROGRESS_FLUSH_S = 1.0  # longest wait for the last progress write before the outcome
+PROGRESS_FLUSH_S = 1.0
+ASYNC_CACHE_MAX = 10_000  # longest wait for the last progress write before the outcome
 
 
 class JobCancelled(Exception):
@@ -68,6 +70,21 @@ class RunningJobs:
         self._running: dict[str, _Running] = {}
         self._requested: OrderedDict[str, None] = OrderedDict()
         self._writes: set[asyncio.Task[None]] = set()  # progress writes under way
+        self._loop: asyncio.AbstractEventLoop | None = None  # the worker's (bound on first use)
+        self._async_fns: dict[Any, bool] = {}  # processor -> is a coroutine function
+
+    def _bind_loop(self) -> asyncio.AbstractEventLoop:
+        self._loop = asyncio.get_running_loop()
+        return self._loop
+
+    def is_async(self, fn: Any) -> bool:
+        """``inspect.iscoroutinefunction(fn)``, remembered per processor (hot path)."""
+        known = self._async_fns.get(fn)
+        if known is None:
+            known = self._async_fns[fn] = inspect.iscoroutinefunction(fn)
+            if len(self._async_fns) > ASYNC_CACHE_MAX:  # processors are few; stay bounded
+                self._async_fns.clear()
+        return known
 
     async def call(
         self,
@@ -80,14 +97,14 @@ class RunningJobs:
     ) -> Any:
         """``await run()`` as the job of ``item`` (``current_job()`` inside); raises
         :class:`JobCancelled` when its cancel was requested before or while it ran."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop or self._bind_loop()
         op_id = envelope["id"]
         job = JobContext(
             envelope,
             self._clock.time() + timeout_s,
             lambda text: _threadsafe(loop, self._progress, running, text),
         )
-        running = _Running(job, item.token, asyncio.current_task() if is_async else None)
+        running = _Running(job, item.token, asyncio.current_task(loop) if is_async else None)
         if self._requested.pop(op_id, "no") is None:  # asked before it started here
             raise JobCancelled(op_id)
         self._running[op_id] = running

@@ -11,7 +11,6 @@ raw bytes and the reason ``runner_error``; the item is never left leased for eve
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -127,7 +126,7 @@ class ItemRunner:
                 item,
                 env,
                 timeout_s=runnable.timeout_s,
-                is_async=inspect.iscoroutinefunction(runnable.processor),
+                is_async=self.jobs.is_async(runnable.processor),
                 run=lambda: call_with_timeout(
                     runnable.processor,
                     env["entity"],
