@@ -12,12 +12,19 @@ typed shapes of what the API returns live in :mod:`queue_system.core.types`.
 
 from queue_system.config import QueueConfig
 from queue_system.core.hooks import Middleware
+from queue_system.core.job_context import JobContext, current_job
 from queue_system.core.limits import QueueLimits
 from queue_system.core.retry_policy import QueueRetryConfig
 from queue_system.errors import (
     ConfigurationError,
     DecodeError,
+    NoJobContextError,
     NonRetryableError,
+    OperationCancelled,
+    OperationError,
+    OperationExpired,
+    OperationFailed,
+    OperationNotFound,
     ProcessingError,
     QueueSystemError,
     QueueUnavailableError,
@@ -25,6 +32,7 @@ from queue_system.errors import (
     RetryAfter,
     SerializationError,
     UnknownProcessorError,
+    WaitTimeout,
 )
 from queue_system.ops.admin import QueueAdmin
 from queue_system.producer.aio import AsyncQueueManager
@@ -36,8 +44,15 @@ __all__ = [
     "AsyncQueueManager",
     "ConfigurationError",
     "DecodeError",
+    "JobContext",
     "Middleware",
+    "NoJobContextError",
     "NonRetryableError",
+    "OperationCancelled",
+    "OperationError",
+    "OperationExpired",
+    "OperationFailed",
+    "OperationNotFound",
     "ProcessingError",
     "QueueAdmin",
     "QueueConfig",
@@ -51,5 +66,7 @@ __all__ = [
     "RetryAfter",
     "SerializationError",
     "UnknownProcessorError",
+    "WaitTimeout",
+    "current_job",
     "run_workers",
 ]

@@ -13,12 +13,21 @@
     ├── ProcessingError             an item cannot be run
     │   └── UnknownProcessorError   a name is neither registered nor allow-listed
     ├── NonRetryableError           raised by a processor: this failure is final, no retry
-    └── RetryAfter                  raised by a processor: retry after the seconds it names
+    ├── RetryAfter                  raised by a processor: retry after the seconds it names
+    ├── NoJobContextError           current_job() outside a processor
+    └── OperationError              wait_for: the operation did not complete (.operation)
+        ├── OperationNotFound       no such operation (unknown id, or its record expired)
+        ├── OperationFailed         it ended failed or error
+        ├── OperationCancelled      it was cancelled
+        ├── OperationExpired        it expired before it ran
+        └── WaitTimeout             it did not end within the timeout
 
 Bad arguments to public methods raise ``ValueError``/``TypeError`` naming the argument.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class QueueSystemError(Exception):
@@ -97,3 +106,36 @@ class RetryAfter(QueueSystemError):
             raise ValueError(f"RetryAfter seconds must be finite and >= 0, got {seconds!r}")
         super().__init__(message or f"retry after {seconds}s")
         self.seconds = float(seconds)
+
+
+class NoJobContextError(QueueSystemError, RuntimeError):
+    """Raised by ``current_job()`` outside a processor run by a worker."""
+
+
+class OperationError(QueueSystemError):
+    """Raised by ``wait_for`` when an operation did not complete; ``operation`` is its
+    status record (``get_operation``'s dict, None when unknown)."""
+
+    def __init__(self, message: str, operation: Any = None) -> None:
+        super().__init__(message)
+        self.operation = operation
+
+
+class OperationNotFound(OperationError, LookupError):
+    """Raised by ``wait_for`` when no operation has that id (never enqueued, or expired)."""
+
+
+class OperationFailed(OperationError):
+    """Raised by ``wait_for`` when the operation ended ``failed`` or ``error``."""
+
+
+class OperationCancelled(OperationError):
+    """Raised by ``wait_for`` when the operation was cancelled."""
+
+
+class OperationExpired(OperationError):
+    """Raised by ``wait_for`` when the operation expired before it ran."""
+
+
+class WaitTimeout(OperationError, TimeoutError):
+    """Raised by ``wait_for`` when the operation did not end within the timeout."""

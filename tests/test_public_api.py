@@ -13,6 +13,13 @@ DOCUMENTED = {
     "DecodeError",
     "Middleware",
     "NonRetryableError",
+    "JobContext",
+    "NoJobContextError",
+    "OperationCancelled",
+    "OperationError",
+    "OperationExpired",
+    "OperationFailed",
+    "OperationNotFound",
     "ProcessingError",
     "QueueAdmin",
     "QueueConfig",
@@ -27,6 +34,8 @@ DOCUMENTED = {
     "SerializationError",
     "UnknownProcessorError",
     "run_workers",
+    "WaitTimeout",
+    "current_job",
 }
 
 

@@ -23,6 +23,7 @@ import click
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 
+from queue_system.cli.cancel import cancel, running_views
 from queue_system.cli.cron import cron
 from queue_system.cli.dashboard import dashboard
 from queue_system.cli.failures import failures
@@ -120,6 +121,7 @@ for command in (pause, resume, limits):
 cli.add_command(cron)
 cli.add_command(dashboard)  # the web dashboard ([web] extra, imported when run)
 cli.add_command(prometheus_metrics)  # `queue-system metrics` ([prometheus] extra)
+cli.add_command(cancel)
 
 
 def main() -> None:
@@ -178,6 +180,7 @@ def monitor(interval: float, snapshot: bool, iterations: int, wide: bool) -> Non
         parts: list[RenderableType] = [status_view(health, where(), width=width)]
         if health["redis_connected"]:
             parts.append(workers_table(manager.get_workers(), width=width))
+            parts.extend(running_views(admin.running_operations(), width=width))
         return Group(*parts)
 
     if snapshot:

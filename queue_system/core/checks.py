@@ -25,6 +25,7 @@ RESERVED_QUEUE_NAMES = frozenset(
         *("paused", "limits", "limit"),
         *("cron_last", "cron_claims", "cron_schedules"),
         *("metrics_history",),  # the dashboard's chart samples
+        *("done", "cancels"),
     }
 )
 """The namespace's own key names (``queue:failures``, ``queue:op:<id>``...): no new queue may

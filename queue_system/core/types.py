@@ -121,6 +121,27 @@ class OperationInfo(TypedDict):
     next_run_at: str | None
     #: On an ``expired`` operation: the ``expires=`` time it was not started by; else None.
     expired_at: str | None
+    #: What the processor last reported with ``current_job().update_progress`` (or None).
+    progress: Any
+    #: When a cancel was requested while it ran (ISO 8601 UTC), else None.
+    cancel_requested_at: str | None
+
+
+#: ``cancel()``: "cancelled" (it will never run), "cancelling" (it runs: its worker stops it
+#: and ends it cancelled), "already_finished" (it had ended) or "not_found" (unknown id).
+CancelStatus = Literal["cancelled", "cancelling", "already_finished", "not_found"]
+
+
+class RunningOperation(TypedDict):
+    """``QueueAdmin.running_operations()``: one leased item and what its record says."""
+
+    operation_id: str
+    queue_name: str | None
+    processor: str | None
+    worker: str | None
+    started_at: str | None
+    progress: Any
+    cancel_requested_at: str | None
 
 
 class WorkerInfo(TypedDict):

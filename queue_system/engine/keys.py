@@ -46,6 +46,12 @@ Layout under a prefix (default ``queue:``)::
     queue:limit:starts:{name}       ZSET  lease token -> claim time (ms, Redis TIME) of a
                                           rate-limited queue's claims in the last window (TTL:
                                           one window)
+    queue:done:{operation_id}       LIST  wake-up tokens for ``wait_for`` callers, written by the
+                                          scripts that end an operation only while its record
+                                          counts waiters (TTL: the record's)
+    queue:cancels                   pub/sub channel: operation ids whose cancel was requested
+                                          while they ran (workers stop them; the durable mark
+                                          is the record's ``cancel_requested`` field)
     queue:worker:{worker_id}        HASH  one live worker's record (TTL, refreshed by heartbeat)
     queue:cron_last                 HASH  schedule name -> newest tick fired or skipped (ms)
     queue:cron_claims               HASH  schedule name -> JSON of ticks claimed and not yet
@@ -118,6 +124,15 @@ class KeySpace:
     @property
     def operation_prefix(self) -> str:
         return f"{self.prefix}op:"
+
+    def done(self, operation_id: str) -> str:
+        """The LIST that wakes ``wait_for`` callers when ``operation_id`` ends."""
+        return f"{self.prefix}done:{operation_id}"
+
+    @property
+    def cancels(self) -> str:
+        """The pub/sub channel on which workers hear of cancel requests for running items."""
+        return f"{self.prefix}cancels"
 
     def worker(self, worker_id: str) -> str:
         """The record of one live worker."""

@@ -35,6 +35,10 @@ SCRIPT_NAMES = (
     "seed_limits",
     "cron_claim",
     "cron_done",
+    "cancel",
+    "finish_cancelled",
+    "wait_register",
+    "progress",
 )
 
 TOO_MANY_QUEUES = "QS_TOO_MANY_QUEUES"
@@ -74,6 +78,10 @@ class Scripts(Generic[S]):
     seed_limits: S
     cron_claim: S
     cron_done: S
+    cancel: S
+    finish_cancelled: S
+    wait_register: S
+    progress: S
 
     @overload
     @classmethod

@@ -33,22 +33,27 @@ from queue_system.core.envelope import SCHEMA_VERSION, encode_envelope
 from queue_system.core.limits import QueueLimits
 from queue_system.core.records import parse_record, stored_envelope
 from queue_system.core.types import (
+    CancelStatus,
     DeadLetter,
     DeadLetterReport,
     Envelope,
     HealthSnapshot,
+    RunningOperation,
     SkippedRecord,
 )
+from queue_system.engine.plans import run_sync
 from queue_system.engine.scripts import Scripts
 from queue_system.errors import DecodeError, SerializationError
 from queue_system.ops import limits as queue_limits
 from queue_system.ops import queues, scheduled
 from queue_system.ops.dead_letters import DeadLetterFilter, Filters, selected_ids
 from queue_system.ops.health import system_health
+from queue_system.ops.job_control import cancel_nonce, cancel_operation, read_running
 from queue_system.ops.limits import LimitInfo
 from queue_system.ops.queues import QueueInfo
 
 if TYPE_CHECKING:
+    from redis.commands.core import Script
     from typing_extensions import Unpack
 
 logger = logging.getLogger("queue_system.admin")  # the audit log's name
@@ -291,6 +296,22 @@ class QueueAdmin:
             if limit is not None and count >= limit:
                 return
             yield raw.decode("utf-8", "replace")
+
+    def cancel(self, operation_id: str) -> CancelStatus:
+        """Cancel one operation: the same as ``QueueManager.cancel`` (see Job control)."""
+        plan = cancel_operation(self.config, operation_id, cancel_nonce())
+        return run_sync(self._client, self._all_scripts(), plan)
+
+    def running_operations(self, limit: int = 20) -> list[RunningOperation]:
+        """Up to about ``limit`` running (leased) operations, oldest start first, with their
+        worker, progress and cancel mark (``monitor`` shows them)."""
+        return run_sync(self._client, self._all_scripts(), read_running(self.config.keys, limit))
+
+    def _all_scripts(self) -> Scripts[Script]:
+        scripts: Scripts[Script] | None = getattr(self, "_scripts", None)
+        if scripts is None:
+            scripts = self._scripts = Scripts.register(self._client)
+        return scripts
 
     # --- internals -----------------------------------------------------------------------------
 

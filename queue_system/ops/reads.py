@@ -5,10 +5,10 @@ managers run the same plan, so each conversation with Redis is written once.
 
 An operation's life: ``pending`` → ``processing`` → ``completed``, or → ``scheduled`` (waiting
 for a retry) → ``pending`` ..., ending ``failed`` (retries exhausted) or ``error`` (system
-error). An item enqueued with ``delay=``/``run_at=`` starts ``scheduled`` (with ``next_run_at``);
-one not started before its ``expires=`` ends ``expired`` (with ``expired_at``). Records of
-finished operations are kept for the queue's result TTL; an unknown or expired id reads as
-``None``.
+error); any state before the end may instead end ``cancelled`` (see ``ops/job_control.py``).
+An item enqueued with ``delay=``/``run_at=`` starts ``scheduled`` (with ``next_run_at``); one
+not started before its ``expires=`` ends ``expired`` (with ``expired_at``). Records of finished
+operations are kept for the queue's result TTL; an unknown or expired id reads as ``None``.
 """
 
 from __future__ import annotations
@@ -103,6 +103,8 @@ def operation_from_record(
         "finished_at": times["finished_at"],
         "next_run_at": times["next_run_at"],
         "expired_at": _time(fields.get("expired_at")),
+        "progress": _json_or_none(fields.get("progress")),
+        "cancel_requested_at": _time(fields.get("cancel_requested")),
     }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -14,6 +15,7 @@ from queue_system.config import QueueConfig
 from queue_system.core.retry_policy import QueueRetryConfig
 from queue_system.core.types import (
     CallableRef,
+    CancelStatus,
     EnqueueResult,
     HealthSnapshot,
     OperationInfo,
@@ -23,6 +25,13 @@ from queue_system.core.types import (
 from queue_system.engine.plans import Plan, run_async
 from queue_system.engine.scripts import Scripts
 from queue_system.ops.health import system_health
+from queue_system.ops.job_control import (
+    cancel_nonce,
+    cancel_operation,
+    is_final,
+    outcome,
+    wait_chunk,
+)
 from queue_system.ops.reads import read_operation, read_queue_status, read_workers
 from queue_system.producer.hooks import before_enqueue_async
 from queue_system.producer.log_context import (
@@ -31,6 +40,7 @@ from queue_system.producer.log_context import (
     enqueue_context,
     operation_context,
     purge_context,
+    wait_context,
 )
 from queue_system.producer.plan import (
     PurgeProgress,
@@ -165,6 +175,44 @@ class AsyncQueueManager:
                 removed = await self._guard.call_async(scripts.purge, keys=keys, args=args)
                 progress.removed(int(removed))
         return progress.purged
+
+    @try_catch(context=operation_context, caller_errors=CALLER_ERRORS)
+    async def cancel(self, operation_id: str) -> CancelStatus:
+        """See :meth:`QueueManager.cancel`."""
+        nonce = cancel_nonce()  # the same for a retry of the plan
+        return await self._read(lambda: cancel_operation(self.config, operation_id, nonce))
+
+    async def wait_for(self, operation_id: str, timeout: float = 30.0) -> Any:
+        """See :meth:`QueueManager.wait_for` (awaits; the event loop is never blocked)."""
+        record = await self._wait(operation_id, timeout)
+        return outcome(operation_id, record, timeout)  # raises the typed outcome errors
+
+    async def _wait(self, operation_id: str, timeout: float) -> Any:
+        """See :meth:`QueueManager._wait`."""
+        if not timeout >= 0:
+            raise ValueError(f"timeout must be >= 0 seconds, got {timeout!r}")
+        client, scripts = self._connected()
+        keys = self.config.keys
+        status_key, done_key = [keys.operation(operation_id)], keys.done(operation_id)
+        deadline = time.monotonic() + timeout
+        with redis_errors():
+            record = await self._guard.call_async(scripts.wait_register, keys=status_key, args=[1])
+            while not is_final(record):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:  # uncount this waiter, and read the record a last time
+                    return await self._guard.call_async(
+                        scripts.wait_register, keys=status_key, args=[-1]
+                    )
+                block = wait_chunk(self.config, remaining)
+                if await self._guard.call_async(client.blpop, [done_key], timeout=block):
+                    record = await self._guard.call_async(
+                        scripts.wait_register, keys=status_key, args=[1]
+                    )
+            return record
+
+    # Logged as wait_for's own failures (a Redis or argument error), named after it.
+    _wait.__qualname__ = "AsyncQueueManager.wait_for"
+    _wait = try_catch(context=wait_context, caller_errors=CALLER_ERRORS)(_wait)
 
     async def aclose(self) -> None:
         """Close this manager's asyncio connections."""

@@ -65,6 +65,13 @@ def operation_context(manager: Producer, operation_id: Any = None) -> dict[str, 
     return {"operation_id": operation_id}
 
 
+def wait_context(
+    manager: Producer, operation_id: Any = None, timeout: Any = None
+) -> dict[str, Any]:
+    """``wait_for``: the operation id waited for."""
+    return {"operation_id": operation_id}
+
+
 def purge_context(
     manager: Producer, queue_name: Any = None, priority: Any = "normal"
 ) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -10,6 +11,7 @@ from queue_system.config import QueueConfig
 from queue_system.core.retry_policy import QueueRetryConfig
 from queue_system.core.types import (
     CallableRef,
+    CancelStatus,
     EnqueueResult,
     HealthSnapshot,
     OperationInfo,
@@ -19,6 +21,13 @@ from queue_system.core.types import (
 from queue_system.engine.plans import Plan, run_sync
 from queue_system.engine.scripts import Scripts
 from queue_system.ops.health import system_health
+from queue_system.ops.job_control import (
+    cancel_nonce,
+    cancel_operation,
+    is_final,
+    outcome,
+    wait_chunk,
+)
 from queue_system.ops.reads import read_operation, read_queue_status, read_workers
 from queue_system.producer.hooks import before_enqueue_sync
 from queue_system.producer.log_context import (
@@ -27,6 +36,7 @@ from queue_system.producer.log_context import (
     enqueue_context,
     operation_context,
     purge_context,
+    wait_context,
 )
 from queue_system.producer.plan import (
     PurgeProgress,
@@ -168,9 +178,11 @@ class QueueManager:
         """Status of one operation, or None if the id is unknown or its record expired.
 
         Returns ``operation_id``, ``status`` (pending | scheduled | processing | completed |
-        failed | error), ``queue_name``, ``priority``, ``processor``, ``attempts``,
+        failed | error | cancelled), ``queue_name``, ``priority``, ``processor``, ``attempts``,
         ``enqueued_at``/``started_at``/``finished_at``/``next_run_at`` (ISO 8601 UTC),
-        ``worker``, ``last_error``, ``result`` and, while pending, ``position``: items that
+        ``worker``, ``last_error``, ``result``, ``progress`` (what the processor reported with
+        ``current_job().update_progress``), ``cancel_requested_at`` (a cancel asked while it
+        ran) and, while pending, ``position``: items that
         will be taken before it (its queue's higher tiers counted). Finding the position reads
         the tier from its taking end inside Redis: O(position), about 7 ms per 10,000 items
         ahead (measured: 0.4 ms at position 0, 70 ms at position 99,999), blocking Redis
@@ -219,3 +231,57 @@ class QueueManager:
                 keys, args = progress.plan(self.config, key, items)
                 progress.removed(int(self._guard.call(self._scripts.purge, keys=keys, args=args)))
         return progress.purged
+
+    @try_catch(context=operation_context, caller_errors=CALLER_ERRORS)
+    def cancel(self, operation_id: str) -> CancelStatus:
+        """Cancel one operation; it ends with status ``cancelled`` and is never retried.
+
+        Returns ``"cancelled"`` when it was waiting or scheduled (a retry or a delayed item):
+        it was removed atomically and never runs. ``"cancelling"`` when it is running: its
+        worker hears of it within milliseconds, cancels an async processor (a sync one sees
+        ``current_job().cancelled``; its result is discarded) and ends it ``cancelled``, with
+        ``on_failure`` called with ``reason="cancelled"``. If it completes in that same
+        instant, exactly one of completed / cancelled wins (the worker's fenced finish
+        decides). ``"already_finished"`` and ``"not_found"`` change nothing.
+        """
+        nonce = cancel_nonce()  # the same for a retry of the plan
+        return self._read(lambda: cancel_operation(self.config, operation_id, nonce))
+
+    def wait_for(self, operation_id: str, timeout: float = 30.0) -> Any:
+        """Block until ``operation_id`` ends; return its result (None if results are not
+        kept), or raise ``OperationFailed`` / ``OperationCancelled`` / ``OperationExpired``
+        (each with ``.operation``, the status record), ``OperationNotFound``, or
+        ``WaitTimeout`` after ``timeout`` seconds.
+
+        It blocks on Redis (``BLPOP`` on the operation's done list, which the worker's
+        finishing script fills only because a waiter is counted): no polling, and it returns
+        within milliseconds of the end. Typical use: ``op = m.enqueue(...)["operation_id"]``
+        then ``m.wait_for(op, timeout=10)``.
+        """
+        record = self._wait(operation_id, timeout)
+        return outcome(operation_id, record, timeout)  # raises the typed outcome errors
+
+    def _wait(self, operation_id: str, timeout: float) -> Any:
+        """The record once final or at the timeout (an outcome is not a failure: only a
+        Redis or argument error is logged, as by every other method)."""
+        if not timeout >= 0:
+            raise ValueError(f"timeout must be >= 0 seconds, got {timeout!r}")
+        keys = self.config.keys
+        status_key, done_key = [keys.operation(operation_id)], keys.done(operation_id)
+        deadline = time.monotonic() + timeout
+        with redis_errors():
+            record = self._guard.call(self._scripts.wait_register, keys=status_key, args=[1])
+            while not is_final(record):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:  # uncount this waiter, and read the record a last time
+                    return self._guard.call(self._scripts.wait_register, keys=status_key, args=[-1])
+                block = wait_chunk(self.config, remaining)
+                if self._guard.call(self._client.blpop, [done_key], timeout=block) is not None:
+                    record = self._guard.call(
+                        self._scripts.wait_register, keys=status_key, args=[1]
+                    )
+            return record
+
+    # Logged as wait_for's own failures (a Redis or argument error), named after it.
+    _wait.__qualname__ = "QueueManager.wait_for"
+    _wait = try_catch(context=wait_context, caller_errors=CALLER_ERRORS)(_wait)

@@ -16,7 +16,7 @@ from typing import Any
 from queue_system.core.clock import Clock
 from queue_system.core.hooks import HookChain, JobInfo, Outcome
 from queue_system.worker.runner import Persist
-from queue_system.worker.store import Completion, WorkerBroker
+from queue_system.worker.store import CANCELLED, Completion, WorkerBroker
 
 logger = logging.getLogger("queue_system.worker")
 
@@ -96,7 +96,15 @@ class Acker:
             token = completion.item.token
             self.finished(token)
             after = self._after_ack.pop(token, None)
-            if acked:
+            if acked == CANCELLED:  # cancelled while it ran: its result is discarded
+                if completion.on_cancelled is not None:
+                    self.spawn_callback(*completion.on_cancelled)
+                job, _ = _succeeded(completion)
+                cancelled = Outcome(status="cancelled", reason="cancelled")
+                await self.hooks.run(
+                    "after_process", self.hooks.after_process, job, cancelled, op=job.operation_id
+                )
+            elif acked:
                 succeeded.append(_succeeded(completion))
                 if after is not None:
                     self.spawn_callback(*after)

@@ -238,6 +238,7 @@ class QueueWorker:
             self._supervised("maintainer", self._maintain_loop),
             self._supervised("heartbeat", self._heartbeat_loop),
             self._supervised("loop-ticker", self._leases.tick_loop),
+            self._supervised("cancel-watch", self._runner.jobs.watch),
         ]
         if self.config.schedules:  # periodic jobs declared with config.cron()
             cron = CronRunner(config=self.config, client=self._client, worker_id=self.worker_id)

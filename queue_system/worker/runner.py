@@ -43,6 +43,7 @@ from queue_system.worker.call import (
 )
 from queue_system.worker.events import WorkerEvents, job_of
 from queue_system.worker.expiry import expire_item, expired_at
+from queue_system.worker.job_context import JobCancelled, RunningJobs, cancelled_data
 from queue_system.worker.leases import LeaseKeeper
 from queue_system.worker.skew import Wait, plan_wait
 from queue_system.worker.store import ClaimedItem, Completion, WorkerBroker
@@ -105,6 +106,7 @@ class ItemRunner:
         self.hooks = hooks or config.hooks(events)
         self.callbacks: set[asyncio.Task[None]] = set()
         self.callback_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep  # tests: faster
+        self.jobs = RunningJobs(broker)  # job context, cancel requests, progress
 
     async def run(self, item: ClaimedItem) -> None:
         """Decode, resolve and run ``item``, then record its outcome (whatever happens)."""
@@ -153,13 +155,23 @@ class ItemRunner:
             await self.hooks.run("before_process", self.hooks.before_process, info, op=env["id"])
         started = clock.monotonic()
         try:
-            result = await call_with_timeout(
-                runnable.processor,
-                env["entity"],
-                runnable.timeout_s,
-                self.threads,
-                on_start=lambda: self.leases.running(item.token, runnable.timeout_s),
+            result = await self.jobs.call(
+                item,
+                env,
+                timeout_s=runnable.timeout_s,
+                is_async=self.jobs.is_async(runnable.processor),
+                run=lambda: call_with_timeout(
+                    runnable.processor,
+                    env["entity"],
+                    runnable.timeout_s,
+                    self.threads,
+                    on_start=lambda: self.leases.running(item.token, runnable.timeout_s),
+                ),
             )
+        except JobCancelled:
+            self.leases.ran(item.token)
+            await self._cancelled(item, runnable)
+            return
         except Exception as exc:
             self.leases.ran(item.token)
             run_ms = to_ms(clock.monotonic() - started)
@@ -191,6 +203,9 @@ class ItemRunner:
             result_ttl=self.config.result_ttl_for(env["queue"]),
             processor=env["processor"],
             job=info,
+            on_cancelled=(runnable.on_failure, cancelled_data(env))
+            if runnable.on_failure
+            else None,
         )
         data = callback_data(env, result=result) if runnable.on_success else {}
         self.complete(completion, runnable.on_success, data)
@@ -235,6 +250,26 @@ class ItemRunner:
         if size > self.config.max_result_bytes:
             return json.dumps({"truncated": True, "size": size})
         return text
+
+    async def _cancelled(self, item: ClaimedItem, runnable: RunnableItem) -> None:
+        """End an item whose cancel was requested (fenced); ``on_failure`` gets the reason
+        ``"cancelled"``. Never retried."""
+        env = runnable.envelope
+        kept = await self._finish(
+            item,
+            self.broker.finish_cancelled,
+            item,
+            operation_id=env["id"],
+            dedup_key=env.get("dedup"),
+            record_ttl=self.config.result_ttl_for(env["queue"]),
+        )
+        logger.info("operation %s cancelled", env["id"], extra={"operation_id": env["id"]})
+        if not kept:
+            return
+        cancelled = Outcome(status="cancelled", reason="cancelled")
+        await self._after(self._job_info(env), cancelled)
+        if runnable.on_failure is not None:
+            self.spawn_callback(runnable.on_failure, cancelled_data(env))
 
     async def _wait_for_deploy(self, item: ClaimedItem, wait: Wait) -> None:
         deferred = await self._finish(
@@ -432,6 +467,8 @@ class ItemRunner:
             wait_ms=wait_ms,
             attempts=failed_runs,
             last_error=json.dumps(last_error),
+            dedup_key=env.get("dedup"),
+            record_ttl=self.config.result_ttl_for(env["queue"]),
         )
 
     async def _finish(

@@ -18,7 +18,7 @@ from __future__ import annotations
 import itertools
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -71,6 +71,8 @@ class Completion:
     result_ttl: int
     processor: str = ""
     job: JobInfo | None = None  # what hooks are told (None: built from the fields above)
+    #: ``on_failure`` and its data, fired instead when the ack finds a cancel request.
+    on_cancelled: tuple[Callable[..., Any], dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -278,8 +280,9 @@ class WorkerBroker:
         if not item.started:
             await self._starts.mark(item.token)
 
-    async def ack(self, completions: list[Completion], finished_s: float) -> list[bool]:
-        """Finish successful runs; False for each item whose lease was lost."""
+    async def ack(self, completions: list[Completion], finished_s: float) -> list[int]:
+        """Finish successful runs: per item ``ACKED``, ``LOST`` (the lease was lost) or
+        ``CANCELLED`` (its cancel was requested meanwhile: it ended cancelled instead)."""
         keys = [
             self.keys.inflight,
             self.keys.leases,
@@ -288,6 +291,7 @@ class WorkerBroker:
             self.keys.started,
         ]
         keys.extend(self.keys.operation(c.operation_id) for c in completions)
+        keys.extend(self.keys.done(c.operation_id) for c in completions)
         keys.extend(c.dedup_key for c in completions if c.dedup_key is not None)
         args: list[Any] = [len(completions), self.config.backup_ttl, f"{finished_s:.3f}"]
         for c in completions:
@@ -297,7 +301,7 @@ class WorkerBroker:
         starts = self._starts.take()
         call = self.scripts.ack(keys=keys, args=args + (starts.tokens if starts else []))
         answer = await carry(starts, call)
-        return [bool(flag) for flag in answer]
+        return [int(flag) for flag in answer]
 
     async def schedule_retry(
         self,
@@ -311,8 +315,12 @@ class WorkerBroker:
         wait_ms: int,
         attempts: int,
         last_error: str,
+        dedup_key: str | None = None,
+        record_ttl: int | None = None,
     ) -> bool:
-        """Move a leased item to the delayed set; False if the lease was lost."""
+        """Move a leased item to the delayed set; False if the lease was lost. An item whose
+        cancel was requested meanwhile ends cancelled instead (``record_ttl``, its dedup key
+        freed), and this answers True: the lease was held and the item is done here."""
         member = item.list_key.encode() + b"\n" + new_raw
         keys = [
             self.keys.inflight,
@@ -322,7 +330,10 @@ class WorkerBroker:
             self.keys.operation(operation_id),
             self.keys.redeliveries,
             self.keys.started,
+            self.keys.done(operation_id),
         ]
+        if dedup_key is not None and dedup_key.startswith(self.keys.dedup_prefix):
+            keys.append(dedup_key)
         args: list[EncodableT] = [
             item.token,
             member,
@@ -334,6 +345,8 @@ class WorkerBroker:
             attempts,
             last_error,
             operation_id,
+            self.config.result_ttl if record_ttl is None else record_ttl,
+            f"{self.config.clock.time():.3f}",
         ]
         return bool(await self.scripts.schedule_retry(keys=keys, args=args))
 
@@ -362,6 +375,7 @@ class WorkerBroker:
             self.keys.redeliveries,
             self.keys.started,
             self.keys.operation(op_id) if has_status else self.keys.finish_receipt(item.token),
+            self.keys.done(op_id) if has_status else self.keys.finish_receipt(item.token),
         ]
         if dedup_key is not None and dedup_key.startswith(self.keys.dedup_prefix):
             keys.append(dedup_key)
@@ -536,6 +550,7 @@ class WorkerBroker:
             self.keys.redeliveries,
             self.keys.started,
             self.keys.operation(operation_id),
+            self.keys.done(operation_id),
         ]
         if dedup_key is not None and dedup_key.startswith(self.keys.dedup_prefix):
             keys.append(dedup_key)
@@ -547,6 +562,49 @@ class WorkerBroker:
             f"{finished_s:.3f}",
         ]
         return bool(await self.scripts.expire(keys=keys, args=args))
+
+    async def finish_cancelled(
+        self, item: ClaimedItem, *, operation_id: str, dedup_key: str | None, record_ttl: int
+    ) -> bool:
+        """End a leased item whose cancel was requested as ``cancelled``; False if lost."""
+        keys = [
+            self.keys.inflight,
+            self.keys.leases,
+            self.keys.started,
+            self.keys.redeliveries,
+            self.keys.operation(operation_id),
+            self.keys.done(operation_id),
+            self.keys.metrics,
+        ]
+        if dedup_key is not None and dedup_key.startswith(self.keys.dedup_prefix):
+            keys.append(dedup_key)
+        args: list[EncodableT] = [
+            item.token,
+            operation_id,
+            f"{self.config.clock.time():.3f}",
+            record_ttl,
+            self.config.backup_ttl,
+        ]
+        return bool(await self.scripts.finish_cancelled(keys=keys, args=args))
+
+    async def write_progress(self, token: str, operation_id: str, progress_json: str) -> bool:
+        """Store a running item's progress on its record; False once the lease is gone."""
+        answer = await self.scripts.progress(
+            keys=[self.keys.inflight, self.keys.operation(operation_id)],
+            args=[token, progress_json],
+        )
+        return bool(answer)
+
+    async def cancel_marks(self, operation_ids: list[str]) -> list[bool]:
+        """Whether each operation's record carries a cancel request (one round trip)."""
+        pipe = self.client.pipeline(transaction=False)
+        for op_id in operation_ids:
+            pipe.hexists(self.keys.operation(op_id), "cancel_requested")
+        return [bool(flag) for flag in await pipe.execute()]
+
+
+#: What ``WorkerBroker.ack`` answers per item.
+LOST, ACKED, CANCELLED = 0, 1, 2
 
 
 def _ack_values(c: Completion) -> tuple[Any, ...]:

@@ -2,14 +2,19 @@
 -- KEYS[1] inflight HASH   KEYS[2] leases ZSET   KEYS[3] metrics HASH   KEYS[4] redeliveries HASH
 -- KEYS[5] started SET
 -- KEYS[6..5+N] the status HASH of each item, in item order
--- KEYS[6+N..] dedup STRING keys, one per item that has one, in item order
+-- KEYS[6+N..5+2N] the done LIST of each item (wakes wait_for callers), in item order
+-- KEYS[6+2N..] dedup STRING keys, one per item that has one, in item order
 -- ARGV[1] item count N    ARGV[2] metrics TTL (s)   ARGV[3] finished at (s)
 -- ARGV[4..3+8N] per item, 8 values: token, operation id, has dedup key (1/0), run time (ms),
 --           "<queue>:<priority>" of the item, wait time (ms), result (JSON), result TTL (s)
 -- ARGV[4+8N..] lease tokens of other items that start now: marked as start.lua does (the
 --           worker's executors start their next items as they finish these: one round trip)
 -- Returns: a list of N integers, 1 = acked, 0 = the lease was lost (another worker owns it:
---          the caller must not fire callbacks).
+--          the caller must not fire callbacks), 2 = its cancel was requested meanwhile (the
+--          record's "cancel_requested" mark, see cancel.lua): it ends "cancelled", its result
+--          is discarded (exactly one of completed / cancelled wins: both are decided here).
+-- A record that counts waiters (wait_register.lua) gets one token per waiter on its done
+-- LIST; with no waiter nothing more is written (one HMGET per item inside this script).
 -- Safe to re-send: the status record keeps the token that finished it ("lease"), so a re-run
 -- whose lease is gone answers 1 for a token that this very ack finished, and still 0 for one
 -- that another worker took over. The record gets its TTL (result TTL) here, on every write.
@@ -25,7 +30,8 @@ local function add(field, amount)
   totals[field] = totals[field] + tonumber(amount)
 end
 local out = {}
-local dedup_index = 6 + n
+local dedup_index = 6 + 2 * n
+local cancelled = 0
 local acked = 0
 local tokens, op_ids = {}, {}
 for i = 0, n - 1 do
@@ -47,17 +53,36 @@ for i = 0, n - 1 do
     add('wait_ms_total:' .. qp, ARGV[base + 5])
     add('wait_count:' .. qp, 1)
     add('processed:' .. qp, 1)
-    redis.call('HSET', status, 'status', 'completed', 'finished_at', ARGV[3],
-      'result', ARGV[base + 6], 'lease', token)
+    local marks = redis.call('HMGET', status, 'cancel_requested', 'waiters')
+    if marks[1] then
+      redis.call('HSET', status, 'status', 'cancelled', 'finished_at', ARGV[3], 'lease', token)
+      cancelled = cancelled + 1
+      out[i + 1] = 2
+    else
+      redis.call('HSET', status, 'status', 'completed', 'finished_at', ARGV[3],
+        'result', ARGV[base + 6], 'lease', token)
+      acked = acked + 1
+      out[i + 1] = 1
+    end
     redis.call('EXPIRE', status, ARGV[base + 7])
-    acked = acked + 1
+    if marks[2] then
+      local wake = {}
+      for j = 1, math.min(tonumber(marks[2]), 1000) do wake[j] = '1' end
+      if #wake > 0 then
+        redis.call('LPUSH', KEYS[6 + n + i], unpack(wake))
+        redis.call('EXPIRE', KEYS[6 + n + i], ARGV[base + 7])
+      end
+      redis.call('HDEL', status, 'waiters')
+    end
     tokens[#tokens + 1] = token
     op_ids[#op_ids + 1] = op_id
-    out[i + 1] = 1
-  elseif redis.call('HGET', status, 'lease') == token then
-    out[i + 1] = 1
   else
-    out[i + 1] = 0
+    local record = redis.call('HMGET', status, 'lease', 'status')
+    if record[1] == token then
+      out[i + 1] = record[2] == 'cancelled' and 2 or 1
+    else
+      out[i + 1] = 0
+    end
   end
 end
 -- The item ended: its start mark and its redelivery count go with it.
@@ -73,6 +98,10 @@ for i = 4 + 8 * n, #ARGV do
 end
 for _, field in ipairs(order) do
   redis.call('HINCRBY', KEYS[3], field, totals[field])
+end
+if cancelled > 0 then
+  redis.call('HINCRBY', KEYS[3], 'cancelled', cancelled)
+  redis.call('EXPIRE', KEYS[3], ARGV[2])
 end
 if acked > 0 then
   redis.call('HINCRBY', KEYS[3], 'processed', acked)

@@ -2,14 +2,17 @@
 -- KEYS[1] inflight HASH   KEYS[2] leases ZSET   KEYS[3] failures or system_errors LIST
 -- KEYS[4] metrics HASH    KEYS[5] redeliveries HASH   KEYS[6] started SET
 -- KEYS[7] the item's status HASH when ARGV[8] = 1, else this token's finish receipt STRING
--- KEYS[8] the item's dedup STRING key (optional)
+-- KEYS[8] the item's done LIST (wakes wait_for callers; used when ARGV[8] = 1, else any key of
+--         this item, e.g. KEYS[7] again)
+-- KEYS[9] the item's dedup STRING key (optional)
 -- ARGV[1] token   ARGV[2] dead-letter record (JSON)   ARGV[3] list cap   ARGV[4] TTL (s)
 -- ARGV[5] metric to count ("failed" or "system_errors")   ARGV[6] operation id
 -- ARGV[7] run time (ms), or -1 when the item never ran (then "processed" is not counted)
 -- ARGV[8] 1 if KEYS[7] is the status record   ARGV[9] status ("failed" or "error")
 -- ARGV[10] finished at (s)   ARGV[11] failed runs   ARGV[12] last error (JSON)
 -- ARGV[13] "<queue>:<priority>" and ARGV[14] wait time (ms) of a run (used when ARGV[7] >= 0)
--- Returns: 1 = moved, 0 = the lease was lost (nothing written).
+-- Returns: 1 = moved, 0 = the lease was lost (nothing written). A record that counts waiters
+-- (wait_register.lua) gets one token per waiter on its done LIST.
 -- Safe to re-send: the status record keeps the token that finished it ("lease"; an item
 -- without a record gets a receipt key instead), so a re-run whose lease is gone answers 1 for
 -- its own token and 0 for a lease another worker took over. The record gets its TTL here.
@@ -45,11 +48,21 @@ redis.call('EXPIRE', KEYS[4], ARGV[4])
 if ARGV[8] == '1' then
   redis.call('HSET', KEYS[7], 'status', ARGV[9], 'finished_at', ARGV[10], 'attempts', ARGV[11],
     'last_error', ARGV[12], 'lease', ARGV[1])
+  -- A cancel requested while it ran no longer applies: an operator's requeue starts afresh.
+  redis.call('HDEL', KEYS[7], 'cancel_requested')
+  local waiters = tonumber(redis.call('HGET', KEYS[7], 'waiters') or '0')
+  if waiters > 0 then
+    local wake = {}
+    for j = 1, math.min(waiters, 1000) do wake[j] = '1' end
+    redis.call('LPUSH', KEYS[8], unpack(wake))
+    redis.call('EXPIRE', KEYS[8], ARGV[4])
+    redis.call('HDEL', KEYS[7], 'waiters')
+  end
 else
   redis.call('SET', KEYS[7], '1')
 end
 redis.call('EXPIRE', KEYS[7], ARGV[4])
-local dedup = KEYS[8]
+local dedup = KEYS[9]
 if dedup and redis.call('GET', dedup) == ARGV[6] then
   redis.call('DEL', dedup)
 end
