@@ -242,6 +242,7 @@ class MetricsSnapshot(TypedDict, total=False):
     retried: int
     system_errors: int
     expired: int
+    cancelled: int
     success_rate: float
     avg_process_time: float
     queues: dict[str, dict[str, TierMetrics]]

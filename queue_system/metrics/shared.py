@@ -22,9 +22,19 @@ FAILED = "failed"
 RETRIED = "retried"
 SYSTEM_ERRORS = "system_errors"
 EXPIRED = "expired"  # items not started before their expires= (expire.lua)
+CANCELLED = "cancelled"  # items cancelled (cancel.lua, finish_cancelled.lua)
 #: Sum of the run time (ms) of every processed item.
 PROCESS_TIME_MS_TOTAL = "process_time_ms_total"
-COUNTER_FIELDS = (ENQUEUED, PROCESSED, SUCCEEDED, FAILED, RETRIED, SYSTEM_ERRORS, EXPIRED)
+COUNTER_FIELDS = (
+    ENQUEUED,
+    PROCESSED,
+    SUCCEEDED,
+    FAILED,
+    RETRIED,
+    SYSTEM_ERRORS,
+    EXPIRED,
+    CANCELLED,
+)
 
 _WAIT_MS_TOTAL = "wait_ms_total:"
 _WAIT_COUNT = "wait_count:"
@@ -63,8 +73,8 @@ def compute_metrics(
 
     Returns:
         ``enqueued``, ``processed``, ``succeeded``, ``failed``, ``retried``, ``system_errors``,
-        ``expired`` (ints); ``success_rate``: percent of finished items that succeeded
-        (succeeded / (succeeded + failed + system_errors) * 100, 0.0 while none finished);
+        ``expired``, ``cancelled`` (ints); ``success_rate``: percent of finished items that
+        succeeded (succeeded / (succeeded + failed + system_errors) * 100, 0.0 while none finished);
         ``avg_process_time``: mean run time in ms of processed items (0.0 while none);
         ``queues``: ``{queue: {priority: {"depth", "avg_wait_ms", "processed"}}}`` for every
         queue/priority seen in ``depths`` or in the per-queue fields.

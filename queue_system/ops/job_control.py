@@ -115,9 +115,7 @@ def _find_member(zset: str, opening: str) -> Plan[bytes | None]:
     pattern = "*\n" + _glob_escape(opening) + "*"
     cursor: int = 0
     while True:
-        ((cursor, members),) = yield [
-            Command("zscan", zset, cursor, pattern, SCAN_COUNT)
-        ]
+        ((cursor, members),) = yield [Command("zscan", zset, cursor, pattern, SCAN_COUNT)]
         for member, _score in members:
             return bytes(member)
         if int(cursor) == 0:

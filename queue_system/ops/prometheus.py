@@ -47,6 +47,7 @@ _COUNTER_HELP = {
     "retried": "Failed runs scheduled to run again.",
     "system_errors": "Items that could not be run (now in system_errors).",
     "expired": "Items whose expires= passed before a worker started them (never run).",
+    "cancelled": "Items cancelled (before they ran, or stopped while running).",
 }
 
 

@@ -69,6 +69,7 @@ def test_cancel_a_delayed_enqueue_removes_it_and_its_scheduled_count(
 
     # Then it left the scheduled set and its count, freed its dedup key, and never runs
     assert raw_redis.zcard(config.keys.scheduled) == 1
+    assert config.get_metrics()["cancelled"] == 1
     assert int(raw_redis.hget(config.keys.scheduled_counts, list_key) or 0) == 1
     assert manager.enqueue({"n": 2}, record, deduplication_key="two")["status"] == "queued"
     run_burst(config, wait_scheduled=True)

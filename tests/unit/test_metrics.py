@@ -343,6 +343,7 @@ def test_compute_metrics_empty() -> None:
         "retried": 0,
         "system_errors": 0,
         "expired": 0,
+        "cancelled": 0,
         "success_rate": 0.0,
         "avg_process_time": 0.0,
         "queues": {},
