@@ -20,6 +20,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from queue_system import QueueConfig, QueueManager, QueueRetryConfig
 from queue_system.metrics.otel import MISSING_EXTRA, OpenTelemetryMiddleware
+from tests.support.readme import run_readme_block
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -202,3 +203,13 @@ def test_queue_system_imports_no_opentelemetry_of_its_own() -> None:
         )
         assert child.returncode == 0, child.stderr
         assert child.stdout.strip() == "[]"
+
+
+def test_readme_opentelemetry(examples_url: str, tmp_path: Path) -> None:
+    stdout = run_readme_block("OpenTelemetry", examples_url, tmp_path)
+    assert stdout.splitlines() == [
+        "POST /checkout (INTERNAL) <- -",
+        "send_receipt publish (PRODUCER) <- POST /checkout",
+        "send_receipt process (CONSUMER) <- send_receipt publish",
+        "render receipt (INTERNAL) <- send_receipt process",
+    ]
