@@ -20,6 +20,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from queue_system import QueueConfig, QueueManager, QueueRetryConfig
 from queue_system.metrics.otel import MISSING_EXTRA, OpenTelemetryMiddleware
+from tests.support.burst import run_burst
+from tests.support.clock import FakeClock
 from tests.support.readme import run_readme_block
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -213,3 +215,24 @@ def test_readme_opentelemetry(examples_url: str, tmp_path: Path) -> None:
         "send_receipt process (CONSUMER) <- send_receipt publish",
         "render receipt (INTERNAL) <- send_receipt process",
     ]
+
+
+def test_an_item_that_never_ran_still_ends_its_span_in_the_trace(
+    make_config: Callable[..., QueueConfig],
+) -> None:
+    # Given an item traced at enqueue whose deadline passes before any worker starts it
+    middleware, exporter, provider = sdk_middleware()
+    clock = FakeClock()
+    config = make_config(middleware=[middleware], clock=clock)
+    with provider.get_tracer("web").start_as_current_span("request") as request:
+        op = QueueManager(config).enqueue({"id": 1}, charge, expires=5)
+    clock.advance(10)
+    # When a worker meets it
+    run_burst(config)
+    # Then its (zero-length) consumer span is in the trace, with the outcome
+    [span] = [s for s in exporter.get_finished_spans() if s.kind is trace.SpanKind.CONSUMER]
+    assert span.context.trace_id == request.get_span_context().trace_id
+    assert span.attributes is not None
+    assert span.attributes["messaging.message.id"] == op["operation_id"]
+    assert span.attributes["queue_system.outcome"] == "expired"
+    assert span.attributes["queue_system.reason"] == "expired"
