@@ -236,3 +236,32 @@ def test_an_item_that_never_ran_still_ends_its_span_in_the_trace(
     assert span.attributes["messaging.message.id"] == op["operation_id"]
     assert span.attributes["queue_system.outcome"] == "expired"
     assert span.attributes["queue_system.reason"] == "expired"
+
+
+SEEN: list[int] = []
+
+
+async def look(order: dict[str, Any]) -> None:
+    """An async processor: notes the span current while it runs."""
+    SEEN.append(trace.get_current_span().get_span_context().span_id)
+
+
+def test_the_run_span_is_current_in_an_async_processor_and_only_during_its_run(
+    make_config: Callable[..., QueueConfig],
+) -> None:
+    SEEN.clear()
+    middleware, exporter, provider = sdk_middleware()
+    config = make_config(middleware=[middleware])
+    manager = QueueManager(config)
+    with provider.get_tracer("web").start_as_current_span("request"):
+        manager.enqueue({"id": 1}, look)
+    # An item enqueued without a trace context (here: by a producer without the middleware)
+    QueueManager(make_config(queue_prefix=config.keys.prefix)).enqueue({"id": 2}, look)
+    run_burst(config, max_workers=1)  # one executor runs both, one after the other
+    runs = [s for s in exporter.get_finished_spans() if s.kind is trace.SpanKind.CONSUMER]
+    assert [span.context.span_id for span in runs] == SEEN
+    first, second = runs
+    assert first.parent is not None
+    # The second run starts a trace of its own: nothing of the first run's context is left over
+    assert second.parent is None
+    assert second.context.trace_id != first.context.trace_id
