@@ -64,7 +64,8 @@ class OpenTelemetryMiddleware(Middleware):
             raise ImportError(MISSING_EXTRA) from exc
         self._context = context
         self._trace = trace
-        self._propagator = propagator or propagate.get_global_textmap()
+        self._propagate = propagate
+        self._given_propagator = propagator
         self._tracer = trace.get_tracer("queue_system", tracer_provider=tracer_provider)
         self._spans: dict[str, Span] = {}  # operation id -> its running CONSUMER span
         # Executor task -> the token of the context it attached: detached by that same task
@@ -89,7 +90,7 @@ class OpenTelemetryMiddleware(Middleware):
         )
         try:
             carrier: dict[str, str] = {}
-            self._propagator.inject(carrier, context=trace.set_span_in_context(span))
+            self._textmap().inject(carrier, context=trace.set_span_in_context(span))
             if carrier:
                 envelope["meta"][META_KEY] = carrier
         finally:
@@ -143,7 +144,7 @@ class OpenTelemetryMiddleware(Middleware):
         trace = self._trace
         carrier = job.meta.get(META_KEY)
         # A fresh base context: never continue whatever an earlier item left current.
-        parent = self._propagator.extract(
+        parent = self._textmap().extract(
             carrier if isinstance(carrier, dict) else {}, context=self._context.Context()
         )
         attributes: dict[str, str | int] = {
@@ -163,6 +164,10 @@ class OpenTelemetryMiddleware(Middleware):
             attributes=attributes,
         )
         return span, parent
+
+    def _textmap(self) -> TextMapPropagator:
+        # The global one is read at each use: an app may set it after building its config.
+        return self._given_propagator or self._propagate.get_global_textmap()
 
     def _detach(self, task: asyncio.Task[Any]) -> None:
         token = self._attached.pop(task, None)
