@@ -300,7 +300,9 @@ class QueueAdmin:
     def cancel(self, operation_id: str) -> CancelStatus:
         """Cancel one operation: the same as ``QueueManager.cancel`` (see Job control)."""
         plan = cancel_operation(self.config, operation_id, cancel_nonce())
-        return run_sync(self._client, self._all_scripts(), plan)
+        answer: CancelStatus = run_sync(self._client, self._all_scripts(), plan)
+        _audit("cancel", operation_id=operation_id, answer=answer)
+        return answer
 
     def running_operations(self, limit: int = 20) -> list[RunningOperation]:
         """Up to about ``limit`` running (leased) operations, oldest start first, with their

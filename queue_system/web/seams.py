@@ -1,30 +1,41 @@
-"""Where features landing in parallel plug into the dashboard. Each function answers "not
-available" today; the page hides what it cannot show. Fill one in when its feature lands.
-"""
+"""What the dashboard reads from features that live elsewhere (pause, cancel, progress): one
+small function each, so that the pages never reach into those modules directly."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import redis
+
 from queue_system.config import QueueConfig
+from queue_system.ops import limits
+from queue_system.ops.admin import QueueAdmin
 
 
 def paused_queues(config: QueueConfig) -> set[str] | None:
-    """Names of paused queues, or None while pausing does not exist (the limits feature)."""
-    return None
+    """Names of queues with at least one paused tier; None while Redis does not answer (the
+    overview then says so itself)."""
+    try:
+        return set(limits.paused(config))
+    except redis.RedisError:
+        return None
 
 
 def can_cancel(config: QueueConfig) -> bool:
-    """True once operations can be cancelled (the cancel feature): shows the Cancel button."""
-    return False
+    """True: operations can be cancelled (shows the Cancel button)."""
+    return True
 
 
 def cancel_operation(config: QueueConfig, operation_id: str) -> bool:
-    """Cancel ``operation_id``; True when it was cancelled (the cancel feature). Its admin
-    call should write the audit record, as requeue and purge do."""
-    raise NotImplementedError("cancelling operations is not available in this version")
+    """Cancel ``operation_id`` through :meth:`QueueAdmin.cancel` (which writes the audit
+    record, as the CLI's ``cancel`` does); True when it was cancelled or is being stopped."""
+    return QueueAdmin(config).cancel(operation_id) in ("cancelled", "cancelling")
 
 
 def progress(operation: dict[str, Any]) -> float | None:
-    """The reported progress (0-1) of an operation, or None (the progress feature)."""
+    """The reported progress as a fraction, when the processor reported a number in [0, 1]
+    (``current_job().update_progress(0.4)``); None otherwise (the record shows the raw value)."""
+    value = operation.get("progress")
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1:
+        return float(value)
     return None

@@ -16,7 +16,7 @@ from starlette.routing import Mount
 
 from queue_system import QueueAdmin, QueueConfig, QueueManager, QueueRetryConfig
 from queue_system.engine.embedded_server import free_loopback_port
-from queue_system.web import create_app, seams
+from queue_system.web import create_app
 from queue_system.web.auth import SESSION_COOKIE, TOKEN_ENV_VAR
 from tests.support.burst import run_burst
 from tests.support.clock import FakeClock
@@ -443,25 +443,34 @@ def test_a_system_error_can_be_seen_and_purged_but_not_requeued(
     assert raw_redis.llen(seeded.keys.system_errors) == 0
 
 
-def test_cancel_is_hidden_and_refused_until_the_feature_exists(client: TestClient) -> None:
-    assert 'id="cancel"' not in client.get("/operations/wait-1").text
-    answer = client.post("/operations/wait-1/cancel", data={"csrf_token": csrf_of(client)})
-    assert answer.status_code == 404
-
-
-def test_cancel_goes_through_the_seam_with_csrf(
-    client: TestClient, monkeypatch: pytest.MonkeyPatch
+def test_cancel_from_the_operation_page_needs_csrf_and_is_audited(
+    client: TestClient, seeded: QueueConfig, caplog: pytest.LogCaptureFixture
 ) -> None:
-    cancelled: list[str] = []
-    monkeypatch.setattr(seams, "can_cancel", lambda config: True)
-    monkeypatch.setattr(seams, "cancel_operation", lambda config, op: cancelled.append(op))
+    # Given a waiting operation shown with its Cancel button
     assert 'id="cancel"' in client.get("/operations/wait-1").text
+
+    # When a POST comes without the CSRF token, then with it
     refused = client.post("/operations/wait-1/cancel", data={"csrf_token": "0" * 64})
-    assert refused.status_code == 403 and cancelled == []
-    done = client.post(
-        "/operations/wait-1/cancel", data={"csrf_token": csrf_of(client)}, follow_redirects=False
-    )
-    assert done.status_code == 303 and cancelled == ["wait-1"]
+    with caplog.at_level(logging.INFO, logger="queue_system.admin"):
+        done = client.post(
+            "/operations/wait-1/cancel",
+            data={"csrf_token": csrf_of(client)},
+            follow_redirects=False,
+        )
+
+    # Then only the second one cancelled it, and it wrote the CLI's audit record
+    assert refused.status_code == 403
+    assert done.status_code == 303
+    info = QueueManager(seeded).get_operation("wait-1")
+    assert info is not None and info["status"] == "cancelled"
+    audits = [r for r in caplog.records if getattr(r, "action", None) == "cancel"]
+    assert [(r.operation_id, r.answer) for r in audits] == [("wait-1", "cancelled")]  # type: ignore[attr-defined]
+
+
+def test_paused_queues_are_marked_on_the_overview(client: TestClient, seeded: QueueConfig) -> None:
+    assert '<span class="badge">paused</span>' not in client.get("/").text
+    QueueAdmin(seeded).pause("reports")
+    assert '<span class="badge">paused</span>' in client.get("/").text
 
 
 def test_while_redis_is_down_pages_answer_503_and_the_overview_says_why(
