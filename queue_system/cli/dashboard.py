@@ -62,4 +62,5 @@ def dashboard(host: str, port: int, token: str | None, read_only: bool) -> None:
     mode = " (read-only)" if read_only else ""
     click.echo(f"dashboard for {where()}{mode}: log in at {login}", err=True)
     sys.stderr.flush()
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    # ws="none": the dashboard has no websockets (and old uvicorns warn on new websockets).
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, ws="none")

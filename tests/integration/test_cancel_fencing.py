@@ -170,7 +170,10 @@ def test_a_cancel_whose_reply_was_lost_is_resent_and_answers_cancelled(
 
     assert manager.cancel(op_id) == "cancelled"
 
-    assert fired.is_set() and proxy.requests_matching(evalsha) == 2  # it ran, was re-sent
+    # It ran and its reply was lost. redis-py >= 5.1 re-sends it on the same connection (2
+    # requests); 5.0 (our floor) does not, and the guard's re-run of the plan reads this call's
+    # nonce on the record instead (1 request). Either way: "cancelled", once.
+    assert fired.is_set() and proxy.requests_matching(evalsha) in (1, 2)
     assert raw_redis.llen(config.keys.queue("job")) == 0
 
 
@@ -225,8 +228,10 @@ def test_a_cancel_resent_by_the_breaker_after_two_lost_replies_answers_cancelled
 
     assert manager.cancel(op_id) == "cancelled"
 
-    # Sent twice (the second a re-send); the plan's re-run then read its own nonce on the record
-    assert proxy.requests_matching(evalsha) == 2
+    # Sent twice with redis-py >= 5.1 (the second a re-send), once with 5.0; the plan's re-run
+    # then read its own nonce on the record instead of cancelling again
+    assert proxy.requests_matching(evalsha) in (1, 2)
+    assert raw_redis.hget(config.keys.operation(op_id), "status") == b"cancelled"
     assert raw_redis.llen(config.keys.queue("job")) == 0
 
 
