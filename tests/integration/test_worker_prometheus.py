@@ -21,6 +21,7 @@ from queue_system.core.hooks import JobInfo, Outcome
 from queue_system.engine.embedded_server import free_loopback_port
 from tests.support.burst import run_burst
 from tests.support.cli import cli_runner
+from tests.support.readme import run_readme_block
 from tests.support.waiting import wait_until
 
 parser = pytest.importorskip("prometheus_client.parser")
@@ -276,3 +277,13 @@ def test_cli_processes_each_child_serves_port_plus_its_slot(
         wait_until(lambda: total_runs() == 21, timeout=60, message=f"21 runs on 2 ports; {log}")
     finally:
         stop(proc, log)
+
+
+def test_readme_worker_histograms(examples_url: str, tmp_path: Path) -> None:
+    stdout = run_readme_block("Worker histograms", examples_url, tmp_path)
+    assert "sending to ann@example.com" in stdout
+    assert 'queue_system_run_seconds_count{priority="normal",queue="emails"} 1.0' in stdout
+    assert (
+        'queue_system_outcomes_total{priority="normal",queue="emails",status="succeeded"} 1.0'
+        in stdout
+    )
