@@ -13,7 +13,8 @@ Only keys under ``bench:`` are written (and deleted) on the server. Worker proce
 this same file run with ``--worker-child``; ``--profile`` runs the drain workers under
 cProfile and prints their hottest functions. ``--no-metrics-cost`` skips the metrics-cost
 figure (the same drain with the JSON metric log on, then off); ``--no-hooks-cost`` skips the
-hooks-cost figure (the same drain with one no-op middleware, then none).
+hooks-cost figure (the same drain with one no-op middleware, then none);
+``--no-prometheus-cost`` the same with the worker's PrometheusMiddleware.
 """
 
 from __future__ import annotations

@@ -17,8 +17,9 @@ Prometheus adds the ``instance`` label, and ``sum by (queue)`` aggregates.
 
 Why a custom collector rather than ``prometheus_client.Histogram``: acked successes arrive a
 batch at a time (``after_process_batch``), and plain lists updated under one lock per batch
-cost a fraction of a ``Histogram.observe`` per item (which takes a lock per bucket and sum),
-keeping the drain within 5 % of a worker without it (``bench/bench.py``, hooks cost row).
+cost about 1.1 us per item for both histograms and the counter, where one
+``Histogram.labels(...).observe`` alone costs about 2.4 us (measured here); a drain spends
+about 150 us of worker CPU per item (``bench/bench.py``, "prometheus cost" row).
 """
 
 from __future__ import annotations
