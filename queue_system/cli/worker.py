@@ -153,6 +153,12 @@ def worker(
     count = _process_count(processes, supervised_by)
     limits = RecycleLimits(max_jobs=max_jobs, max_memory_mb=max_memory)
     names = _queue_names(queues)
+    if count is not None and metrics_port is not None and not 0 < metrics_port <= 65536 - count:
+        raise click.BadParameter(
+            f"with --processes {count}, ports {metrics_port}..{metrics_port + count - 1} "
+            "must be in 1..65535",
+            param_hint="--metrics-port",
+        )
     config = load_app(app)
     _log_whole_process(log_level, log_format, metrics_log)
     if names is not None:

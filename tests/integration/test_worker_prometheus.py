@@ -159,14 +159,20 @@ def test_a_missing_extra_is_a_clear_error(
     redis_url: str, key_prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(sys.modules, "prometheus_client", None)  # import now raises
-    monkeypatch.delitem(sys.modules, "queue_system.worker.prometheus")
+    monkeypatch.delitem(sys.modules, "queue_system.worker.prometheus", raising=False)
     monkeypatch.setenv("CLI_APP_REDIS_URL", redis_url)
     monkeypatch.setenv("CLI_APP_PREFIX", key_prefix)
-    result = cli_runner().invoke(
-        cli, ["--url", redis_url, "--prefix", key_prefix, "worker", APP, "--metrics-port", "1"]
-    )
+    # No --url/--prefix: cli_app may be imported already, with another test's prefix.
+    result = cli_runner().invoke(cli, ["worker", APP, "--metrics-port", "1"])
     assert result.exit_code == 1, result.output
     assert "--metrics-port needs the [prometheus] extra" in result.output
+
+
+def test_processes_with_port_zero_is_a_usage_error() -> None:
+    args = ["worker", APP, "--processes", "2", "--metrics-port", "0"]
+    result = cli_runner().invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    assert "ports 0..1 must be in 1..65535" in result.output
 
 
 def start_worker(redis_url: str, key_prefix: str, log: Path, *args: str) -> subprocess.Popen[bytes]:
