@@ -293,3 +293,15 @@ def test_readme_worker_histograms(examples_url: str, tmp_path: Path) -> None:
         'queue_system_outcomes_total{priority="normal",queue="emails",status="succeeded"} 1.0'
         in stdout
     )
+
+
+def test_each_supervised_child_gets_port_plus_its_slot() -> None:
+    from queue_system.worker.supervisor import Supervisor, WorkerOptions
+
+    sup = Supervisor(APP, 3, WorkerOptions(metrics_port=9701, metrics_host="0.0.0.0"))
+    assert "--metrics-port=9703" in sup.child_argv(2)
+    assert "--metrics-host=0.0.0.0" in sup.child_argv(2)
+    plain = Supervisor(APP, 2, WorkerOptions()).child_argv(1)
+    assert not [arg for arg in plain if arg.startswith("--metrics-")]
+    with pytest.raises(ValueError, match="metrics_port"):
+        WorkerOptions(metrics_port=0)
