@@ -400,7 +400,7 @@ def run_workers(
         **worker_options: each child's settings, named as :class:`WorkerOptions` fields
             (``concurrency``, ``queues``, ``burst``, ``grace_period``, ``work_timeout``,
             ``max_jobs``, ``max_memory_mb``, ``executor``, ``log_level``, ``metrics_port``
-            (child i serves its worker metrics on ``metrics_port + i``), ...
+            (child i serves its worker metrics on ``metrics_port + i``), ...).
 
     Raises:
         WorkerCrashLoopError: children kept dying; the supervisor stopped them.
