@@ -3,8 +3,11 @@ workload through a real worker, scraped over HTTP and parsed with prometheus_cli
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import os
 import signal
+import socket
 import subprocess
 import sys
 import urllib.request
@@ -58,11 +61,24 @@ def samples(text: str) -> Samples:
 
 
 def scrape(port: int) -> str | None:
+    """The exposition at ``port``, or None while nothing serves it."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as reply:
             return str(reply.read().decode())
-    except OSError:
+    except (OSError, http.client.HTTPException):
+        # HTTPException: a connect to an unbound port in the ephemeral range can pick that
+        # same port as its source (TCP self-connect) and read its own request back.
         return None
+
+
+def free_port_pair() -> int:
+    """A port ``p`` such that ``p`` and ``p + 1`` are free on loopback now."""
+    for _ in range(50):
+        port = free_loopback_port()
+        with contextlib.suppress(OSError), socket.socket() as sock:
+            sock.bind(("127.0.0.1", port + 1))
+            return port
+    raise AssertionError("no two adjacent free loopback ports")
 
 
 def value(found: Samples, name: str, **labels: str) -> float:
@@ -261,7 +277,7 @@ def test_cli_processes_each_child_serves_port_plus_its_slot(
 ) -> None:
     config = make_config()
     enqueue_cli_jobs(config, redis_url, key_prefix, 20)
-    port = free_loopback_port()
+    port = free_port_pair()
     log = tmp_path / "supervisor.log"
     proc = start_worker(redis_url, key_prefix, log, "--processes", "2", "--metrics-port", str(port))
     try:
