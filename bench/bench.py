@@ -13,7 +13,8 @@ Only keys under ``bench:`` are written (and deleted) on the server. Worker proce
 this same file run with ``--worker-child``; ``--profile`` runs the drain workers under
 cProfile and prints their hottest functions. ``--no-metrics-cost`` skips the metrics-cost
 figure (the same drain with the JSON metric log on, then off); ``--no-hooks-cost`` skips the
-hooks-cost figure (the same drain with one no-op middleware, then none).
+hooks-cost figure (the same drain with one no-op middleware, then none);
+``--no-prometheus-cost`` the same with the worker's PrometheusMiddleware.
 """
 
 from __future__ import annotations
@@ -757,27 +758,45 @@ class NoopMiddleware:
 
 
 def bench_hooks_cost(
-    r: redis.Redis, manager: QueueManager, url: str, p: Params, max_workers: int
+    r: redis.Redis,
+    manager: QueueManager,
+    url: str,
+    p: Params,
+    max_workers: int,
+    middleware: str = "noop",
 ) -> Row:
-    """The same drain with one no-op middleware and with none, in adjacent pairs whose order
-    alternates; the ratio is the median of the pairs' ratios (time to the last job's run)."""
+    """The same drain with one ``middleware`` (``noop`` or ``prometheus``) and with none, in
+    adjacent pairs whose order alternates; the ratio is the median of the pairs' ratios (time
+    to the last job's run)."""
     with_hooks: list[float] = []
     without: list[float] = []
     ratios: list[float] = []
     # CPU time of the worker child per job: steadier than throughput on a shared machine.
-    cpu_us: dict[str, list[float]] = {"noop": [], "none": []}
+    cpu_us: dict[str, list[float]] = {middleware: [], "none": []}
     for pair in range(p.hooks_pairs):
         rates: dict[str, float] = {}
-        for side in ("none", "noop") if pair % 2 == 0 else ("noop", "none"):
+        for side in ("none", middleware) if pair % 2 == 0 else (middleware, "none"):
             cpu_before = children_cpu_s()
             report = drain_child_run(r, manager, url, p.drain_n, max_workers, middleware=side)
             cpu_us[side].append((children_cpu_s() - cpu_before) / p.drain_n * 1e6)
             rates[side] = p.drain_n / report["active_s"]
-        with_hooks.append(rates["noop"])
+        with_hooks.append(rates[middleware])
         without.append(rates["none"])
-        ratios.append(rates["noop"] / rates["none"])
+        ratios.append(rates[middleware] / rates["none"])
+    what = {
+        "noop": (
+            "hooks cost",
+            "one no-op middleware",
+            "has before_process and after_process (sync no-ops)",
+        ),
+        "prometheus": (
+            "prometheus cost",
+            "PrometheusMiddleware",
+            "records run/wait histograms and outcome counts (queue_system.worker.prometheus)",
+        ),
+    }[middleware]
     return Row(
-        name=f"hooks cost: drain {p.drain_n:,}, one no-op middleware / none",
+        name=f"{what[0]}: drain {p.drain_n:,}, {what[1]} / none",
         unit="jobs/s",
         lib=statistics.median(with_hooks),
         raw=statistics.median(without),
@@ -786,8 +805,8 @@ def bench_hooks_cost(
         paired_ratio=statistics.median(ratios),
         note=f"max_workers={max_workers}; medians of {p.hooks_pairs} adjacent pairs; ratio = "
         "median of the pairs' ratios " + ", ".join(f"{x:.3f}" for x in ratios) + "; the "
-        "middleware has before_process and after_process (sync no-ops); worker CPU per job "
-        f"(median): {statistics.median(cpu_us['noop']):.1f} us with it, "
+        f"middleware {what[2]}; worker CPU per job "
+        f"(median): {statistics.median(cpu_us[middleware]):.1f} us with it, "
         f"{statistics.median(cpu_us['none']):.1f} us without",
     )
 
@@ -815,6 +834,10 @@ def run_child(args: argparse.Namespace) -> None:
     records = configure_metrics_log(args.metrics_log)
     if args.middleware == "noop":
         config.add_middleware(NoopMiddleware())
+    elif args.middleware == "prometheus":
+        from queue_system.worker.prometheus import PrometheusMiddleware
+
+        config.add_middleware(PrometheusMiddleware())
     timed = TimedMetrics(logging.getLogger(METRICS_LOGGER))
     if args.metrics_log != "default":  # the plain drain figure keeps the library's own Metrics
         config.metrics = timed
@@ -996,6 +1019,10 @@ def run(args: argparse.Namespace) -> int:
             say("4b/5 hooks cost ...")
             best = max(trials, key=lambda k: trials[k])
             rows.append(bench_hooks_cost(r, manager, url, p, best))
+        if args.prometheus_cost and not args.profile:
+            say("4c/5 worker Prometheus histograms cost ...")
+            best = max(trials, key=lambda k: trials[k])
+            rows.append(bench_hooks_cost(r, manager, url, p, best, middleware="prometheus"))
         say(f"+ drain beside {SCHEDULED_N:,} scheduled items ...")
         rows.append(bench_scheduled_cost(r, manager, url, p, max(trials, key=lambda k: trials[k])))
         if args.limits:
@@ -1052,6 +1079,13 @@ def main() -> int:
         help="skip the metrics-cost figure (drains with the metric log on and off)",
     )
     parser.add_argument(
+        "--no-prometheus-cost",
+        dest="prometheus_cost",
+        action="store_false",
+        help="skip the worker Prometheus histograms figure (drains with PrometheusMiddleware "
+        "and none; needs the [prometheus] extra)",
+    )
+    parser.add_argument(
         "--no-hooks-cost",
         dest="hooks_cost",
         action="store_false",
@@ -1066,7 +1100,10 @@ def main() -> int:
         "--worker-child", choices=("drain", "latency", "echo"), help=argparse.SUPPRESS
     )
     parser.add_argument(
-        "--middleware", choices=("none", "noop"), default="none", help=argparse.SUPPRESS
+        "--middleware",
+        choices=("none", "noop", "prometheus"),
+        default="none",
+        help=argparse.SUPPRESS,
     )
     parser.add_argument("--max-workers", type=int, default=5, help=argparse.SUPPRESS)
     parser.add_argument("--profile-out", help=argparse.SUPPRESS)

@@ -105,6 +105,16 @@ METRICS_LOGGER = "queue_system.metrics"
     help="Where sync processors run: threads, or child processes (one per --concurrency "
     "slot; CPU-bound work uses every core and a timeout kills the run).",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Serve this process's run/wait time histograms for Prometheus at /metrics on this "
+    "port (the [prometheus] extra); with --processes N, child i serves PORT+i.",
+)
+@click.option(
+    "--metrics-host", default="127.0.0.1", show_default=True, help="Address --metrics-port binds."
+)
 @click.option("--supervised-by", default=None, hidden=True)  # set by the supervisor
 def worker(
     app: str,
@@ -123,6 +133,8 @@ def worker(
     max_memory: float | None = None,
     supervised_by: str | None = None,
     executor: str = "thread",
+    metrics_port: int | None = None,
+    metrics_host: str = "127.0.0.1",
 ) -> None:
     """Run a worker for APP ('module:attribute' naming the application's QueueConfig).
 
@@ -141,6 +153,12 @@ def worker(
     count = _process_count(processes, supervised_by)
     limits = RecycleLimits(max_jobs=max_jobs, max_memory_mb=max_memory)
     names = _queue_names(queues)
+    if count is not None and metrics_port is not None and not 0 < metrics_port <= 65536 - count:
+        raise click.BadParameter(
+            f"with --processes {count}, ports {metrics_port}..{metrics_port + count - 1} "
+            "must be in 1..65535",
+            param_hint="--metrics-port",
+        )
     config = load_app(app)
     _log_whole_process(log_level, log_format, metrics_log)
     if names is not None:
@@ -160,9 +178,13 @@ def worker(
             log_format=log_format,
             metrics_log=metrics_log,
             executor=executor,
+            metrics_port=metrics_port,
+            metrics_host=metrics_host,
         )
         asyncio.run(Supervisor(app, count, options).run())
         return
+    if metrics_port is not None:
+        _serve_worker_metrics(config, metrics_host, metrics_port)
     worker_class = QueueWorker if supervised_by is None else SupervisedWorker
     extra: dict[str, Any] = {} if supervised_by is None else {"supervisor_id": supervised_by}
     qw = worker_class(
@@ -190,6 +212,33 @@ def worker(
     recycled = asyncio.run(_serve(qw, limits, _supervisor_pid(supervised_by)))
     if recycled is not None and supervised_by is not None:
         click.get_current_context().exit(RECYCLE_EXIT_CODE)  # the supervisor replaces us
+
+
+def _serve_worker_metrics(config: QueueConfig, host: str, port: int) -> None:
+    """Add a PrometheusMiddleware to ``config`` and serve its registry until the command ends."""
+    try:
+        from prometheus_client import start_http_server
+
+        from queue_system.worker.prometheus import PrometheusMiddleware
+    except ImportError as exc:
+        raise click.ClickException(
+            f"--metrics-port needs the [prometheus] extra: pip install "
+            f"'queue_system[prometheus]' ({exc})"
+        ) from None
+    middleware = PrometheusMiddleware()
+    try:
+        server, thread = start_http_server(port, addr=host, registry=middleware.registry)
+    except OSError as exc:
+        raise click.ClickException(f"--metrics-port {port} on {host}: {exc}") from None
+    config.add_middleware(middleware)
+    logger.info("worker metrics at http://%s:%d/metrics", host, server.server_port)
+
+    def stop() -> None:  # a test runner invokes many times in one process
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+    click.get_current_context().call_on_close(stop)
 
 
 def _process_count(processes: str | None, supervised_by: str | None) -> int | None:

@@ -104,6 +104,9 @@ class WorkerOptions:
     log_format: str = "json"
     metrics_log: bool = False
     executor: str = "thread"
+    #: Child ``i`` serves its worker metrics on ``metrics_port + i`` (None: not served).
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
 
     def __post_init__(self) -> None:
         # A bad setting would make every child exit 2: refuse it here, before any starts.
@@ -129,6 +132,9 @@ class WorkerOptions:
             raise ValueError(f"executor must be one of {EXECUTORS}, got {self.executor!r}")
         if self.log_format not in LOG_FORMATS:
             raise ValueError(f"log_format must be one of {LOG_FORMATS}, got {self.log_format!r}")
+        port = self.metrics_port
+        if port is not None and (isinstance(port, bool) or not 0 < port <= 65535):
+            raise ValueError(f"metrics_port must be an int in 1..65535, got {port!r}")
 
     def argv(self) -> list[str]:
         """The ``queue-system worker`` options that give a child these settings."""
@@ -154,6 +160,12 @@ class WorkerOptions:
             "--metrics-log": self.metrics_log,
         }
         return args + [flag for flag, on in flags.items() if on]
+
+    def slot_argv(self, slot: int) -> list[str]:
+        """The options only child ``slot`` gets: its own metrics port (``metrics_port + slot``)."""
+        if self.metrics_port is None:
+            return []
+        return [f"--metrics-port={self.metrics_port + slot}", f"--metrics-host={self.metrics_host}"]
 
 
 class Supervisor:
@@ -200,8 +212,8 @@ class Supervisor:
         self._failure: WorkerCrashLoopError | None = None
         self._stopping: asyncio.Event | None = None
 
-    def child_argv(self) -> list[str]:
-        """The command line of each child."""
+    def child_argv(self, slot: int = 0) -> list[str]:
+        """The command line of child ``slot``."""
         return [
             self.python,
             "-m",
@@ -209,6 +221,7 @@ class Supervisor:
             "worker",
             self.config_spec,
             *self.options.argv(),
+            *self.options.slot_argv(slot),
             f"--supervised-by={self.supervisor_id}",
         ]
 
@@ -331,7 +344,7 @@ class Supervisor:
     async def _run_child(self, slot: int) -> tuple[int, int]:
         """Start slot's child and wait for it to end; its pid and wait status."""
         assert self._stopping is not None
-        child = await asyncio.create_subprocess_exec(*self.child_argv(), start_new_session=True)
+        child = await asyncio.create_subprocess_exec(*self.child_argv(slot), start_new_session=True)
         self.children[slot] = child
         logger.info("supervisor %s: started worker pid %d", self.supervisor_id, child.pid)
         if self._stopping.is_set():  # a signal came while it was starting
@@ -386,7 +399,8 @@ def run_workers(
         restart_window_s: see ``restart_limit``.
         **worker_options: each child's settings, named as :class:`WorkerOptions` fields
             (``concurrency``, ``queues``, ``burst``, ``grace_period``, ``work_timeout``,
-            ``max_jobs``, ``max_memory_mb``, ``executor``, ``log_level``, ...).
+            ``max_jobs``, ``max_memory_mb``, ``executor``, ``log_level``, ``metrics_port``
+            (child i serves its worker metrics on ``metrics_port + i``), ...).
 
     Raises:
         WorkerCrashLoopError: children kept dying; the supervisor stopped them.

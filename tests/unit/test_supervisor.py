@@ -46,9 +46,12 @@ def test_child_options_become_the_worker_command_line() -> None:
         log_format="text",
         metrics_log=True,
         executor="process",
+        metrics_port=9701,
+        metrics_host="0.0.0.0",
     )
-    # The worker command parses them back to the same settings
-    ctx = worker_command.make_context("worker", ["app:config", *options.argv()])
+    # The worker command parses them back to the same settings (slot 0: the port as given)
+    argv = ["app:config", *options.argv(), *options.slot_argv(0)]
+    ctx = worker_command.make_context("worker", argv)
     assert ctx.params | {"app": None} == {
         "app": None,
         "queues": "emails,reports",
@@ -66,6 +69,8 @@ def test_child_options_become_the_worker_command_line() -> None:
         "processes": None,
         "supervised_by": None,
         "executor": "process",
+        "metrics_port": 9701,
+        "metrics_host": "0.0.0.0",
     }
 
 
