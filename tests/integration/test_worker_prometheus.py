@@ -181,14 +181,14 @@ def test_a_missing_extra_is_a_clear_error(
     # No --url/--prefix: cli_app may be imported already, with another test's prefix.
     result = cli_runner().invoke(cli, ["worker", APP, "--metrics-port", "1"])
     assert result.exit_code == 1, result.output
-    assert "--metrics-port needs the [prometheus] extra" in result.output
+    assert "--metrics-port needs the [prometheus] extra" in result.stderr
 
 
 def test_processes_with_port_zero_is_a_usage_error() -> None:
     args = ["worker", APP, "--processes", "2", "--metrics-port", "0"]
     result = cli_runner().invoke(cli, args)
     assert result.exit_code == 2, result.output
-    assert "ports 0..1 must be in 1..65535" in result.output
+    assert "ports 0..1 must be in 1..65535" in result.stderr
 
 
 def start_worker(redis_url: str, key_prefix: str, log: Path, *args: str) -> subprocess.Popen[bytes]:
