@@ -146,9 +146,11 @@ def failures_show(state: State, /, operation_id: str, system_errors: bool, as_js
         pairs_table("failure" if record.get("reason") == "failed" else "system error", rows)
     )
     for n, attempt in enumerate(record.get("history") or [], 1):
+        # "rule" names what decided after this run (max_attempts, give_up_on:X, retry_after...).
+        decided = f" [{attempt['rule']}]" if attempt.get("rule") else ""
         click.echo(
             f"--- attempt {n} at {utc_time(attempt.get('at'))}: "
-            f"{attempt.get('error_type')}: {attempt.get('message')}"
+            f"{attempt.get('error_type')}: {attempt.get('message')}{decided}"
         )
         click.echo(str(attempt.get("traceback") or "").rstrip())
     envelope = record.get("envelope")

@@ -16,7 +16,9 @@ from queue_system import (
     QueueRetryConfig,
     RetryAfter,
 )
+from queue_system.cli.main import cli
 from tests.support.burst import run_burst
+from tests.support.cli import cli_runner
 
 RUNS: dict[str, int] = {}
 FAILED_CALLBACKS: list[dict[str, Any]] = []
@@ -165,3 +167,16 @@ def test_rules_travel_with_the_item(config: QueueConfig, manager: QueueManager) 
     assert stored["retry"]["give_up_on"] == [f"{__name__}.RateLimited"]
     assert stored["retry"]["retry_on"] == ["OSError"]
     assert QueueRetryConfig.from_dict(stored["retry"]) == retry
+
+
+def test_failures_show_names_the_rule_that_decided_each_attempt(
+    config: QueueConfig, manager: QueueManager, redis_url: str, key_prefix: str
+) -> None:
+    retry = QueueRetryConfig(max_attempts=5, delays=[HOUR], give_up_on=[ValueError])
+    run_one(config, manager, "value", retry)
+    [op_id] = [r["operation_id"] for r in failures(redis.Redis.from_url(redis_url), config)]
+    shown = cli_runner().invoke(
+        cli, ["--url", redis_url, "--prefix", key_prefix, "failures", "show", op_id]
+    )
+    assert shown.exit_code == 0, shown.stderr
+    assert "ValueError: bad value [give_up_on:ValueError]" in shown.stdout
