@@ -291,6 +291,7 @@ def _recovery(kills: list[Kill], state: State, kinds: dict[str, str]) -> dict[st
     ``all``), and to their first run elsewhere (``rerun``)."""
     ends: list[tuple[float, str]] = []
     reruns: list[float] = []
+    timelines: dict[str, str] = {}
     before = 0
     for kill in kills:
         for op_id in kill.held:
@@ -299,6 +300,7 @@ def _recovery(kills: list[Kill], state: State, kinds: dict[str, str]) -> dict[st
                 before += 1  # it finished just before the kill: nothing to recover
                 continue
             ends.append((math.inf if end is None else end - kill.at, op_id))
+            timelines[op_id] = _timeline(op_id, kill, state)
             starts = [
                 s for s, pid, _ in state.runs.get(op_id, []) if s > kill.at and pid != kill.pid
             ]
@@ -310,10 +312,21 @@ def _recovery(kills: list[Kill], state: State, kinds: dict[str, str]) -> dict[st
         "rerun": _spread(reruns),
         "finished_before_kill": before,
         "slowest": [
-            {"op": op, "kind": kinds.get(op, "?"), "s": _finite(value)}
+            {"op": op, "kind": kinds.get(op, "?"), "s": _finite(value), "runs": timelines[op]}
             for value, op in sorted(ends, reverse=True)[:SHOWN_IDS]
         ],
     }
+
+
+def _timeline(op_id: str, kill: Kill, state: State) -> str:
+    """The item's runs around one kill, in seconds from the SIGKILL: "start-end@pid" each
+    ("?" = no end recorded; "*" marks the killed worker), so a slow recovery explains itself."""
+    parts = []
+    for start, pid, end in sorted(state.runs.get(op_id, [])):
+        mark = "*" if pid == kill.pid else ""
+        finish = "?" if end is None else f"{end - kill.at:+.2f}"
+        parts.append(f"{start - kill.at:+.2f}..{finish}@{pid}{mark}")
+    return " ".join(parts)
 
 
 def _spread(values: list[float]) -> dict[str, Any]:
@@ -540,8 +553,8 @@ def render(board: dict[str, Any]) -> str:
         _spread_line("to the end, quick jobs", rec["quick"]),
         _spread_line("to the end, every kind", rec["all"]),
         _spread_line("to the first run elsewhere", rec["rerun"]),
-        "  slowest: "
-        + ", ".join(f"{r['op']} ({r['kind']}) {r['s']} s" for r in rec["slowest"][:5]),
+        "  slowest (runs in s from the kill, start..end@pid, * = the killed worker):",
+        *(f"    {r['op']} ({r['kind']}) {r['s']} s: {r['runs']}" for r in rec["slowest"][:5]),
         f"enqueue: {board['enqueue']}",
         f"faults: {board['faults']}; workers that exited unprompted: "
         f"{len(board['worker_exits_unprompted'])}",

@@ -5,7 +5,7 @@ A middleware is any object with some of these methods (sync ``def`` or ``async d
 
     on_startup(worker)              the worker started (before it claims anything)
     on_shutdown(worker)             the worker stopped running items (before it closes)
-    before_enqueue(envelope)        producer side, once per item: may fill envelope["meta"]
+    before_enqueue(envelope)        once per item enqueued (managers, cron): may fill meta
     before_process(job)             a worker is about to run the item's processor
     after_process(job, outcome)     the item's outcome is written (succeeded after its ack)
     after_process_batch(pairs)      optional batch form of after_process for acked successes

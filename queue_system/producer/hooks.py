@@ -1,64 +1,21 @@
-"""``before_enqueue`` middleware on the producer side (sync and async managers alike).
-
-Each hook gets a copy of one item's envelope with an empty ``meta`` dict; what the hooks put in
-``envelope["meta"]`` is stored with the item (a worker's hooks read it as ``job.meta``, e.g. a
-trace context). Everything else in the copy is read-only: changes to it are not stored. A hook
-that raises, or ``meta`` that is not a JSON object, is reported (logged, ``hook_errors``) and
-the item is enqueued without that hook's metadata: a hook never fails an enqueue.
-"""
+"""``before_enqueue`` middleware on the producer side (sync and async managers alike): the
+hooks run on a draft's envelopes (see :mod:`queue_system.core.enqueue_hooks`), then the draft
+is encoded into its plan."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from queue_system.core.envelope import dumps
+from queue_system.core import enqueue_hooks
 from queue_system.core.hooks import HookChain
-from queue_system.core.types import Envelope
 from queue_system.producer.plan import EnqueueDraft, EnqueuePlan
 
 
 def before_enqueue_sync(hooks: HookChain, draft: EnqueueDraft) -> EnqueuePlan:
     """Run sync ``before_enqueue`` hooks on each item of ``draft``, then encode it."""
-    for envelope in draft.envelopes if hooks.before_enqueue else ():
-        view = _view(envelope)
-        for hook in hooks.before_enqueue:
-            kept = dict(view["meta"])
-            hooks.run_sync("before_enqueue", (hook,), view, op=envelope["id"])
-            _check_meta(hooks, envelope, view, kept)
-        _store_meta(envelope, view)
+    enqueue_hooks.before_enqueue_sync(hooks, draft.envelopes)
     return draft.finish()
 
 
 async def before_enqueue_async(hooks: HookChain, draft: EnqueueDraft) -> EnqueuePlan:
     """Run ``before_enqueue`` hooks (sync or async) on each item of ``draft``, then encode it."""
-    for envelope in draft.envelopes if hooks.before_enqueue else ():
-        view = _view(envelope)
-        for hook in hooks.before_enqueue:
-            kept = dict(view["meta"])
-            await hooks.run("before_enqueue", (hook,), view, op=envelope["id"])
-            _check_meta(hooks, envelope, view, kept)
-        _store_meta(envelope, view)
+    await enqueue_hooks.before_enqueue(hooks, draft.envelopes)
     return draft.finish()
-
-
-def _view(envelope: Envelope) -> dict[str, Any]:
-    return {**envelope, "meta": {}}
-
-
-def _check_meta(
-    hooks: HookChain, envelope: Envelope, view: dict[str, Any], kept: dict[str, Any]
-) -> None:
-    """Undo one hook's ``meta`` when it is not a JSON object (reported as its error)."""
-    meta = view.get("meta")
-    try:
-        if not isinstance(meta, dict):
-            raise TypeError(f"envelope['meta'] must be a dict, got {type(meta).__name__}")
-        dumps(meta, what="envelope['meta']")
-    except Exception as exc:  # TypeError, SerializationError: dropped, never a failed enqueue
-        hooks.on_error("before_enqueue", exc, envelope["id"])
-        view["meta"] = kept
-
-
-def _store_meta(envelope: Envelope, view: dict[str, Any]) -> None:
-    if view["meta"]:
-        envelope["meta"] = view["meta"]

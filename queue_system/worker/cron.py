@@ -35,6 +35,7 @@ from redis.typing import EncodableT
 
 from queue_system.config import NOTIFY_CAP, QueueConfig
 from queue_system.core.clock import iso_utc, to_ms
+from queue_system.core.enqueue_hooks import before_enqueue
 from queue_system.core.envelope import SCHEMA_VERSION, as_text, encode_envelope
 from queue_system.core.retry_policy import QueueRetryConfig
 from queue_system.core.schedule import (
@@ -197,6 +198,7 @@ class CronRunner:
             _nonce(),
         ]
         retry = QueueRetryConfig().to_dict()
+        envelopes: list[Envelope] = []
         for op_id in ids:
             envelope: Envelope = {
                 "v": SCHEMA_VERSION,
@@ -215,7 +217,12 @@ class CronRunner:
                 "enqueued_at": now,
                 "history": [],
             }
-            args.extend((op_id, encode_envelope(envelope, None, config.max_payload_bytes), "0"))
+            envelopes.append(envelope)
+        # The same middleware as a manager's enqueue (e.g. a trace context in meta).
+        await before_enqueue(config.hooks(), envelopes)
+        for envelope in envelopes:
+            encoded = encode_envelope(envelope, None, config.max_payload_bytes)
+            args.extend((envelope["id"], encoded, "0"))
         answer = await self.scripts.enqueue(keys=keys, args=args)
         stored = [op_id for i, op_id in enumerate(ids) if not answer[2 * i]]
         for op_id, tick in zip(ids, ticks, strict=True):

@@ -556,3 +556,32 @@ def test_cron_item_has_the_shape_of_an_enqueued_item(
     assert {k: v for k, v in record.items() if k != b"nonce"} == {
         k: v for k, v in reference.items() if k != b"nonce"
     }
+
+
+class TagMiddleware:
+    """A before_enqueue hook that stamps meta, as a tracing middleware would."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def before_enqueue(self, envelope: dict[str, Any]) -> None:
+        self.seen.append(envelope["id"])
+        envelope["meta"]["tag"] = "from-middleware"
+
+
+def test_cron_items_go_through_before_enqueue_middleware(
+    make_config: Callable[..., QueueConfig], raw_redis: redis.Redis
+) -> None:
+    tagger = TagMiddleware()
+    config = make_config(clock=FakeClock(1_800_000_000.0))
+    config.add_middleware(tagger)
+    spec = config.cron(every=60, processor=report, entity={"a": 1}, queue_name="jobs")
+
+    async def fire() -> list[str]:
+        async with Fleet(config, 1) as fleet:
+            return await fleet.runners[0].enqueue(spec, [60_000, 120_000])
+
+    ids = asyncio.run(fire())
+    assert tagger.seen == ids
+    stored = [json.loads(raw) for raw in raw_redis.lrange(config.keys.queue("jobs"), 0, -1)]
+    assert [item["meta"] for item in stored] == [{"tag": "from-middleware"}] * 2
