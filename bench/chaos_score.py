@@ -300,7 +300,7 @@ def _recovery(kills: list[Kill], state: State, kinds: dict[str, str]) -> dict[st
                 before += 1  # it finished just before the kill: nothing to recover
                 continue
             ends.append((math.inf if end is None else end - kill.at, op_id))
-            timelines[op_id] = _timeline(op_id, kill, state)
+            timelines[op_id] = _timeline(op_id, kill, state) + _blocked(op_id, kill, state, kinds)
             starts = [
                 s for s, pid, _ in state.runs.get(op_id, []) if s > kill.at and pid != kill.pid
             ]
@@ -327,6 +327,25 @@ def _timeline(op_id: str, kill: Kill, state: State) -> str:
         finish = "?" if end is None else f"{end - kill.at:+.2f}"
         parts.append(f"{start - kill.at:+.2f}..{finish}@{pid}{mark}")
     return " ".join(parts)
+
+
+def _blocked(op_id: str, kill: Kill, state: State, kinds: dict[str, str]) -> str:
+    """Seconds the event loop of the item's first worker after the kill spent in block_loop
+    jobs between the kill and the item's end (an async run cannot finish, nor its ack be
+    written, while its worker's loop is blocked)."""
+    later = sorted((s, pid, e) for s, pid, e in state.runs.get(op_id, []) if s > kill.at)
+    end = _first_end_after(op_id, kill.at, state)
+    if not later or end is None:
+        return ""
+    pid = later[0][1]
+    blocked = 0.0
+    for other, runs in state.runs.items():
+        if kinds.get(other) != "block_loop":
+            continue
+        for start, run_pid, run_end in runs:
+            if run_pid == pid and run_end is not None:
+                blocked += max(0.0, min(run_end, end) - max(start, kill.at))
+    return f" (its loop blocked {blocked:.2f} s)" if blocked else ""
 
 
 def _spread(values: list[float]) -> dict[str, Any]:
