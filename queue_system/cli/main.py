@@ -268,6 +268,8 @@ def job(operation_id: str, as_json: bool) -> None:
         return
     last_error = record.get("last_error") or {}
     rows = {k: v for k, v in record.items() if k not in ("last_error", "result")}
+    if rows.get("position_at_least") is None:
+        rows.pop("position_at_least", None)  # set only for an item deep in a long tier
     make_console().print(pairs_table(f"operation {operation_id}", rows))
     if record.get("result") is not None:
         click.echo(f"result: {json.dumps(record['result'], default=str)}")

@@ -114,7 +114,12 @@ class OperationInfo(TypedDict):
     worker: str | None
     last_error: Any
     result: Any
+    #: Items that will be taken before it (higher tiers first), while it waits; None when it
+    #: is not waiting, or when it is too deep in a long tier to be read cheaply (see below).
     position: int | None
+    #: Set instead of ``position`` when the item is more than ``POSITION_SCAN_ITEMS`` from both
+    #: ends of its tier: at least this many items are ahead of it.
+    position_at_least: int | None
     enqueued_at: str | None
     started_at: str | None
     finished_at: str | None

@@ -11,6 +11,7 @@ import pytest
 import redis
 
 from queue_system import AsyncQueueManager, QueueConfig, QueueManager, QueueRetryConfig, QueueWorker
+from queue_system.ops.reads import POSITION_SCAN_ITEMS
 from tests.support.burst import run_burst
 from tests.support.clock import FakeClock
 from tests.support.waiting import async_wait_until
@@ -61,6 +62,28 @@ def test_pending_with_position_counting_higher_tiers(manager: QueueManager) -> N
     assert op["queue_name"] == "ok" and op["priority"] == "normal" and op["attempts"] == 0
     assert op["processor"].endswith(":ok")
     assert op["enqueued_at"].endswith("+00:00") and op["started_at"] is None
+
+
+def test_position_in_a_long_tier_is_exact_near_either_end_and_a_bound_in_the_middle(
+    manager: QueueManager,
+) -> None:
+    # Read from both ends at most POSITION_SCAN_ITEMS each: never a scan of the whole list.
+    deep = 2 * POSITION_SCAN_ITEMS + 1000
+    manager.enqueue_batch([{"n": i} for i in range(2)], ok, priority="high")
+    ids = [r["operation_id"] for r in manager.enqueue_batch([{"n": i} for i in range(deep)], ok)]
+    positions = {
+        i: (op["position"], op["position_at_least"])
+        for i in (0, POSITION_SCAN_ITEMS - 1, deep // 2, deep - POSITION_SCAN_ITEMS, deep - 1)
+        if (op := manager.get_operation(ids[i])) is not None
+    }
+    assert positions == {
+        0: (2, None),  # taken next after the two high items
+        POSITION_SCAN_ITEMS - 1: (2 + POSITION_SCAN_ITEMS - 1, None),
+        deep // 2: (None, 2 + POSITION_SCAN_ITEMS),  # the middle: a lower bound only
+        deep - POSITION_SCAN_ITEMS: (2 + deep - POSITION_SCAN_ITEMS, None),  # found from the head
+        deep - 1: (2 + deep - 1, None),
+    }
+    assert manager.cancel(ids[deep // 2]) == "cancelled"  # a cancel still finds it anywhere
 
 
 def test_processing_then_completed_with_result(config: QueueConfig, manager: QueueManager) -> None:
