@@ -18,7 +18,7 @@ import contextvars
 import inspect
 import sys
 from collections.abc import Awaitable, Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,58 +110,62 @@ class ThreadSlots:
         timeout_s: float,
         on_start: Callable[[], None] | None = None,
     ) -> Any:
-        """``fn(arg)`` in a thread, bounded by ``timeout_s`` from the moment it starts.
+        """``fn(arg)`` in a thread, bounded by ``timeout_s``.
 
-        Waits (unbounded) for a free thread first; ``on_start`` runs in the thread, first.
+        Waits (unbounded) for a free thread first, so the function starts as soon as it is
+        handed over and the timeout runs from then; ``on_start`` runs in the thread, first.
+        The thread wakes the loop once per call, when the function returns (that one
+        callback answers the caller and frees the slot): no-op ``def`` processors drain at
+        the pace of the loop, not of cross-thread hand-offs.
         """
         loop = asyncio.get_running_loop()
         await self._free.acquire()
-        started: asyncio.Future[None] = loop.create_future()
+        answer: asyncio.Future[Any] = loop.create_future()
         context = contextvars.copy_context()
+        # Read and written on the loop only, so they cannot race the thread's end.
+        abandoned, settled = [False], [False]
 
-        def target() -> Any:
-            loop.call_soon_threadsafe(_resolve, started)
-            if on_start is not None:
-                on_start()
-            return context.run(fn, arg)
+        def settle(result: Any, error: BaseException | None) -> None:  # on the loop
+            settled[0] = True
+            if abandoned[0]:
+                self.overdue -= 1
+            self._free.release()
+            if answer.done():  # the caller stopped waiting (a timeout, a stop)
+                return
+            if error is None:
+                answer.set_result(result)
+            else:
+                answer.set_exception(error)
+
+        def target() -> None:  # in the thread
+            try:
+                if on_start is not None:
+                    on_start()
+                result, error = context.run(fn, arg), None
+            except BaseException as exc:  # handed to the caller as the run's outcome
+                result, error = None, exc
+            # A closed loop (RuntimeError) means the worker is gone, with its slots.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(settle, result, error)
 
         try:
             submitted = self._pool.submit(target)
         except BaseException:
             self._free.release()
             raise
-        # Read on the loop only (in _returned), so "abandoned" cannot race the thread's end.
-        abandoned = [False]
-
-        def returned(_: Future[Any]) -> None:  # in the thread: hand the slot back to the loop
-            # A closed loop (RuntimeError) means the worker is gone, with its slots.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_resolve, started)  # also if cancelled unstarted
-                loop.call_soon_threadsafe(self._returned, abandoned)
-
-        submitted.add_done_callback(returned)
         try:
-            await started  # at once: a free slot means a thread is free
-            return await _bounded(asyncio.wrap_future(submitted), timeout_s)
+            return await _bounded(answer, timeout_s)
         except BaseException:
-            if not submitted.cancel() and not submitted.done():
+            if submitted.cancel():  # never started (a stop): its slot is free again
+                self._free.release()
+            elif not settled[0]:
                 abandoned[0] = True  # runs on in its thread; still counts as taken
                 self.overdue += 1
             raise
 
-    def _returned(self, abandoned: list[bool]) -> None:
-        if abandoned[0]:
-            self.overdue -= 1
-        self._free.release()
-
     def shutdown(self) -> None:
         """Start no more functions; threads still running end on their own."""
         self._pool.shutdown(wait=False, cancel_futures=True)
-
-
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
 
 
 async def call_with_timeout(
