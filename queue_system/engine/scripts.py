@@ -29,6 +29,7 @@ SCRIPT_NAMES = (
     "purge",
     "position",
     "requeue",
+    "drop_dead_letter",
     "forget_queue",
     "retire_idle_queues",
     "expire",
@@ -72,6 +73,7 @@ class Scripts(Generic[S]):
     purge: S
     position: S
     requeue: S
+    drop_dead_letter: S
     forget_queue: S
     retire_idle_queues: S
     expire: S

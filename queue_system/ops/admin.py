@@ -83,7 +83,9 @@ class QueueAdmin:
     def __init__(self, config: QueueConfig) -> None:
         self.config = config
         self._client = config.redis_client
-        self._requeue = Scripts.register(self._client).requeue
+        scripts = Scripts.register(self._client)
+        self._requeue = scripts.requeue
+        self._drop = scripts.drop_dead_letter
 
     def get_system_health(self) -> HealthSnapshot:
         """Redis, per-queue and worker figures, in seed 004's shape plus server details.
@@ -277,8 +279,13 @@ class QueueAdmin:
         flt = DeadLetterFilter.build(ids, **filters)
         list_key = self._list_key(system_errors)
 
+        script_keys = [list_key, self.config.keys.metrics]
+        kind = _dead_letter_kind(system_errors)
+
         def build(raw: bytes, record: dict[str, Any] | None) -> _Write:
-            return lambda pipe, direction: pipe.lrem(list_key, direction, raw)
+            return lambda pipe, direction: self._drop(
+                keys=script_keys, args=[raw, direction, kind], client=pipe
+            )
 
         outcome = self._mutate(list_key, flt, build, dry_run=dry_run, limit=limit)
         return self._report("purge", system_errors, outcome, ids, dry_run, flt)
@@ -438,6 +445,7 @@ class QueueAdmin:
             keys.notify,
             keys.operation(fresh["id"]),
             keys.ready,
+            keys.metrics,
         ]
         dedup = fresh.get("dedup")
         if isinstance(dedup, str) and dedup.startswith(keys.dedup_prefix):
@@ -452,6 +460,7 @@ class QueueAdmin:
             now,
             NOTIFY_CAP,
             fresh["id"],
+            _dead_letter_kind(list_key == keys.system_errors),
         ]
 
         def write(pipe: Any, direction: int) -> None:
@@ -519,3 +528,8 @@ def _audit(action: str, **fields: str) -> None:
     """One audit log record of an operator's change (who, from where, what)."""
     audit = {"action": action, **fields, **operator_identity()}
     logger.info("%s: %s", action, fields, extra=audit)
+
+
+def _dead_letter_kind(system_errors: bool) -> str:
+    """The name of a dead-letter list in the per-queue counts ("dead:<kind>:<queue>")."""
+    return "system_errors" if system_errors else "failed"

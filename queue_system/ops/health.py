@@ -144,6 +144,7 @@ def _snapshot(client: redis.Redis, config: QueueConfig, box: dict[str, Any]) -> 
     pipe.zrangebyscore(keys.workers, int((now - WORKER_FRESH_S) * 1000), "+inf")
     pipe.hgetall(keys.scheduled_counts)
     pipe.zcard(keys.scheduled)
+    pipe.hgetall(keys.metrics)
     (
         server,
         memory,
@@ -156,12 +157,13 @@ def _snapshot(client: redis.Redis, config: QueueConfig, box: dict[str, Any]) -> 
         worker_ids,
         scheduled_counts,
         n_scheduled,
+        metrics,
     ) = pipe.execute()
     in_flight = _count_by_queue(config, (v.partition(b"\n")[0] for v in inflight))
     scheduled = _count_by_queue(config, _delayed_list_keys(client, config, int(n_delayed)))
     scheduled.update(_scheduled_by_queue(config, scheduled_counts))
-    failed = _count_record_queues(client, keys.failures, int(n_failed))
-    errors = _count_record_queues(client, keys.system_errors, int(n_errors))
+    failed = _dead_letter_counts(client, config, "failed", int(n_failed), metrics)
+    errors = _dead_letter_counts(client, config, "system_errors", int(n_errors), metrics)
     names = sorted(
         {as_text(n) for n in registered}
         | set(in_flight)
@@ -254,14 +256,59 @@ def _delayed_list_keys(client: redis.Redis, config: QueueConfig, total: int) -> 
     return found
 
 
-def _count_record_queues(client: redis.Redis, list_key: str, total: int) -> Counter[str]:
+def _dead_letter_counts(
+    client: redis.Redis,
+    config: QueueConfig,
+    kind: str,
+    total: int,
+    metrics: dict[bytes, bytes],
+) -> Counter[str]:
+    """Dead letters per queue in one list (``kind``: "failed" or "system_errors").
+
+    The scripts that write or remove dead letters keep per-queue counts in the metrics HASH
+    (``dead:<kind>:<queue>``), so this costs nothing per record. When the counts do not add
+    up to the list's length (records from before the counts existed, the metrics reset, the
+    list expired, a writer that does not count), the list is read once and the counts are
+    rewritten from it.
+    """
+    prefix = f"dead:{kind}:".encode()
     counts: Counter[str] = Counter()
-    for start in range(0, total, SCAN_CHUNK):
-        records = cast("list[bytes]", client.lrange(list_key, start, start + SCAN_CHUNK - 1))
-        for record in records:
-            match = _RECORD_QUEUE.search(record)
-            if match:
-                counts[match.group(1).decode()] += 1
+    for field, value in metrics.items():
+        if field.startswith(prefix):
+            counts[field[len(prefix) :].decode("utf-8", "replace")] = _int(value)
+    if sum(counts.values()) != total or any(n < 0 for n in counts.values()):
+        counts = _recount_dead_letters(client, config, kind, stale=set(counts))
+    counts.pop("", None)  # records that name no queue
+    return +counts
+
+
+def _recount_dead_letters(
+    client: redis.Redis, config: QueueConfig, kind: str, stale: set[str]
+) -> Counter[str]:
+    """Count one dead-letter list's records per queue by reading them, and store the counts
+    unless a record was written or removed meanwhile (WATCH on the list)."""
+    keys = config.keys
+    list_key = keys.system_errors if kind == "system_errors" else keys.failures
+    counts: Counter[str] = Counter()
+    with client.pipeline() as pipe:
+        try:
+            pipe.watch(list_key)  # type: ignore[no-untyped-call]
+            total = int(pipe.llen(list_key))
+            for start in range(0, total, SCAN_CHUNK):
+                records = cast("list[bytes]", pipe.lrange(list_key, start, start + SCAN_CHUNK - 1))
+                for record in records:
+                    match = _RECORD_QUEUE.search(record)
+                    counts[match.group(1).decode() if match else ""] += 1
+            pipe.multi()
+            gone = [f"dead:{kind}:{queue}" for queue in stale - set(counts)]
+            if gone:
+                pipe.hdel(keys.metrics, *gone)
+            if counts:
+                pipe.hset(keys.metrics, mapping={f"dead:{kind}:{q}": n for q, n in counts.items()})
+                pipe.expire(keys.metrics, config.backup_ttl)
+            pipe.execute()
+        except redis.WatchError:
+            pass  # a dead letter was written meanwhile: the next read counts again
     return counts
 
 

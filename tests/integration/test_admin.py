@@ -196,8 +196,8 @@ def test_requeue_script_writes_nothing_when_the_record_is_gone(
     script = raw_redis.register_script(script_source("requeue"))
     k = config.keys
     raw_redis.lpush(k.failures, b"record")
-    keys = [k.failures, k.queue("q"), k.registry, k.notify, k.operation("op1"), k.ready]
-    args = [b"record", 1, b"item", "q", "normal", "m:f", T0, 64, "op1"]
+    keys = [k.failures, k.queue("q"), k.registry, k.notify, k.operation("op1"), k.ready, k.metrics]
+    args = [b"record", 1, b"item", "q", "normal", "m:f", T0, 64, "op1", "failed"]
     assert script(keys=keys, args=args) == 1
     assert script(keys=keys, args=args) == 0
     assert raw_redis.lrange(k.queue("q"), 0, -1) == [b"item"]

@@ -11,6 +11,9 @@
 -- ARGV[8] 1 if KEYS[7] is the status record   ARGV[9] status ("failed" or "error")
 -- ARGV[10] finished at (s)   ARGV[11] failed runs   ARGV[12] last error (JSON)
 -- ARGV[13] "<queue>:<priority>" and ARGV[14] wait time (ms) of a run (used when ARGV[7] >= 0)
+-- Per-queue dead-letter counts live in KEYS[4]: field "dead:<ARGV[5]>:<queue>" (queue read
+-- from the record's first "queue" field, "" if none), +1 for the record pushed and -1 for each
+-- record the cap trims, so that health reads counts instead of every record.
 -- Returns: 1 = moved, 0 = the lease was lost (nothing written). A record that counts waiters
 -- (wait_register.lua) gets one token per waiter on its done LIST.
 -- Safe to re-send: the status record keeps the token that finished it ("lease"; an item
@@ -33,7 +36,14 @@ redis.call('SREM', KEYS[6], ARGV[1])
 local item = string.sub(value, string.find(value, '\n', 1, true) + 1)
 redis.call('HDEL', KEYS[5],
   string.match(item, '^{"v":1,"id":"([%w_.:%-]+)"') or redis.sha1hex(item))
+local function dead_field(record)
+  return 'dead:' .. ARGV[5] .. ':' .. (string.match(record, '"queue":%s*"([%w_.%-]+)"') or '')
+end
 redis.call('LPUSH', KEYS[3], ARGV[2])
+redis.call('HINCRBY', KEYS[4], dead_field(ARGV[2]), 1)
+for _, trimmed in ipairs(redis.call('LRANGE', KEYS[3], tonumber(ARGV[3]), -1)) do
+  redis.call('HINCRBY', KEYS[4], dead_field(trimmed), -1)
+end
 redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[3]) - 1)
 redis.call('EXPIRE', KEYS[3], ARGV[4])
 redis.call('HINCRBY', KEYS[4], ARGV[5], 1)
