@@ -104,3 +104,29 @@ def test_oldest_age_per_tier(
 
     assert stats["oldest_age_by_priority"] == {"high": 10.0, "normal": None, "low": 40.0}
     assert stats["oldest_age_s"] == 40.0
+
+
+@pytest.mark.parametrize(
+    "junk",
+    [
+        b"\xff\xfe not utf-8",
+        b"[1, 2]",
+        b'{"enqueued_at": true}',
+        b'{"enqueued_at": 1' + b"0" * 400 + b"}",  # an int no float can hold
+        b'{"enqueued_at": NaN}',
+        b"[" * 100_000 + b"]" * 100_000,  # nested deeper than the parser recurses
+    ],
+)
+def test_a_junk_item_at_the_taking_end_gives_no_age(
+    make_config: Callable[..., QueueConfig], raw_redis: redis.Redis, junk: bytes
+) -> None:
+    config = make_config()
+    raw_redis.sadd(config.keys.registry, "delta")
+    raw_redis.rpush(config.keys.queue("delta", "high"), junk)
+
+    health = QueueAdmin(config).get_system_health()
+
+    assert health["redis_connected"] is True
+    stats = health["queue_stats"]["delta"]
+    assert stats["oldest_age_by_priority"]["high"] is None
+    assert stats["oldest_age_s"] is None
