@@ -130,3 +130,37 @@ def test_a_junk_item_at_the_taking_end_gives_no_age(
     stats = health["queue_stats"]["delta"]
     assert stats["oldest_age_by_priority"]["high"] is None
     assert stats["oldest_age_s"] is None
+
+
+def test_prometheus_counts_outcomes_and_oldest_age_per_tier(workload: QueueConfig) -> None:
+    parser = pytest.importorskip("prometheus_client.parser")
+    from queue_system.ops.prometheus import exposition, make_registry
+
+    manager = QueueManager(workload)
+    manager.enqueue({"n": 8}, ok, queue_name="alpha", priority="low")
+    text = exposition(make_registry(workload)).decode()
+    scraped = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in parser.text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+    def tier(name: str, queue: str, priority: str) -> float:
+        return scraped[(name, (("priority", priority), ("queue", queue)))]
+
+    assert tier("queue_system_queue_succeeded_total", "alpha", "high") == 2
+    assert tier("queue_system_queue_succeeded_total", "alpha", "low") == 0
+    assert tier("queue_system_queue_failed_total", "alpha", "low") == 2
+    assert tier("queue_system_queue_retried_total", "alpha", "normal") == 1
+    assert tier("queue_system_queue_system_errors_total", "beta", "low") == 1
+    assert ("queue_system_queue_enqueued_total", (("priority", "low"), ("queue", "alpha"))) in (
+        scraped
+    )
+    assert tier("queue_system_queue_oldest_age_seconds", "alpha", "low") >= 0
+    assert (
+        "queue_system_queue_oldest_age_seconds",
+        (("priority", "high"), ("queue", "alpha")),
+    ) not in scraped
+    # The existing families keep their names and labels.
+    assert scraped[("queue_system_succeeded_total", ())] == 4
+    assert scraped[("queue_system_oldest_age_seconds", (("queue", "alpha"),))] >= 0
