@@ -31,6 +31,7 @@ Layout under a prefix (default ``queue:``)::
                                           first count; a field ends with its item)
     queue:notify                    LIST  wake-up tokens for idle workers (capped)
     queue:metrics                   HASH  shared counters
+                                          (globals, and <counter>:<queue>:<priority> per tier)
     queue:metrics_history           LIST  samples of the shared counters for the dashboard's
                                           chart, newest first (capped: one hour of samples)
     queue:dedup:{sha256(key)}       STRING operation id holding a deduplication key
