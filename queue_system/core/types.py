@@ -177,6 +177,8 @@ class QueueStats(TypedDict):
     failed_jobs: int
     system_errors: int
     oldest_age_s: float | None
+    #: Age (s) of the oldest waiting item of each tier (None: empty, or unreadable item).
+    oldest_age_by_priority: dict[Priority, float | None]
     #: Tiers no worker claims from (``QueueAdmin.pause``), in claim order.
     paused: list[Priority]
 
@@ -235,6 +237,13 @@ class TierMetrics(TypedDict):
     depth: int
     avg_wait_ms: float
     processed: int
+    #: Outcomes of this tier's items (shared counters ``<name>:<queue>:<priority>``);
+    #: ``enqueued`` is 0 while the producer's script does not count per tier.
+    enqueued: int
+    succeeded: int
+    failed: int
+    retried: int
+    system_errors: int
 
 
 class MetricsSnapshot(TypedDict, total=False):

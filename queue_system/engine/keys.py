@@ -30,7 +30,8 @@ Layout under a prefix (default ``queue:``)::
                                           the lease of a started run expired (TTL from its
                                           first count; a field ends with its item)
     queue:notify                    LIST  wake-up tokens for idle workers (capped)
-    queue:metrics                   HASH  shared counters, and dead letters per queue
+    queue:metrics                   HASH  shared counters: globals, <counter>:<queue>:<priority>
+                                          per tier, and dead letters per queue
                                           ("dead:<failed|system_errors>:<queue>", kept by
                                           the scripts that write, trim or remove them)
     queue:metrics_history           LIST  samples of the shared counters for the dashboard's

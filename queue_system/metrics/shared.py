@@ -39,6 +39,9 @@ COUNTER_FIELDS = (
 _WAIT_MS_TOTAL = "wait_ms_total:"
 _WAIT_COUNT = "wait_count:"
 _PROCESSED_BY_QUEUE = "processed:"
+#: Outcomes also counted per queue x priority, as ``<name>:<queue>:<priority>`` (the scripts
+#: that count the global also count the tier: enqueue, ack, dead_letter, schedule_retry).
+TIER_COUNTERS = (ENQUEUED, SUCCEEDED, FAILED, RETRIED, SYSTEM_ERRORS)
 
 
 def wait_total_field(queue: str, priority: str) -> str:
@@ -54,6 +57,11 @@ def wait_count_field(queue: str, priority: str) -> str:
 def processed_field(queue: str, priority: str) -> str:
     """Hash field counting the processed items of ``queue``/``priority``."""
     return f"{_PROCESSED_BY_QUEUE}{queue}:{priority}"
+
+
+def tier_field(counter: str, queue: str, priority: str) -> str:
+    """Hash field counting ``counter`` (one of :data:`TIER_COUNTERS`) for ``queue``/``priority``."""
+    return f"{counter}:{queue}:{priority}"
 
 
 def _queue_priority(suffix: str) -> tuple[str, str]:
@@ -76,8 +84,9 @@ def compute_metrics(
         ``expired``, ``cancelled`` (ints); ``success_rate``: percent of finished items that
         succeeded (succeeded / (succeeded + failed + system_errors) * 100, 0.0 while none finished);
         ``avg_process_time``: mean run time in ms of processed items (0.0 while none);
-        ``queues``: ``{queue: {priority: {"depth", "avg_wait_ms", "processed"}}}`` for every
-        queue/priority seen in ``depths`` or in the per-queue fields.
+        ``queues``: ``{queue: {priority: {"depth", "avg_wait_ms", "processed", "enqueued",
+        "succeeded", "failed", "retried", "system_errors"}}}`` for every queue/priority seen in
+        ``depths`` or in the per-queue fields.
     """
     result: dict[str, Any] = {name: int(counters.get(name, 0)) for name in COUNTER_FIELDS}
     finished = result[SUCCEEDED] + result[FAILED] + result[SYSTEM_ERRORS]
@@ -86,23 +95,27 @@ def compute_metrics(
     total_ms = float(counters.get(PROCESS_TIME_MS_TOTAL, 0))
     result["avg_process_time"] = total_ms / processed if processed else 0.0
 
-    # (queue, priority) -> [depth, wait ms total, wait count, processed]
+    # (queue, priority) -> [depth, wait ms total, wait count, processed, *TIER_COUNTERS]
+    prefixes = (_WAIT_MS_TOTAL, _WAIT_COUNT, _PROCESSED_BY_QUEUE, *(f"{c}:" for c in TIER_COUNTERS))
+    width = 1 + len(prefixes)
     rows: dict[tuple[str, str], list[float]] = {}
     for field, amount in counters.items():
-        for column, prefix in enumerate((_WAIT_MS_TOTAL, _WAIT_COUNT, _PROCESSED_BY_QUEUE), 1):
+        for column, prefix in enumerate(prefixes, 1):
             if field.startswith(prefix):
-                row = rows.setdefault(_queue_priority(field[len(prefix) :]), [0.0] * 4)
+                row = rows.setdefault(_queue_priority(field[len(prefix) :]), [0.0] * width)
                 row[column] = float(amount)
     for queue_priority, length in (depths or {}).items():
-        rows.setdefault(_queue_priority(queue_priority), [0.0] * 4)[0] = length
+        rows.setdefault(_queue_priority(queue_priority), [0.0] * width)[0] = length
 
     queues: dict[str, dict[str, TierMetrics]] = {}
-    for (queue, priority), (depth, wait_ms, waits, done) in sorted(rows.items()):
-        queues.setdefault(queue, {})[priority] = {
+    for (queue, priority), (depth, wait_ms, waits, done, *outcomes) in sorted(rows.items()):
+        tier: dict[str, Any] = {
             "depth": int(depth),
             "avg_wait_ms": wait_ms / waits if waits else 0.0,
             "processed": int(done),
         }
+        tier.update(zip(TIER_COUNTERS, map(int, outcomes), strict=True))
+        queues.setdefault(queue, {})[priority] = cast(TierMetrics, tier)
     result["queues"] = queues
     return cast(MetricsSnapshot, result)
 

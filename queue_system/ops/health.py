@@ -15,6 +15,7 @@ Items scheduled with ``delay=``/``run_at=`` are counted from the ``scheduled_cou
 from __future__ import annotations
 
 import json
+import math
 import re
 import threading
 from collections import Counter
@@ -183,7 +184,8 @@ def _snapshot(client: redis.Redis, config: QueueConfig, box: dict[str, Any]) -> 
     for i, name in enumerate(names):
         tiers = replies[i * 2 * len(PRIORITIES) : (i + 1) * 2 * len(PRIORITIES)]
         depths: dict[str, int] = {p: int(tiers[2 * j]) for j, p in enumerate(PRIORITIES)}
-        ages = [now - t for t in map(_enqueued_at, tiers[1::2]) if t is not None]
+        by_tier = {p: _age(now, _enqueued_at(tiers[2 * j + 1])) for j, p in enumerate(PRIORITIES)}
+        ages = [age for age in by_tier.values() if age is not None]
         stats[name] = {
             "high": depths["high"],
             "normal": depths["normal"],
@@ -193,7 +195,8 @@ def _snapshot(client: redis.Redis, config: QueueConfig, box: dict[str, Any]) -> 
             "scheduled_jobs": scheduled[name],
             "failed_jobs": failed[name],
             "system_errors": errors[name],
-            "oldest_age_s": round(max(0.0, max(ages)), 3) if ages else None,
+            "oldest_age_s": max(ages) if ages else None,
+            "oldest_age_by_priority": by_tier,
             "paused": [],
         }
     running = replies[len(names) * 2 * len(PRIORITIES) :]
@@ -312,14 +315,24 @@ def _recount_dead_letters(
     return counts
 
 
+def _age(now: float, enqueued_at: float | None) -> float | None:
+    """Seconds since ``enqueued_at`` (ms precision, never negative: clocks of producers differ)."""
+    return None if enqueued_at is None else round(max(0.0, now - enqueued_at), 3)
+
+
 def _enqueued_at(raw: bytes | None) -> float | None:
+    """The ``enqueued_at`` of a stored item: items are untrusted bytes, so anything but a
+    finite number gives None (never an exception)."""
     if raw is None:
         return None
     try:
         value = json.loads(raw).get("enqueued_at")
-    except (ValueError, AttributeError):
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            return None
+        at = float(value)
+    except (ValueError, AttributeError, OverflowError, RecursionError):
         return None
-    return float(value) if isinstance(value, (int, float)) else None
+    return at if math.isfinite(at) else None
 
 
 def _server_name(info: dict[str, Any]) -> str:

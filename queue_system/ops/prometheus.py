@@ -14,7 +14,13 @@ Metric names (labels bounded by the queue registry, ``max_queues``, and the thre
   ``queue_system_workers_busy``;
 - counters (the shared counters): ``queue_system_{enqueued,processed,succeeded,failed,retried,
   system_errors}_total``, ``queue_system_process_seconds_total``, and per queue x priority
-  ``queue_system_queue_processed_total`` and ``queue_system_queue_wait_seconds_total``.
+  ``queue_system_queue_processed_total`` and ``queue_system_queue_wait_seconds_total``;
+- per queue x priority (``{queue,priority}``): counters ``queue_system_queue_{enqueued,
+  succeeded,failed,retried,system_errors}_total`` and the gauge
+  ``queue_system_queue_oldest_age_seconds`` (a tier with no readable item has no sample).
+  They are families of their own, with the ``queue_`` prefix of the per-tier families above:
+  one name never mixes labelled and unlabelled series, so ``sum()`` over a family never
+  counts an item twice, and the global families keep their names for existing alerts.
 """
 
 from __future__ import annotations
@@ -32,7 +38,9 @@ from queue_system.core.types import PRIORITIES
 from queue_system.metrics.shared import (
     COUNTER_FIELDS,
     PROCESS_TIME_MS_TOTAL,
+    TIER_COUNTERS,
     processed_field,
+    tier_field,
     wait_total_field,
 )
 from queue_system.ops.health import health_client, system_health
@@ -69,6 +77,11 @@ class QueueSystemCollector(Collector):
         scheduled = _gauge("scheduled", "Items waiting for a retry or a due time.", ["queue"])
         dead = _gauge("dead_letters", "Records in failures / system_errors.", ["queue", "list"])
         oldest = _gauge("oldest_age_seconds", "Age of the oldest waiting item.", ["queue"])
+        tier_oldest = _gauge(
+            "queue_oldest_age_seconds",
+            "Age of the oldest waiting item, per queue and tier.",
+            ["queue", "priority"],
+        )
         for name, stats in sorted(health["queue_stats"].items()):
             for priority in PRIORITIES:
                 waiting.add_metric([name, priority], float(stats[priority]))
@@ -78,7 +91,10 @@ class QueueSystemCollector(Collector):
             dead.add_metric([name, "system_errors"], float(stats["system_errors"]))
             if stats["oldest_age_s"] is not None:
                 oldest.add_metric([name], float(stats["oldest_age_s"]))
-        yield from (waiting, in_flight, scheduled, dead, oldest)
+            for priority, age in stats["oldest_age_by_priority"].items():
+                if age is not None:
+                    tier_oldest.add_metric([name, priority], float(age))
+        yield from (waiting, in_flight, scheduled, dead, oldest, tier_oldest)
         workers = health["workers"] or {"count": 0, "active": 0}
         live = _gauge("workers_live", "Workers with a heartbeat in the last 30 s.", [])
         live.add_metric([], float(workers["count"]))
@@ -112,6 +128,14 @@ class QueueSystemCollector(Collector):
             "Time items waited before they started, summed, per queue and tier.",
             labels=labels,
         )
+        outcomes = {
+            counter: CounterMetricFamily(
+                f"{NAMESPACE}_queue_{counter}",
+                f"{_COUNTER_HELP[counter]} Per queue and tier.",
+                labels=labels,
+            )
+            for counter in TIER_COUNTERS
+        }
         for name in queues:
             for priority in PRIORITIES:
                 processed.add_metric(
@@ -120,7 +144,11 @@ class QueueSystemCollector(Collector):
                 waited.add_metric(
                     [name, priority], counters.get(wait_total_field(name, priority), 0.0) / 1000
                 )
+                for counter, family in outcomes.items():
+                    value = counters.get(tier_field(counter, name, priority), 0.0)
+                    family.add_metric([name, priority], value)
         yield from (processed, waited)
+        yield from outcomes.values()
 
 
 def _gauge(name: str, documentation: str, labels: list[str]) -> GaugeMetricFamily:

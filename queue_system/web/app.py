@@ -47,6 +47,7 @@ from queue_system.web.auth import (
 )
 from queue_system.web.dead_letters import dead_letter_routes
 from queue_system.web.render import path_for, render
+from queue_system.web.schedules import schedule_routes
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +121,7 @@ def create_app(
                 name="cancel_operation",
             ),
             *dead_letter_routes(),
+            *schedule_routes(),
             Route("/workers", _workers, name="workers"),
             Route("/fragments/workers", _workers_fragment, name="workers_fragment"),
             Route("/metrics", _metrics, name="metrics"),
@@ -224,6 +226,9 @@ def overview_context(request: Request) -> dict[str, Any]:
         "chart": chart,
         "paused": seams.paused_queues(config) or set(),
         "priorities": ("high", "normal", "low"),
+        "tiers": views.tier_rows(health, seams.counters(config))
+        if health["redis_connected"]
+        else [],
     }
 
 

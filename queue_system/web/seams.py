@@ -8,6 +8,9 @@ from typing import Any
 import redis
 
 from queue_system.config import QueueConfig
+from queue_system.core.envelope import as_text
+from queue_system.core.types import MetricsSnapshot
+from queue_system.metrics.shared import compute_metrics
 from queue_system.ops import limits
 from queue_system.ops.admin import QueueAdmin
 
@@ -19,6 +22,16 @@ def paused_queues(config: QueueConfig) -> set[str] | None:
         return set(limits.paused(config))
     except redis.RedisError:
         return None
+
+
+def counters(config: QueueConfig) -> MetricsSnapshot | None:
+    """The shared counters (one HGETALL) as ``get_metrics()`` shapes them, without depths;
+    None while Redis does not answer (the overview's per-tier table is left out)."""
+    try:
+        raw = config.redis_client.hgetall(config.keys.metrics)
+    except redis.RedisError:
+        return None
+    return compute_metrics({as_text(k): float(v) for k, v in raw.items()})
 
 
 def can_cancel(config: QueueConfig) -> bool:

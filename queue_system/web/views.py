@@ -15,7 +15,7 @@ from typing import Any, cast
 from queue_system.config import QueueConfig
 from queue_system.core.clock import iso_utc
 from queue_system.core.envelope import as_text
-from queue_system.core.types import PRIORITIES
+from queue_system.core.types import PRIORITIES, HealthSnapshot, MetricsSnapshot
 from queue_system.ops.history import Interval
 
 PREVIEW_CHARS = 160  # of a payload on the queue page (the operation page shows it all)
@@ -137,6 +137,49 @@ def running_by_worker(config: QueueConfig) -> dict[str, list[str]]:
         op_id = env.get("id") if isinstance(env, dict) else None
         found.setdefault(worker_id, []).append(op_id if isinstance(op_id, str) else "?")
     return {w: sorted(ids)[:SHOWN_PER_WORKER] for w, ids in found.items()}
+
+
+@dataclass(frozen=True, kw_only=True)
+class TierRow:
+    """One queue x tier on the overview: its waiting items and the outcomes of its items."""
+
+    queue: str
+    priority: str
+    waiting: int
+    oldest_age_s: float | None
+    succeeded: int
+    failed: int
+    retried: int
+    system_errors: int
+
+    @property
+    def success_rate(self) -> float | None:
+        """Percent of finished items that succeeded (None while none finished)."""
+        finished = self.succeeded + self.failed + self.system_errors
+        return self.succeeded / finished * 100 if finished else None
+
+
+def tier_rows(health: HealthSnapshot, counters: MetricsSnapshot | None) -> list[TierRow]:
+    """Every queue x tier with something to show (items waiting, or counted outcomes), from
+    the health snapshot and the shared counters (``compute_metrics``; None: not read)."""
+    queues = counters["queues"] if counters else {}
+    rows = []
+    for name, stats in sorted(health["queue_stats"].items()):
+        for priority in PRIORITIES:
+            tier: dict[str, Any] = dict(queues.get(name, {}).get(priority) or {})
+            row = TierRow(
+                queue=name,
+                priority=priority,
+                waiting=stats[priority],
+                oldest_age_s=stats["oldest_age_by_priority"].get(priority),
+                succeeded=int(tier.get("succeeded", 0)),
+                failed=int(tier.get("failed", 0)),
+                retried=int(tier.get("retried", 0)),
+                system_errors=int(tier.get("system_errors", 0)),
+            )
+            if row.waiting or row.succeeded or row.failed or row.retried or row.system_errors:
+                rows.append(row)
+    return rows
 
 
 @dataclass(frozen=True, kw_only=True)

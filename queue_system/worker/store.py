@@ -395,10 +395,20 @@ class WorkerBroker:
             f"{record['at']:.3f}",
             record["attempts"],
             json.dumps(last_error),
-            f"{record['queue']}:{record['priority']}",
+            self._tier_of(item, record),
             wait_ms,
         ]
         return bool(await self.scripts.dead_letter(keys=keys, args=args))
+
+    def _tier_of(self, item: ClaimedItem, record: DeadLetter) -> str:
+        """``"<queue>:<priority>"`` of the list ``item`` was taken from (trusted, even for an
+        item without an envelope), else the record's; ``""`` when neither is known."""
+        parsed = self.keys.parse_queue(item.list_key)
+        if parsed is not None:
+            return f"{parsed[0]}:{parsed[1]}"
+        if record["queue"] is not None and record["priority"] is not None:
+            return f"{record['queue']}:{record['priority']}"
+        return ""
 
     async def renew(self, tokens: list[str]) -> list[str]:
         """Extend the leases on ``tokens``; returns the tokens that were lost."""

@@ -341,6 +341,7 @@ def test_health_counts_every_queue(
     assert health["queue_stats"]["emails"] == {
         "high": 1, "normal": 3, "low": 0, "queue_size": 4, "in_flight": 1,
         "scheduled_jobs": 0, "failed_jobs": 0, "system_errors": 1, "oldest_age_s": 42.5,
+        "oldest_age_by_priority": {"high": 42.5, "normal": 12.5, "low": None},
         "paused": [],
     }  # fmt: skip
     reports = health["queue_stats"]["reports"]

@@ -181,6 +181,8 @@ def test_operator_watches_a_drain_and_fixes_a_failure(
         browser.get(f"{base}/workers")
         wait_until(lambda: "No live workers" not in _text(browser, "#workers"), message="worker")
         browser.save_screenshot(str(shots / "dashboard-workers.png"))
+        browser.get(f"{base}/schedules")
+        wait_until(lambda: "orders:normal" in _text(browser, "#tiers"), message="schedules page")
         browser.get(f"{base}/queues/orders/normal")
         browser.save_screenshot(str(shots / "dashboard-queue.png"))
         wait_until(

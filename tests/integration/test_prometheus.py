@@ -182,5 +182,6 @@ def test_grafana_dashboard_uses_only_metrics_a_scrape_has(workload: QueueConfig)
     scraped = {name for name, _ in samples(exposition(make_registry(workload)).decode())}
     assert len(used) >= 12
     assert used <= scraped, used - scraped
+    assert {"queue_system_queue_succeeded_total", "queue_system_queue_oldest_age_seconds"} <= used
     ids = [panel["id"] for panel in dashboard["panels"]]
     assert len(ids) == len(set(ids))

@@ -21,6 +21,7 @@ from queue_system.metrics.local import RECORD_MESSAGE, Metrics, series_key
 from queue_system.metrics.shared import (
     compute_metrics,
     processed_field,
+    tier_field,
     wait_count_field,
     wait_total_field,
 )
@@ -382,14 +383,27 @@ def test_compute_metrics_per_queue_and_priority() -> None:
         wait_total_field("billing:eu", "low"): 50.0,
         wait_count_field("billing:eu", "low"): 2.0,
         processed_field("billing:eu", "low"): 2.0,
+        tier_field("succeeded", "emails", "high"): 2.0,
+        tier_field("failed", "emails", "high"): 1.0,
+        tier_field("system_errors", "billing:eu", "low"): 2.0,
     }
     depths = {"emails:high": 4, "emails:normal": 0, "billing:eu:low": 1}
+    none = dict.fromkeys(("enqueued", "succeeded", "failed", "retried", "system_errors"), 0)
     assert compute_metrics(counters, depths)["queues"] == {
         "emails": {
-            "high": {"depth": 4, "avg_wait_ms": 100.0, "processed": 3},
-            "normal": {"depth": 0, "avg_wait_ms": 0.0, "processed": 0},
+            "high": {
+                "depth": 4,
+                "avg_wait_ms": 100.0,
+                "processed": 3,
+                **none,
+                "succeeded": 2,
+                "failed": 1,
+            },
+            "normal": {"depth": 0, "avg_wait_ms": 0.0, "processed": 0, **none},
         },
-        "billing:eu": {"low": {"depth": 1, "avg_wait_ms": 25.0, "processed": 2}},
+        "billing:eu": {
+            "low": {"depth": 1, "avg_wait_ms": 25.0, "processed": 2, **none, "system_errors": 2}
+        },
     }
 
 

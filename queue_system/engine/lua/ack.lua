@@ -6,7 +6,7 @@
 -- KEYS[6+2N..] dedup STRING keys, one per item that has one, in item order
 -- ARGV[1] item count N    ARGV[2] metrics TTL (s)   ARGV[3] finished at (s)
 -- ARGV[4..3+8N] per item, 8 values: token, operation id, has dedup key (1/0), run time (ms),
---           "<queue>:<priority>" of the item, wait time (ms), result (JSON), result TTL (s)
+--           "<queue>:<priority>" of the item (its per-tier counters: processed, succeeded), wait time (ms), result (JSON), result TTL (s)
 -- ARGV[4+8N..] lease tokens of other items that start now: marked as start.lua does (the
 --           worker's executors start their next items as they finish these: one round trip)
 -- Returns: a list of N integers, 1 = acked, 0 = the lease was lost (another worker owns it:
@@ -62,6 +62,7 @@ for i = 0, n - 1 do
       redis.call('HSET', status, 'status', 'completed', 'finished_at', ARGV[3],
         'result', ARGV[base + 6], 'lease', token)
       acked = acked + 1
+      add('succeeded:' .. qp, 1)
       out[i + 1] = 1
     end
     redis.call('EXPIRE', status, ARGV[base + 7])

@@ -10,7 +10,8 @@
 -- ARGV[7] run time (ms), or -1 when the item never ran (then "processed" is not counted)
 -- ARGV[8] 1 if KEYS[7] is the status record   ARGV[9] status ("failed" or "error")
 -- ARGV[10] finished at (s)   ARGV[11] failed runs   ARGV[12] last error (JSON)
--- ARGV[13] "<queue>:<priority>" and ARGV[14] wait time (ms) of a run (used when ARGV[7] >= 0)
+-- ARGV[13] "<queue>:<priority>" of the item's tier, or "" when unknown: counts ARGV[5] per tier
+--          ("<metric>:<queue>:<priority>"), and with ARGV[14] wait time (ms) a run (ARGV[7] >= 0)
 -- Per-queue dead-letter counts live in KEYS[4]: field "dead:<ARGV[5]>:<queue>" (queue read
 -- from the record's first "queue" field, "" if none), +1 for the record pushed and -1 for each
 -- record the cap trims, so that health reads counts instead of every record.
@@ -47,6 +48,7 @@ end
 redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[3]) - 1)
 redis.call('EXPIRE', KEYS[3], ARGV[4])
 redis.call('HINCRBY', KEYS[4], ARGV[5], 1)
+if ARGV[13] ~= '' then redis.call('HINCRBY', KEYS[4], ARGV[5] .. ':' .. ARGV[13], 1) end
 if tonumber(ARGV[7]) >= 0 then
   redis.call('HINCRBY', KEYS[4], 'processed', 1)
   redis.call('HINCRBY', KEYS[4], 'process_time_ms_total', ARGV[7])

@@ -2,7 +2,7 @@
 -- KEYS[1] inflight HASH   KEYS[2] leases ZSET   KEYS[3] delayed ZSET   KEYS[4] metrics HASH
 -- KEYS[5] the item's status HASH   KEYS[6] redeliveries HASH   KEYS[7] started SET
 -- ARGV[1] token   ARGV[2] delayed member "<list key>\n<updated item>"   ARGV[3] due time (ms)
--- ARGV[4] run time (ms)   ARGV[5] "<queue>:<priority>"   ARGV[6] wait time (ms)
+-- ARGV[4] run time (ms)   ARGV[5] "<queue>:<priority>" (per-tier counters)   ARGV[6] wait time (ms)
 -- ARGV[7] metrics TTL (s)   ARGV[8] failed runs so far   ARGV[9] last error (JSON)
 -- ARGV[10] operation id
 -- KEYS[8] the item's done LIST (wait_for)   KEYS[9] its dedup STRING key (optional)
@@ -43,6 +43,7 @@ if marks[1] then
 end
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[2])
 redis.call('HINCRBY', KEYS[4], 'retried', 1)
+redis.call('HINCRBY', KEYS[4], 'retried:' .. ARGV[5], 1)
 redis.call('HINCRBY', KEYS[4], 'processed', 1)
 redis.call('HINCRBY', KEYS[4], 'process_time_ms_total', ARGV[4])
 redis.call('HINCRBY', KEYS[4], 'wait_ms_total:' .. ARGV[5], ARGV[6])
