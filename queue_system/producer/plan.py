@@ -13,11 +13,11 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from json.encoder import c_encode_basestring, c_make_encoder  # type: ignore[attr-defined]
-from typing import Any
+from types import TracebackType
+from typing import Any, Literal
 
 import redis
 
@@ -216,7 +216,9 @@ def _encode_new(envelope: Envelope) -> bytes | None:
         envelope["on_failure"],
         envelope["timeout"],
     )
-    first_at, enqueued_at = _float(envelope["first_at"]), _float(envelope["enqueued_at"])
+    first_at = _float(envelope["first_at"])
+    same = envelope["enqueued_at"] is envelope["first_at"]  # a new item's: both are "now"
+    enqueued_at = first_at if same else _float(envelope["enqueued_at"])
     expires_at = _float(envelope["expires_at"]) if "expires_at" in envelope else ""
     dedup = envelope["dedup"]
     if first_at is None or enqueued_at is None or expires_at is None:
@@ -498,20 +500,34 @@ def _dedup_key(
     return config.keys.dedup(deduplication_key)
 
 
-@contextmanager
-def redis_errors() -> Iterator[None]:
-    """Translate driver errors into library errors (works around sync and async calls)."""
-    try:
-        yield
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
-        raise QueueUnavailableError(f"queue unavailable: Redis did not answer ({exc})") from exc
-    except redis.ResponseError as exc:
-        if TOO_MANY_QUEUES in str(exc):
+class _RedisErrors:
+    """The context manager :func:`redis_errors` returns: stateless, so one serves every call
+    (a ``@contextmanager`` generator costs a new generator per enqueue)."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> Literal[False]:
+        if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
+            raise QueueUnavailableError(f"queue unavailable: Redis did not answer ({exc})") from exc
+        if isinstance(exc, redis.ResponseError) and TOO_MANY_QUEUES in str(exc):
             raise ConfigurationError(
                 "this namespace already holds max_queues queue names; raise "
                 "QueueConfig(max_queues=...) or reuse queue names"
             ) from exc
-        raise
+        return False  # anything else (or nothing) goes on as it is
+
+
+_REDIS_ERRORS = _RedisErrors()
+
+
+def redis_errors() -> _RedisErrors:
+    """Translate driver errors into library errors (works around sync and async calls)."""
+    return _REDIS_ERRORS
 
 
 # --- purge_queue -----------------------------------------------------------------------------
