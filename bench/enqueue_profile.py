@@ -30,11 +30,10 @@ import redis
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from bench import QUEUE, clear, make_config, make_entity, noop  # noqa: E402
-
-from queue_system import QueueManager  # noqa: E402
-from queue_system.engine.embedded_server import EmbeddedRedis  # noqa: E402
-from queue_system.producer.plan import EnqueuePlan, plan_enqueue  # noqa: E402
+from bench import QUEUE, clear, make_config, make_entity, noop
+from queue_system import QueueManager
+from queue_system.engine.embedded_server import EmbeddedRedis
+from queue_system.producer.plan import EnqueuePlan, plan_enqueue
 
 
 def round_trips(url: str, n: int, rounds: int) -> dict[str, tuple[list[float], list[float]]]:
