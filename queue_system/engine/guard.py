@@ -15,7 +15,9 @@
 * Breakers are named after the server (``redis 127.0.0.1:6379/0``), so every manager of one
   process that talks to the same server shares one breaker.
 
-The hot path costs one breaker admission: the retry machinery starts only after a failure.
+The hot path costs one lock-free look at the breaker while it is quiet (closed, no failure
+counted): its admission and bookkeeping run only once a call fails, and the retry machinery
+only after a dropped connection.
 """
 
 from __future__ import annotations
@@ -61,6 +63,18 @@ class RedisGuard:
 
     def call(self, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
         """``fn(*args, **kwargs)`` guarded; QueueUnavailableError when Redis cannot answer."""
+        if self.breaker.is_quiet():
+            # Hot path: a success would change nothing in a quiet breaker, so the first try
+            # skips its admission (two lock round trips). A failure still goes through it.
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:
+                first = exc
+            try:
+                replayed: R = self.breaker.call(self._after_failure, first, fn, *args, **kwargs)
+                return replayed
+            except CircuitBreakerOpenError:
+                raise first from None  # opened meanwhile: as if admitted before, report ours
         try:
             result: R = self.breaker.call(self._retried, fn, *args, **kwargs)
             return result
@@ -69,36 +83,72 @@ class RedisGuard:
 
     async def call_async(self, fn: Callable[..., Awaitable[R]], *args: Any, **kwargs: Any) -> R:
         """The asyncio twin of :meth:`call`."""
+        if self.breaker.is_quiet():
+            try:
+                return await fn(*args, **kwargs)
+            except Exception as exc:
+                first = exc
+            try:
+                replayed: R = await self.breaker.call_asyncio(
+                    self._after_failure_async, first, fn, *args, **kwargs
+                )
+                return replayed
+            except CircuitBreakerOpenError:
+                raise first from None  # opened meanwhile: as if admitted before, report ours
         try:
             result: R = await self.breaker.call_asyncio(self._retried_async, fn, *args, **kwargs)
             return result
         except CircuitBreakerOpenError as exc:
             raise QueueUnavailableError(f"queue unavailable: {exc}") from exc
 
+    def _after_failure(self, exc: Exception, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+        """The failure of a hot-path first try, replayed under the breaker (so it counts as
+        the breaker's own call would count it), then retried as :meth:`_retried` does."""
+        if isinstance(exc, redis.ConnectionError):
+            return self._retry_after(exc, fn, *args, **kwargs)
+        raise exc
+
+    async def _after_failure_async(
+        self, exc: Exception, fn: Callable[..., Awaitable[R]], *args: Any, **kwargs: Any
+    ) -> R:
+        if isinstance(exc, redis.ConnectionError):
+            return await self._retry_after_async(exc, fn, *args, **kwargs)
+        raise exc
+
     def _retried(self, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
         try:
             return fn(*args, **kwargs)
         except redis.ConnectionError as exc:
-            failed: list[BaseException] = [exc]
+            return self._retry_after(exc, fn, *args, **kwargs)
 
-            def attempt() -> R:
-                # tenacity's first attempt is the call that just failed: it counts against
-                # max_connection_retries and is followed by the first backoff.
-                if failed:
-                    raise failed.pop()
-                return fn(*args, **kwargs)
+    def _retry_after(
+        self, exc: redis.ConnectionError, fn: Callable[..., R], *args: Any, **kwargs: Any
+    ) -> R:
+        failed: list[BaseException] = [exc]
 
-            return self._retry(attempt)()
+        def attempt() -> R:
+            # tenacity's first attempt is the call that just failed: it counts against
+            # max_connection_retries and is followed by the first backoff.
+            if failed:
+                raise failed.pop()
+            return fn(*args, **kwargs)
+
+        return self._retry(attempt)()
 
     async def _retried_async(self, fn: Callable[..., Awaitable[R]], *args: Any, **kwargs: Any) -> R:
         try:
             return await fn(*args, **kwargs)
         except redis.ConnectionError as exc:
-            failed: list[BaseException] = [exc]
+            return await self._retry_after_async(exc, fn, *args, **kwargs)
 
-            async def attempt() -> R:
-                if failed:
-                    raise failed.pop()
-                return await fn(*args, **kwargs)
+    async def _retry_after_async(
+        self, exc: redis.ConnectionError, fn: Callable[..., Awaitable[R]], *args: Any, **kwargs: Any
+    ) -> R:
+        failed: list[BaseException] = [exc]
 
-            return await self._retry(attempt)()
+        async def attempt() -> R:
+            if failed:
+                raise failed.pop()
+            return await fn(*args, **kwargs)
+
+        return await self._retry(attempt)()

@@ -113,6 +113,11 @@ class _WindowedMemoryStorage(pybreaker.CircuitMemoryStorage):
         with self._failures_lock:
             self._failures.clear()
 
+    def has_failures(self) -> bool:
+        """Whether any failure is held (aged-out ones included until ``counter`` drops them);
+        a lock-free read for :meth:`CircuitBreaker.is_quiet`."""
+        return bool(self._failures)
+
     @property
     def counter(self) -> int:
         cutoff = time.time() - self._window_s
@@ -313,6 +318,20 @@ class CircuitBreaker(pybreaker.CircuitBreaker):
             raise
         self._finish(ticket, None)
         return result
+
+    def is_quiet(self) -> bool:
+        """True when a successful call would change nothing: closed, no failure counted, state
+        in this process's memory, no listener but the state-change log. A lock-free read: a
+        hot path may then run its call without :meth:`call`'s bookkeeping, as long as it hands
+        a failure to :meth:`call` (a failure racing with this read counts as if it came after
+        the success, which is one of the orders the two calls could have had)."""
+        storage = self._storage
+        return (
+            type(storage) is _WindowedMemoryStorage
+            and storage.state == pybreaker.STATE_CLOSED
+            and not storage.has_failures()
+            and all(type(listener) is _StateChangeLogger for listener in self.listeners)
+        )
 
     def reset(self) -> None:
         """Close the breaker and forget its failures (closing an open one is logged)."""

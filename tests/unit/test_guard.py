@@ -6,10 +6,12 @@ import asyncio
 import uuid
 from typing import Any
 
+import pybreaker
 import pytest
 import redis
 
-from queue_system.engine.guard import RedisGuard
+from queue_system.engine.guard import REDIS_FAILURE_THRESHOLD, RedisGuard
+from queue_system.errors import QueueUnavailableError
 
 RETRIES = 2
 
@@ -88,3 +90,60 @@ def test_a_retry_re_sends_the_very_same_call(use_async: bool) -> None:
     for call_args, call_kwargs in fn.calls:
         assert call_args == ()
         assert call_kwargs["keys"] is keys and call_kwargs["args"] is args  # the same plan
+
+
+# --- the breaker's bookkeeping, also when the quiet hot path skips its admission -------------
+
+
+def run(g: RedisGuard, fn: Flaky, use_async: bool) -> Any:
+    if use_async:
+        return asyncio.run(g.call_async(fn.call_async, keys=PLAN[0], args=PLAN[1]))
+    return g.call(fn, keys=PLAN[0], args=PLAN[1])
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+def test_failures_open_the_breaker_then_calls_fail_at_once(use_async: bool) -> None:
+    g = guard()
+    failing = Flaky(redis.TimeoutError("Timeout reading from socket"))
+    for _ in range(REDIS_FAILURE_THRESHOLD):
+        assert g.breaker.is_quiet() == (not failing.calls)  # only the first try is "quiet"
+        with pytest.raises(redis.TimeoutError):
+            run(g, failing, use_async)
+    assert g.breaker.current_state == "open"
+    fine = Flaky(redis.TimeoutError("never raised"), failures=0)
+    with pytest.raises(QueueUnavailableError, match="open"):
+        run(g, fine, use_async)
+    assert fine.calls == []  # not even tried
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+def test_a_success_forgets_earlier_failures(use_async: bool) -> None:
+    g = guard()
+    failing = Flaky(redis.TimeoutError("Timeout reading from socket"))
+    fine = Flaky(redis.TimeoutError("never raised"), failures=0)
+    for _ in range(REDIS_FAILURE_THRESHOLD - 1):
+        with pytest.raises(redis.TimeoutError):
+            run(g, failing, use_async)
+    assert not g.breaker.is_quiet() and g.breaker.fail_counter == REDIS_FAILURE_THRESHOLD - 1
+    assert run(g, fine, use_async) == "ok"
+    assert g.breaker.is_quiet() and g.breaker.fail_counter == 0
+    with pytest.raises(redis.TimeoutError):
+        run(g, failing, use_async)
+    assert g.breaker.current_state == "closed"
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+def test_an_answer_from_redis_is_no_failure(use_async: bool) -> None:
+    g = guard()
+    refused = Flaky(redis.ResponseError("QS_TOO_MANY_QUEUES"))
+    for _ in range(REDIS_FAILURE_THRESHOLD + 1):
+        with pytest.raises(redis.ResponseError):
+            run(g, refused, use_async)
+    assert g.breaker.is_quiet() and g.breaker.current_state == "closed"
+
+
+def test_a_listener_turns_the_hot_path_off() -> None:
+    g = guard()
+    assert g.breaker.is_quiet()
+    g.breaker.add_listener(pybreaker.CircuitBreakerListener())
+    assert not g.breaker.is_quiet()  # its before_call/success must see every call

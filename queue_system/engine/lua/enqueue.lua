@@ -23,6 +23,8 @@
 --   * its own operation id, when a status record of that id exists (an earlier enqueue, or an
 --     earlier item of this batch, with the same caller-chosen id: an idempotency key);
 --   * the operation id holding its dedup key, status "".
+-- Counters (KEYS[3], TTL ARGV[4]): "enqueued" and "enqueued:<queue>:<priority>" (ARGV[1],
+--   ARGV[6]) each grow by the items this run stored: a re-sent call stores and counts nothing.
 -- Error "QS_TOO_MANY_QUEUES" when the queue is new and the registry is full (nothing written).
 -- Status records and dedup keys get no TTL: they live as long as their item (the scripts that
 -- end an item give them one), so a dedup key cannot expire under a waiting item.
@@ -93,6 +95,7 @@ if queued > 0 then
   if scheduled < queued then redis.call('SADD', KEYS[5], KEYS[4]) end
   if scheduled > 0 then redis.call('HINCRBY', scheduled_counts, KEYS[4], scheduled) end
   redis.call('HINCRBY', KEYS[3], 'enqueued', queued)
+  redis.call('HINCRBY', KEYS[3], 'enqueued:' .. ARGV[1] .. ':' .. ARGV[6], queued)
   redis.call('EXPIRE', KEYS[3], ARGV[4])
 end
 -- Wake idle workers only when the list was empty: otherwise workers are busy with it or
