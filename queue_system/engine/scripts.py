@@ -39,9 +39,13 @@ SCRIPT_NAMES = (
     "finish_cancelled",
     "wait_register",
     "progress",
+    "enqueue_dependent",
+    "resolve_dependents",
+    "cancel_dependent",
 )
 
 TOO_MANY_QUEUES = "QS_TOO_MANY_QUEUES"
+UNKNOWN_DEPENDENCY = "QS_UNKNOWN_DEPENDENCY"
 
 
 def script_source(name: str) -> str:
@@ -82,6 +86,9 @@ class Scripts(Generic[S]):
     finish_cancelled: S
     wait_register: S
     progress: S
+    enqueue_dependent: S
+    resolve_dependents: S
+    cancel_dependent: S
 
     @overload
     @classmethod

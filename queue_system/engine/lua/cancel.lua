@@ -3,7 +3,9 @@
 -- KEYS[3] the ZSET the caller found it in: delayed (a retry's wait) or scheduled (delay= /
 --         run_at=)   KEYS[4] ready SET   KEYS[5] the operation's done LIST (wait_for)
 -- KEYS[6] metrics HASH   KEYS[7] scheduled counts HASH (list key -> items in the scheduled set)
--- KEYS[8] the item's dedup STRING key (optional)
+-- KEYS[8] deps_outbox LIST: an operation whose record has "has_dependents" is pushed onto it
+--         as "<operation id> cancelled" (see enqueue_dependent.lua)
+-- KEYS[9] the item's dedup STRING key (optional)
 -- ARGV[1] where the caller found the item: "waiting" (in KEYS[2]), "scheduled" (in KEYS[3])
 --         or "running" (leased: nothing to remove)
 -- ARGV[2] the exact raw item ("waiting") or delayed member "<list key>\n<raw item>"
@@ -50,8 +52,11 @@ else
 end
 redis.call('HSET', KEYS[1], 'status', 'cancelled', 'finished_at', ARGV[4], 'cancel_nonce', ARGV[7])
 redis.call('EXPIRE', KEYS[1], ARGV[5])
-if KEYS[8] and redis.call('GET', KEYS[8]) == ARGV[3] then
-  redis.call('DEL', KEYS[8])
+if KEYS[9] and redis.call('GET', KEYS[9]) == ARGV[3] then
+  redis.call('DEL', KEYS[9])
+end
+if redis.call('HEXISTS', KEYS[1], 'has_dependents') == 1 then
+  redis.call('RPUSH', KEYS[8], ARGV[3] .. ' cancelled')
 end
 local waiters = tonumber(redis.call('HGET', KEYS[1], 'waiters') or '0')
 if waiters > 0 then

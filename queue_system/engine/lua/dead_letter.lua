@@ -4,14 +4,17 @@
 -- KEYS[7] the item's status HASH when ARGV[8] = 1, else this token's finish receipt STRING
 -- KEYS[8] the item's done LIST (wakes wait_for callers; used when ARGV[8] = 1, else any key of
 --         this item, e.g. KEYS[7] again)
--- KEYS[9] the item's dedup STRING key (optional)
+-- KEYS[9] deps_outbox LIST: an item whose record has "has_dependents" is pushed onto it as
+--         "<operation id> <status>" (see enqueue_dependent.lua)
+-- KEYS[10] the item's dedup STRING key (optional)
 -- ARGV[1] token   ARGV[2] dead-letter record (JSON)   ARGV[3] list cap   ARGV[4] TTL (s)
 -- ARGV[5] metric to count ("failed" or "system_errors")   ARGV[6] operation id
 -- ARGV[7] run time (ms), or -1 when the item never ran (then "processed" is not counted)
 -- ARGV[8] 1 if KEYS[7] is the status record   ARGV[9] status ("failed" or "error")
 -- ARGV[10] finished at (s)   ARGV[11] failed runs   ARGV[12] last error (JSON)
 -- ARGV[13] "<queue>:<priority>" and ARGV[14] wait time (ms) of a run (used when ARGV[7] >= 0)
--- Returns: 1 = moved, 0 = the lease was lost (nothing written). A record that counts waiters
+-- Returns: 1 = moved (2 = moved, and pushed onto deps_outbox), 0 = the lease was lost
+-- (nothing written). A record that counts waiters
 -- (wait_register.lua) gets one token per waiter on its done LIST.
 -- Safe to re-send: the status record keeps the token that finished it ("lease"; an item
 -- without a record gets a receipt key instead), so a re-run whose lease is gone answers 1 for
@@ -30,6 +33,7 @@ end
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('SREM', KEYS[6], ARGV[1])
+local deps = 1
 local item = string.sub(value, string.find(value, '\n', 1, true) + 1)
 redis.call('HDEL', KEYS[5],
   string.match(item, '^{"v":1,"id":"([%w_.:%-]+)"') or redis.sha1hex(item))
@@ -58,12 +62,16 @@ if ARGV[8] == '1' then
     redis.call('EXPIRE', KEYS[8], ARGV[4])
     redis.call('HDEL', KEYS[7], 'waiters')
   end
+  if redis.call('HEXISTS', KEYS[7], 'has_dependents') == 1 then
+    redis.call('RPUSH', KEYS[9], ARGV[6] .. ' ' .. ARGV[9])
+    deps = 2
+  end
 else
   redis.call('SET', KEYS[7], '1')
 end
 redis.call('EXPIRE', KEYS[7], ARGV[4])
-local dedup = KEYS[9]
+local dedup = KEYS[10]
 if dedup and redis.call('GET', dedup) == ARGV[6] then
   redis.call('DEL', dedup)
 end
-return 1
+return deps
