@@ -25,6 +25,8 @@ RESOLVE_CHUNK = 200
 """Dependents one ``resolve_dependents.lua`` call handles at most (4 keys each)."""
 OUTBOX_READ = 100
 """Outbox entries one pass reads."""
+OUTBOX_PASSES = 10
+"""Passes one resolution makes at most: a failure cascades by pushing new entries."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,10 +45,13 @@ class Resolution:
     #: Dead-letter records of the children failed with reason ``dependency_failed``.
     failed: list[dict[str, Any]] = field(default_factory=list)
     released: list[str] = field(default_factory=list)
+    #: Outbox entries handled (one resolved by someone else at the same time counts too).
+    entries: int = 0
 
     def add(self, other: Resolution) -> None:
         self.failed.extend(other.failed)
         self.released.extend(other.released)
+        self.entries += other.entries
 
 
 def outbox_entries(keys: KeySpace) -> Plan[list[str]]:
@@ -62,14 +67,16 @@ def resolve_entry(
     chunk, until its dependents set and the entry are gone."""
     dep, _, status = entry.partition(" ")
     dependents = keys.dependents(dep)
-    done = Resolution()
+    done = Resolution(entries=1)
     while True:
         (members,) = yield [Command("srandmember", dependents, RESOLVE_CHUNK)]
         children = sorted(as_text(member) for member in members)
-        reads = yield [
-            Command("hmget", keys.operation(child), "held_item", "held_list", "deps_failure_mode")
-            for child in children
-        ]
+        reads: list[Any] = []
+        if children:  # (no empty batch: an asyncio pipeline that is never run warns)
+            reads = yield [
+                Command("hmget", keys.operation(c), "held_item", "held_list", "deps_failure_mode")
+                for c in children
+            ]
         script_keys = [
             keys.deps_outbox,
             keys.registry,

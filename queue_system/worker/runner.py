@@ -524,7 +524,8 @@ class ItemRunner:
     async def resolve_dependents(self) -> bool:
         """Release or fail the dependents (``depends_on``) of operations that ended; a failed
         one is told to ``on_dead_letter`` hooks and gets its ``on_failure`` callback with
-        ``reason="dependency_failed"``. True if any was released or failed."""
+        ``reason="dependency_failed"``. True if the outbox held entries (resolved here, or by
+        another worker at the same time)."""
         resolution = await self.broker.resolve_dependents()
         for record in resolution.failed:
             logger.warning(
@@ -553,7 +554,7 @@ class ItemRunner:
                 history=[],
             )
             self.spawn_callback(on_failure, data)
-        return bool(resolution.failed or resolution.released)
+        return bool(resolution.entries)
 
     def spawn_callback(self, fn: Callable[..., Any], data: dict[str, Any]) -> None:
         """Run a callback in the background (tracked so stop() can wait for it)."""

@@ -35,6 +35,7 @@ from queue_system.core.hooks import JobInfo
 from queue_system.core.limits import encode_limits
 from queue_system.core.types import DeadLetter
 from queue_system.engine.dependencies import (
+    OUTBOX_PASSES,
     Resolution,
     ResolveLimits,
     outbox_entries,
@@ -619,10 +620,14 @@ class WorkerBroker:
             ttl=self.config.backup_ttl,
             notify_cap=NOTIFY_CAP,
         )
-        entries = await run_async(self.client, self.scripts, outbox_entries(self.keys))
-        for entry in entries:
-            plan = resolve_entry(self.keys, entry, now=self.config.clock.time(), limits=limits)
-            done.add(await run_async(self.client, self.scripts, plan))
+        for _ in range(OUTBOX_PASSES):  # a failed dependent with dependents adds an entry
+            entries = await run_async(self.client, self.scripts, outbox_entries(self.keys))
+            for entry in entries:
+                now = self.config.clock.time()
+                plan = resolve_entry(self.keys, entry, now=now, limits=limits)
+                done.add(await run_async(self.client, self.scripts, plan))
+            if not entries:
+                break
         return done
 
     async def write_progress(self, token: str, operation_id: str, progress_json: str) -> bool:
