@@ -10,6 +10,7 @@ the server saw them, whatever process ran them.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import signal
@@ -24,12 +25,17 @@ import pytest
 import redis
 
 from queue_system import AsyncQueueManager, QueueConfig, QueueManager, QueueRetryConfig
+from queue_system.cli.main import cli
 from queue_system.engine.embedded_server import EmbeddedRedis
 from queue_system.engine.scripts import SCRIPT_NAMES, script_source
 from queue_system.ops.admin import QueueAdmin
+from queue_system.web import create_app
+from tests.integration.test_dashboard import TOKEN, login
 from tests.support.burst import run_burst
+from tests.support.cli import cli_runner
 from tests.support.proxy import FaultProxy
 from tests.support.waiting import wait_until
+from tests.support.web import TestClient
 from utils import breakers
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -378,8 +384,6 @@ def test_resent_resolve_dependents_writes_nothing_twice(
     proxied = make_config(redis_url=proxy.url, connection_timeout=2.0)
     proxied.register_callback(record)
     resolve_sha = script_source("resolve_dependents")
-    import hashlib
-
     sha = hashlib.sha1(resolve_sha.encode()).hexdigest().encode()
     fired = proxy.drop_reply(sha)  # the first resolution's reply is lost
     proxy.drop_reply(sha)  # and the second's
@@ -418,3 +422,22 @@ def test_async_manager_enqueues_dependents(jobs: Jobs, raw_redis: redis.Redis) -
     run_burst(jobs.config, max_workers=1)
     assert jobs.runs(raw_redis) == ["A", "C"]
     assert jobs.status(c) == "completed"
+
+
+# --- where operators see the status --------------------------------------------------------------
+
+
+def test_waiting_status_shows_in_cli_job_and_dashboard(
+    jobs: Jobs, redis_url: str, key_prefix: str
+) -> None:
+    a = jobs.add("A")
+    c = jobs.add("C", depends_on=[a])
+
+    shown = cli_runner().invoke(
+        cli, ["--url", redis_url, "--prefix", key_prefix, "job", c, "--json"]
+    )
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.stdout)["status"] == "waiting_for_dependencies"
+    with TestClient(create_app(jobs.config, token=TOKEN)) as client:
+        login(client)
+        assert "waiting_for_dependencies" in client.get(f"/operations/{c}").text
