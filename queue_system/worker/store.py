@@ -347,6 +347,7 @@ class WorkerBroker:
         ]
         if dedup_key is not None and dedup_key.startswith(self.keys.dedup_prefix):
             keys.append(dedup_key)
+        keys.append(self.keys.deps_outbox)  # always last (see schedule_retry.lua)
         args: list[EncodableT] = [
             item.token,
             member,
@@ -361,7 +362,10 @@ class WorkerBroker:
             self.config.result_ttl if record_ttl is None else record_ttl,
             f"{self.config.clock.time():.3f}",
         ]
-        return bool(await self.scripts.schedule_retry(keys=keys, args=args))
+        answer = int(await self.scripts.schedule_retry(keys=keys, args=args))
+        if answer == 2:  # ended cancelled: dependents, if any, wait in the outbox
+            self.dependents_waiting = True
+        return bool(answer)
 
     async def dead_letter(
         self,

@@ -30,6 +30,7 @@ from queue_system.engine.embedded_server import EmbeddedRedis
 from queue_system.engine.scripts import SCRIPT_NAMES, script_source
 from queue_system.ops.admin import QueueAdmin
 from queue_system.web import create_app
+from queue_system.worker.store import WorkerBroker
 from tests.integration.test_dashboard import TOKEN, login
 from tests.support.burst import run_burst
 from tests.support.cli import cli_runner
@@ -441,3 +442,43 @@ def test_waiting_status_shows_in_cli_job_and_dashboard(
     with TestClient(create_app(jobs.config, token=TOKEN)) as client:
         login(client)
         assert "waiting_for_dependencies" in client.get(f"/operations/{c}").text
+
+
+def test_a_retry_that_ends_cancelled_fails_its_dependents(
+    jobs: Jobs, raw_redis: redis.Redis
+) -> None:
+    # Given A runs (claimed by hand) and its cancel is requested; its worker missed the
+    # request, the run fails and asks for a retry: schedule_retry.lua ends it cancelled.
+    a = jobs.add("A", retry_config=QueueRetryConfig(max_attempts=3))
+    c = jobs.add("C", depends_on=[a])
+
+    async def main() -> bool:
+        client = jobs.config.make_async_client()
+        try:
+            broker = WorkerBroker(jobs.config, client, "worker-a")
+            [item] = await broker.claim(jobs.config.keys.claim_order(["deps"]), 1)
+            assert await asyncio.to_thread(jobs.manager.cancel, a) == "cancelling"
+            kept = await broker.schedule_retry(
+                item,
+                item.raw,
+                jobs.config.clock.time() + 60,
+                operation_id=a,
+                run_ms=1,
+                queue_priority="deps:normal",
+                wait_ms=1,
+                attempts=1,
+                last_error="{}",
+            )
+            assert kept
+            return broker.dependents_waiting
+        finally:
+            await client.aclose()
+
+    asyncio.run(main())
+    assert jobs.status(a) == "cancelled"
+    # When a worker resolves what the outbox holds
+    run_burst(jobs.config)
+    # Then C failed with A's status, and never ran
+    assert jobs.status(c) == "failed"
+    assert jobs.failures(raw_redis)[c]["dependency_status"] == "cancelled"
+    assert jobs.runs(raw_redis) == []

@@ -6,6 +6,9 @@
 -- ARGV[7] metrics TTL (s)   ARGV[8] failed runs so far   ARGV[9] last error (JSON)
 -- ARGV[10] operation id
 -- KEYS[8] the item's done LIST (wait_for)   KEYS[9] its dedup STRING key (optional)
+-- KEYS[#KEYS] deps_outbox LIST (optional, always last: then KEYS[9] is the dedup key only when
+--         there are 10 keys): an item that ends cancelled here whose record has
+--         "has_dependents" is pushed onto it as "<operation id> cancelled"
 -- ARGV[11] TTL (s) of a record that ends here (see below)   ARGV[12] now (s)
 -- Returns: 1 = scheduled, 0 = the lease was lost (nothing written), 2 = its cancel was
 --          requested while it ran (the record's "cancel_requested" mark, see cancel.lua): it
@@ -27,7 +30,10 @@ if marks[1] then
   redis.call('HSET', KEYS[5], 'status', 'cancelled', 'finished_at', ARGV[12],
     'attempts', ARGV[8], 'last_error', ARGV[9], 'lease', ARGV[1])
   redis.call('EXPIRE', KEYS[5], ARGV[11])
-  if KEYS[9] and redis.call('GET', KEYS[9]) == ARGV[10] then redis.call('DEL', KEYS[9]) end
+  if #KEYS == 10 and redis.call('GET', KEYS[9]) == ARGV[10] then redis.call('DEL', KEYS[9]) end
+  if #KEYS >= 9 and redis.call('HEXISTS', KEYS[5], 'has_dependents') == 1 then
+    redis.call('RPUSH', KEYS[#KEYS], ARGV[10] .. ' cancelled')
+  end
   if marks[2] then
     local wake = {}
     for j = 1, math.min(tonumber(marks[2]), 1000) do wake[j] = '1' end
