@@ -34,6 +34,7 @@ from queue_system.worker.store import WorkerBroker
 from tests.integration.test_dashboard import TOKEN, login
 from tests.support.burst import run_burst
 from tests.support.cli import cli_runner
+from tests.support.clock import FakeClock
 from tests.support.proxy import FaultProxy
 from tests.support.waiting import wait_until
 from tests.support.web import TestClient
@@ -482,3 +483,20 @@ def test_a_retry_that_ends_cancelled_fails_its_dependents(
     assert jobs.status(c) == "failed"
     assert jobs.failures(raw_redis)[c]["dependency_status"] == "cancelled"
     assert jobs.runs(raw_redis) == []
+
+
+def test_an_expired_dependency_fails_c(
+    make_config: Callable[..., QueueConfig], redis_url: str, key_prefix: str, raw_redis: redis.Redis
+) -> None:
+    clock = FakeClock()
+    jobs = Jobs(make_config(clock=clock), redis_url, f"{key_prefix}log")
+    a = jobs.add("A", expires=10)
+    c = jobs.add("C", depends_on=[a])
+    clock.advance(10)
+
+    run_burst(jobs.config)
+
+    assert jobs.status(a) == "expired" and jobs.status(c) == "failed"
+    assert jobs.failures(raw_redis)[c]["dependency_status"] == "expired"
+    assert jobs.runs(raw_redis) == []
+    assert no_dependency_keys_left(raw_redis, jobs.config)
