@@ -209,7 +209,8 @@ class QueueManager:
         """Status of one operation, or None if the id is unknown or its record expired.
 
         Returns ``operation_id``, ``status`` (pending | scheduled | processing | completed |
-        failed | error | cancelled), ``queue_name``, ``priority``, ``processor``, ``attempts``,
+        failed | error | cancelled | expired | waiting_for_dependencies), ``queue_name``,
+        ``priority``, ``processor``, ``attempts``,
         ``enqueued_at``/``started_at``/``finished_at``/``next_run_at`` (ISO 8601 UTC),
         ``worker``, ``last_error``, ``result``, ``progress`` (what the processor reported with
         ``current_job().update_progress``), ``cancel_requested_at`` (a cancel asked while it

@@ -24,7 +24,13 @@ from typing import Any
 import pytest
 import redis
 
-from queue_system import AsyncQueueManager, QueueConfig, QueueManager, QueueRetryConfig
+from queue_system import (
+    AsyncQueueManager,
+    QueueConfig,
+    QueueManager,
+    QueueRetryConfig,
+    ReplicationTimeoutError,
+)
 from queue_system.cli.main import cli
 from queue_system.engine.embedded_server import EmbeddedRedis
 from queue_system.engine.scripts import SCRIPT_NAMES, script_source
@@ -500,3 +506,17 @@ def test_an_expired_dependency_fails_c(
     assert jobs.failures(raw_redis)[c]["dependency_status"] == "expired"
     assert jobs.runs(raw_redis) == []
     assert no_dependency_keys_left(raw_redis, jobs.config)
+
+
+def test_a_dependent_enqueue_waits_for_replicas_like_any_enqueue(
+    make_config: Callable[..., QueueConfig], raw_redis: redis.Redis
+) -> None:
+    # The suite's server has no replica: with min_replicas=1 every WAIT falls short.
+    plain = QueueManager(make_config())
+    a = plain.enqueue({"n": 1}, record, queue_name="deps")["operation_id"]
+    durable = QueueManager(make_config(min_replicas=1, replica_timeout=0.05))
+
+    with pytest.raises(ReplicationTimeoutError, match="only 0 of min_replicas=1"):
+        durable.enqueue({"n": 2}, record, queue_name="deps", depends_on=[a], operation_id="c-1")
+
+    assert plain.get_operation("c-1")["status"] == "waiting_for_dependencies"  # type: ignore[index]
