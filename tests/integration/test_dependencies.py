@@ -36,7 +36,7 @@ from queue_system.engine.embedded_server import EmbeddedRedis
 from queue_system.engine.scripts import SCRIPT_NAMES, script_source
 from queue_system.ops.admin import QueueAdmin
 from queue_system.web import create_app
-from queue_system.worker.store import WorkerBroker
+from queue_system.worker.store import ACKED, Completion, WorkerBroker
 from tests.integration.test_dashboard import TOKEN, login
 from tests.support.burst import run_burst
 from tests.support.cli import cli_runner
@@ -520,3 +520,41 @@ def test_a_dependent_enqueue_waits_for_replicas_like_any_enqueue(
         durable.enqueue({"n": 2}, record, queue_name="deps", depends_on=[a], operation_id="c-1")
 
     assert plain.get_operation("c-1")["status"] == "waiting_for_dependencies"  # type: ignore[index]
+
+
+def test_an_outbox_entry_left_by_a_dead_worker_is_resolved_by_another(
+    jobs: Jobs, raw_redis: redis.Redis
+) -> None:
+    # Given A acked by a worker that died before resolving its dependents (a bare broker:
+    # the ack script pushed A onto the outbox, and nobody resolved it)
+    a = jobs.add("A")
+    c = jobs.add("C", depends_on=[a])
+
+    async def ack_and_die() -> None:
+        client = jobs.config.make_async_client()
+        try:
+            broker = WorkerBroker(jobs.config, client, "worker-dies")
+            [item] = await broker.claim(jobs.config.keys.claim_order(["deps"]), 1)
+            completion = Completion(
+                item=item,
+                operation_id=a,
+                dedup_key=None,
+                run_ms=1,
+                queue_priority="deps:normal",
+                wait_ms=1,
+                result_json='"A"',
+                result_ttl=60,
+            )
+            assert await broker.ack([completion], jobs.config.clock.time()) == [ACKED]
+            assert broker.dependents_waiting
+        finally:
+            await client.aclose()
+
+    asyncio.run(ack_and_die())
+    assert raw_redis.lrange(jobs.config.keys.deps_outbox, 0, -1) == [f"{a} completed".encode()]
+    assert jobs.status(c) == "waiting_for_dependencies"
+    # When another worker runs: its maintenance reads the outbox
+    run_burst(jobs.config)
+    # Then C ran once
+    assert jobs.runs(raw_redis) == ["C"]
+    assert no_dependency_keys_left(raw_redis, jobs.config)
