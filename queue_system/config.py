@@ -322,7 +322,11 @@ class QueueConfig:
             Replication(
                 min_replicas=self.min_replicas,
                 timeout_s=self.replica_timeout,
-                on_short={"enqueue": self._enqueue_short, "ack": self._ack_short},
+                on_short={
+                    "enqueue": self._enqueue_short,
+                    "ack": self._ack_short,
+                    "enqueue_dependent": self._enqueue_short,  # depends_on: an enqueue too
+                },
             ),
         )
 

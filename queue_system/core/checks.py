@@ -26,6 +26,7 @@ RESERVED_QUEUE_NAMES = frozenset(
         *("cron_last", "cron_claims", "cron_schedules"),
         *("metrics_history",),  # the dashboard's chart samples
         *("done", "cancels"),
+        *("dependents", "waits_on", "deps_outbox"),  # depends_on
     }
 )
 """The namespace's own key names (``queue:failures``, ``queue:op:<id>``...): no new queue may

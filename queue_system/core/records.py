@@ -131,3 +131,33 @@ def stored_envelope(record: dict[str, Any] | None) -> Envelope:
     if isinstance(envelope, dict):
         return decode_envelope(json.dumps(envelope).encode())
     raise DecodeError("the record holds no item", b"")
+
+
+DEPENDENCY_FAILED = "dependency_failed"
+"""The reason of a dead letter whose dependency (``depends_on``) did not complete."""
+
+
+def dependency_failure_head(envelope: dict[str, Any], at: float) -> str:
+    """The JSON of a ``dependency_failed`` dead letter without its closing brace: the Lua
+    script that fails the item (it alone knows which dependency ended, and how) appends
+    :func:`dependency_record_tail`, so the record reads like every other dead letter."""
+    record: dict[str, Any] = dict(
+        dead_letter_record(
+            reason=DEPENDENCY_FAILED,
+            error_type="DependencyFailed",
+            message="",
+            at=at,
+            envelope=envelope,
+        )
+    )
+    del record["message"]  # the tail ends with it
+    return json.dumps(record, separators=(",", ":"), default=str)[:-1]
+
+
+def dependency_record_tail(dependency_id: str, status: str) -> str:
+    """What the Lua scripts append to :func:`dependency_failure_head` (ids and statuses are
+    plain words: no JSON escaping needed)."""
+    message = f"dependency {dependency_id} ended {status}"
+    return (
+        f',"dependency_id":"{dependency_id}","dependency_status":"{status}","message":"{message}"}}'
+    )

@@ -55,6 +55,14 @@ Layout under a prefix (default ``queue:``)::
     queue:cancels                   pub/sub channel: operation ids whose cancel was requested
                                           while they ran (workers stop them; the durable mark
                                           is the record's ``cancel_requested`` field)
+    queue:dependents:{operation_id} SET   operation ids waiting for this live operation to end
+                                          (depends_on; deleted once they are resolved)
+    queue:waits_on:{operation_id}   SET   the dependencies a waiting_for_dependencies item still
+                                          waits for (no TTL while it waits; deleted when it ends)
+    queue:deps_outbox               LIST  "<operation id> <status>" of ended operations whose
+                                          record had ``has_dependents``: pushed by the scripts
+                                          that end an operation, removed once its dependents
+                                          are released or failed (resolve_dependents.lua)
     queue:worker:{worker_id}        HASH  one live worker's record (TTL, refreshed by heartbeat)
     queue:cron_last                 HASH  schedule name -> newest tick fired or skipped (ms)
     queue:cron_claims               HASH  schedule name -> JSON of ticks claimed and not yet
@@ -131,6 +139,19 @@ class KeySpace:
     def done(self, operation_id: str) -> str:
         """The LIST that wakes ``wait_for`` callers when ``operation_id`` ends."""
         return f"{self.prefix}done:{operation_id}"
+
+    def dependents(self, operation_id: str) -> str:
+        """The operations waiting for ``operation_id`` to end (``depends_on``)."""
+        return f"{self.prefix}dependents:{operation_id}"
+
+    def waits_on(self, operation_id: str) -> str:
+        """The dependencies a ``waiting_for_dependencies`` operation still waits for."""
+        return f"{self.prefix}waits_on:{operation_id}"
+
+    @property
+    def deps_outbox(self) -> str:
+        """Ended operations whose dependents are not resolved yet."""
+        return f"{self.prefix}deps_outbox"
 
     @property
     def cancels(self) -> str:

@@ -76,12 +76,15 @@ async def run_async(client: redis.asyncio.Redis, scripts: Scripts[AsyncScript], 
     try:
         batch = next(plan)
         while True:
-            pipe = client.pipeline(transaction=False)
-            for command in batch:
-                queued = _queue(pipe, scripts, command)
-                if command.script:  # an asyncio Script call on a pipeline is a coroutine
-                    await queued
-            batch = plan.send(await pipe.execute() if batch else [])
+            # ``async with``: a pipeline whose execute raised (a lost reply) is reset, not left
+            # for the garbage collector to warn about.
+            async with client.pipeline(transaction=False) as pipe:
+                for command in batch:
+                    queued = _queue(pipe, scripts, command)
+                    if command.script:  # an asyncio Script call on a pipeline is a coroutine
+                        await queued
+                replies = await pipe.execute() if batch else []
+            batch = plan.send(replies)
     except StopIteration as done:
         result: T = done.value
         return result

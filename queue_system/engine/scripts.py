@@ -40,15 +40,29 @@ SCRIPT_NAMES = (
     "finish_cancelled",
     "wait_register",
     "progress",
+    "enqueue_dependent",
+    "resolve_dependents",
+    "cancel_dependent",
 )
 
 TOO_MANY_QUEUES = "QS_TOO_MANY_QUEUES"
+UNKNOWN_DEPENDENCY = "QS_UNKNOWN_DEPENDENCY"
+
+
+INCLUDE = "--#include "
 
 
 def script_source(name: str) -> str:
-    """The text of ``lua/<name>.lua`` shipped with the package."""
+    """The text of ``lua/<name>.lua`` shipped with the package, each ``--#include <lib>`` line
+    replaced by ``lua/lib/<lib>.lua`` (local functions several scripts share)."""
     lua_dir = resources.files("queue_system.engine").joinpath("lua")
-    return lua_dir.joinpath(f"{name}.lua").read_text("utf-8")
+    lines = lua_dir.joinpath(f"{name}.lua").read_text("utf-8").splitlines(keepends=True)
+    return "".join(
+        lua_dir.joinpath("lib").joinpath(f"{line[len(INCLUDE) :].strip()}.lua").read_text("utf-8")
+        if line.startswith(INCLUDE)
+        else line
+        for line in lines
+    )
 
 
 #: A registered script: ``Script`` on a sync client, ``AsyncScript`` (awaited) on an asyncio one.
@@ -84,6 +98,9 @@ class Scripts(Generic[S]):
     finish_cancelled: S
     wait_register: S
     progress: S
+    enqueue_dependent: S
+    resolve_dependents: S
+    cancel_dependent: S
 
     @overload
     @classmethod

@@ -84,11 +84,20 @@ def cancel_operation(config: QueueConfig, operation_id: str, nonce: str) -> Plan
             mode, found = "scheduled", member
         elif status == "processing":
             mode, found = "running", b""
+        elif status == "waiting_for_dependencies":  # held in its record: see depends_on
+            held = [status_key, keys.waits_on(operation_id), keys.done(operation_id)]
+            held += [keys.metrics, keys.deps_outbox]
+            held_args = [f"{config.clock.time():.3f}", config.result_ttl_for(queue), nonce]
+            held_args += [config.backup_ttl, operation_id]
+            (answer,) = yield [Command("cancel_dependent", *held_args, keys=held, script=True)]
+            if as_text(answer) == "moved":
+                continue  # released or failed meanwhile: read the record again
+            return "cancelled"
         else:  # a state this version does not know how to cancel
             raise QueueSystemError(f"operation {operation_id} cannot be cancelled ({status})")
         dedup = _dedup_of(found, keys.dedup_prefix)
         script_keys = [status_key, list_key, zset, keys.ready, keys.done(operation_id)]
-        script_keys += [keys.metrics, keys.scheduled_counts]
+        script_keys += [keys.metrics, keys.scheduled_counts, keys.deps_outbox]
         if dedup is not None:
             script_keys.append(dedup)
         args: list[Any] = [

@@ -33,6 +33,12 @@ from queue_system.ops.job_control import (
     wait_chunk,
 )
 from queue_system.ops.reads import read_operation, read_queue_status, read_workers
+from queue_system.producer.dependent import (
+    DependencyFailureMode,
+    check_dependencies,
+    dependency_errors,
+    plan_dependent,
+)
 from queue_system.producer.hooks import before_enqueue_async
 from queue_system.producer.log_context import (
     CALLER_ERRORS,
@@ -90,8 +96,17 @@ class AsyncQueueManager:
         delay: float | dt.timedelta | None = None,
         run_at: dt.datetime | None = None,
         expires: float | dt.timedelta | dt.datetime | None = None,
+        depends_on: Sequence[str] | None = None,
+        on_dependency_failure: DependencyFailureMode = "fail",
     ) -> EnqueueResult:
         """See :meth:`QueueManager.enqueue`."""
+        deps = check_dependencies(
+            depends_on,
+            on_dependency_failure,
+            delay=delay,
+            run_at=run_at,
+            deduplication_key=deduplication_key,
+        )
         draft = draft_enqueue(
             self.config,
             [entity],
@@ -111,6 +126,13 @@ class AsyncQueueManager:
         )
         plan = await before_enqueue_async(self.config.hooks(), draft)
         _, scripts = self._connected()
+        if deps is not None:  # waits for them: see queue_system.producer.dependent
+            call = plan_dependent(self.config, draft, plan, deps, on_dependency_failure)
+            with redis_errors(), dependency_errors():
+                answer = await self._guard.call_async(
+                    scripts.enqueue_dependent, keys=call.keys, args=call.args
+                )
+            return call.interpret(answer)
         with redis_errors():
             answer = await self._guard.call_async(scripts.enqueue, keys=plan.keys, args=plan.args)
         return plan.interpret(answer)[0]

@@ -409,6 +409,10 @@ def draft_enqueue_batch(
         raise ValueError("enqueue_batch takes deduplication_key=True (per entity), not a str")
     if "operation_id" in options:
         raise TypeError("enqueue_batch takes operation_ids=[...], not operation_id")
+    if "depends_on" in options or "on_dependency_failure" in options:
+        raise TypeError(
+            "enqueue_batch does not take depends_on: enqueue dependent items one by one"
+        )
     if isinstance(entities, (str, bytes, dict)) or not isinstance(entities, Sequence):
         raise TypeError("entities must be a list of entities")
     if not entities:

@@ -29,6 +29,12 @@ from queue_system.ops.job_control import (
     wait_chunk,
 )
 from queue_system.ops.reads import read_operation, read_queue_status, read_workers
+from queue_system.producer.dependent import (
+    DependencyFailureMode,
+    check_dependencies,
+    dependency_errors,
+    plan_dependent,
+)
 from queue_system.producer.hooks import before_enqueue_sync
 from queue_system.producer.log_context import (
     CALLER_ERRORS,
@@ -84,6 +90,8 @@ class QueueManager:
         delay: float | dt.timedelta | None = None,
         run_at: dt.datetime | None = None,
         expires: float | dt.timedelta | dt.datetime | None = None,
+        depends_on: Sequence[str] | None = None,
+        on_dependency_failure: DependencyFailureMode = "fail",
     ) -> EnqueueResult:
         """Store one item for a worker to run ``processor(entity)``.
 
@@ -110,6 +118,14 @@ class QueueManager:
             expires: seconds (or a timedelta) from now on this process's clock, or an aware
                 datetime: an item not started by then is never run; it ends as ``expired``
                 and its ``on_failure`` callback runs with ``reason="expired"``.
+            depends_on: operation ids that must complete first. Until they have, the item
+                waits with status ``waiting_for_dependencies`` (not on any list); then it is
+                queued as given. If one ends ``failed``, ``error``, ``cancelled`` or
+                ``expired``, the item goes to ``failures`` with reason ``dependency_failed``
+                (the record names the dependency and its status), and items depending on it
+                fail in turn. Not combinable with ``delay``/``run_at``/``deduplication_key``.
+            on_dependency_failure: ``"run"`` queues the item anyway once every dependency
+                has ended, however it ended (default ``"fail"``).
 
         Returns:
             ``{"operation_id", "status": "queued" | "duplicate", "queue_name", "priority"}``.
@@ -120,11 +136,19 @@ class QueueManager:
 
         Raises:
             ValueError: both ``delay`` and ``run_at``, a negative delay, a naive datetime,
-                or ``expires`` not after the due time.
+                or ``expires`` not after the due time; a ``depends_on`` id that is unknown
+                (never enqueued, or its record expired; nothing is stored).
             QueueUnavailableError: Redis did not answer, even after retries. The item may have
                 been stored (a reply lost for good): enqueue again with the same caller-chosen
                 ``operation_id`` to find out without storing it twice.
         """
+        deps = check_dependencies(
+            depends_on,
+            on_dependency_failure,
+            delay=delay,
+            run_at=run_at,
+            deduplication_key=deduplication_key,
+        )
         draft = draft_enqueue(
             self.config,
             [entity],
@@ -143,6 +167,13 @@ class QueueManager:
             expires=expires,
         )
         plan = before_enqueue_sync(self.config.hooks(), draft)
+        if deps is not None:  # waits for them: see queue_system.producer.dependent
+            call = plan_dependent(self.config, draft, plan, deps, on_dependency_failure)
+            with redis_errors(), dependency_errors():
+                answer = self._guard.call(
+                    self._scripts.enqueue_dependent, keys=call.keys, args=call.args
+                )
+            return call.interpret(answer)
         with redis_errors():
             answer = self._guard.call(self._scripts.enqueue, keys=plan.keys, args=plan.args)
         return plan.interpret(answer)[0]
@@ -178,7 +209,8 @@ class QueueManager:
         """Status of one operation, or None if the id is unknown or its record expired.
 
         Returns ``operation_id``, ``status`` (pending | scheduled | processing | completed |
-        failed | error | cancelled), ``queue_name``, ``priority``, ``processor``, ``attempts``,
+        failed | error | cancelled | expired | waiting_for_dependencies), ``queue_name``,
+        ``priority``, ``processor``, ``attempts``,
         ``enqueued_at``/``started_at``/``finished_at``/``next_run_at`` (ISO 8601 UTC),
         ``worker``, ``last_error``, ``result``, ``progress`` (what the processor reported with
         ``current_job().update_progress``), ``cancel_requested_at`` (a cancel asked while it

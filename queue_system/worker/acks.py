@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from queue_system.core.clock import Clock
@@ -46,6 +46,7 @@ class Acker:
         spawn_callback: Callable[[Callable[..., Any], dict[str, Any]], None],
         finished: Callable[[str], None],
         worker_id: str,
+        resolve_dependents: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.broker = broker
         self.persist = persist
@@ -54,6 +55,8 @@ class Acker:
         self.spawn_callback = spawn_callback
         self.finished = finished
         self.worker_id = worker_id
+        #: Runs when an ack batch ended operations that others depend on (``depends_on``).
+        self.resolve_dependents = resolve_dependents
         self._completions: list[Completion] = []
         self._after_ack: dict[str, AfterAck] = {}
         self._wakeup = asyncio.Event()
@@ -114,6 +117,8 @@ class Acker:
                 )
         if succeeded:
             await self.hooks.run_after_batch(succeeded)
+        if self.broker.dependents_waiting and self.resolve_dependents is not None:
+            await self.resolve_dependents()
 
 
 def _succeeded(completion: Completion) -> tuple[JobInfo, Outcome]:

@@ -196,6 +196,7 @@ class QueueWorker:
             spawn_callback=lambda fn, data: self._runner.spawn_callback(fn, data),
             finished=self._forget,
             worker_id=self.worker_id,
+            resolve_dependents=self._resolve_dependents,
         )
         self._runner = ItemRunner(
             config=self.config,
@@ -403,6 +404,8 @@ class QueueWorker:
         state = await self._broker.maintain(self.config.clock.time())
         self._outage.recovered("maintain")
         await self._runner.dead_letter_crash_loops(state.crash_looped)
+        if await self._runner.resolve_dependents():  # released items may be waiting now
+            return False
         scheduled = state.delayed if self.wait_scheduled else 0
         if state.promoted or state.requeued or scheduled or state.in_flight or self._held:
             return False
@@ -428,6 +431,8 @@ class QueueWorker:
             try:
                 if self._leases.may_start(item.token):
                     await self._runner.run(item)
+                    if self._broker.dependents_waiting:
+                        await self._resolve_dependents()
                 else:
                     logger.warning(
                         "worker %s: the lease on %s may have lapsed while the event loop was "
@@ -444,6 +449,18 @@ class QueueWorker:
                 self._running_changed.set()
                 self._capacity_freed.set()
 
+    async def _resolve_dependents(self) -> None:
+        """Resolve dependents right after their dependency ended (a failure here is left to
+        the maintenance tick, which reads the outbox every time)."""
+        try:
+            await self._runner.resolve_dependents()
+        except redis.RedisError as exc:
+            logger.warning(
+                "worker %s: dependents not resolved yet (%s); the maintenance tick retries",
+                self.worker_id,
+                exc,
+            )
+
     def _forget(self, token: str) -> None:
         """The item is finished (or given back): stop tracking and renewing it."""
         self._held.pop(token, None)
@@ -458,6 +475,7 @@ class QueueWorker:
             try:
                 state = await self._broker.maintain(now)
                 await self._runner.dead_letter_crash_loops(state.crash_looped)
+                await self._runner.resolve_dependents()  # entries a dead worker left behind
                 if self.queues is None:
                     await self._fetch.refresh_queues()
                 await self._fetch.maybe_sweep_index()

@@ -521,6 +521,41 @@ class ItemRunner:
                 extra={"operation_id": op_id, "reason": "crash_loop"},
             )
 
+    async def resolve_dependents(self) -> bool:
+        """Release or fail the dependents (``depends_on``) of operations that ended; a failed
+        one is told to ``on_dead_letter`` hooks and gets its ``on_failure`` callback with
+        ``reason="dependency_failed"``. True if the outbox held entries (resolved here, or by
+        another worker at the same time)."""
+        resolution = await self.broker.resolve_dependents()
+        for record in resolution.failed:
+            logger.warning(
+                "operation %s failed: %s",
+                record.get("operation_id"),
+                record.get("message"),
+                extra={"operation_id": record.get("operation_id"), "reason": "dependency_failed"},
+            )
+            await self._dead_lettered(record)  # type: ignore[arg-type]
+            envelope = record.get("envelope") or {}
+            name = envelope.get("on_failure")
+            if not name or "id" not in envelope:
+                continue
+            try:
+                on_failure = self.config.registry.resolve(name)
+            except Exception:  # an unknown callback must not stop the resolution of others
+                logger.exception("operation %s: on_failure %r not found", envelope["id"], name)
+                continue
+            data = callback_data(
+                envelope,  # type: ignore[arg-type]
+                reason="dependency_failed",
+                error=record.get("message"),
+                error_type="DependencyFailed",
+                dependency_id=record.get("dependency_id"),
+                dependency_status=record.get("dependency_status"),
+                history=[],
+            )
+            self.spawn_callback(on_failure, data)
+        return bool(resolution.entries)
+
     def spawn_callback(self, fn: Callable[..., Any], data: dict[str, Any]) -> None:
         """Run a callback in the background (tracked so stop() can wait for it)."""
         task = asyncio.get_running_loop().create_task(self._run_callback(fn, data))

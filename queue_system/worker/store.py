@@ -34,7 +34,15 @@ from queue_system.core.envelope import as_text
 from queue_system.core.hooks import JobInfo
 from queue_system.core.limits import encode_limits
 from queue_system.core.types import DeadLetter
+from queue_system.engine.dependencies import (
+    OUTBOX_PASSES,
+    Resolution,
+    ResolveLimits,
+    outbox_entries,
+    resolve_entry,
+)
 from queue_system.engine.keys import KeySpace
+from queue_system.engine.plans import run_async
 from queue_system.engine.scripts import Scripts
 from queue_system.worker.start_marks import StartMarks, carry
 
@@ -102,6 +110,8 @@ class WorkerBroker:
         self._call_numbers = itertools.count(1)
         self._unanswered: dict[str, str] = {}  # kind -> id of a call that raised
         self._list_limit_keys: dict[str, tuple[str, str, str, str]] = {}
+        #: Set when a finishing script pushed an operation onto the deps outbox.
+        self.dependents_waiting = False
         #: What the last claim said about limits: None when no list was held back by one, else
         #: seconds until a rate window frees room (0.0: a concurrency cap is full).
         self.held_back_s: float | None = None
@@ -293,6 +303,7 @@ class WorkerBroker:
         keys.extend(self.keys.operation(c.operation_id) for c in completions)
         keys.extend(self.keys.done(c.operation_id) for c in completions)
         keys.extend(c.dedup_key for c in completions if c.dedup_key is not None)
+        keys.append(self.keys.deps_outbox)
         args: list[Any] = [len(completions), self.config.backup_ttl, f"{finished_s:.3f}"]
         for c in completions:
             args.extend(_ack_values(c))
@@ -301,7 +312,9 @@ class WorkerBroker:
         starts = self._starts.take()
         call = self.scripts.ack(keys=keys, args=args + (starts.tokens if starts else []))
         answer = await carry(starts, call)
-        return [int(flag) for flag in answer]
+        if len(answer) > len(completions) and int(answer[len(completions)]):
+            self.dependents_waiting = True  # dependents to resolve (see ack.lua)
+        return [int(flag) for flag in answer[: len(completions)]]
 
     async def schedule_retry(
         self,
@@ -334,6 +347,7 @@ class WorkerBroker:
         ]
         if dedup_key is not None and dedup_key.startswith(self.keys.dedup_prefix):
             keys.append(dedup_key)
+        keys.append(self.keys.deps_outbox)  # always last (see schedule_retry.lua)
         args: list[EncodableT] = [
             item.token,
             member,
@@ -348,7 +362,10 @@ class WorkerBroker:
             self.config.result_ttl if record_ttl is None else record_ttl,
             f"{self.config.clock.time():.3f}",
         ]
-        return bool(await self.scripts.schedule_retry(keys=keys, args=args))
+        answer = int(await self.scripts.schedule_retry(keys=keys, args=args))
+        if answer == 2:  # ended cancelled: dependents, if any, wait in the outbox
+            self.dependents_waiting = True
+        return bool(answer)
 
     async def dead_letter(
         self,
@@ -376,6 +393,7 @@ class WorkerBroker:
             self.keys.started,
             self.keys.operation(op_id) if has_status else self.keys.finish_receipt(item.token),
             self.keys.done(op_id) if has_status else self.keys.finish_receipt(item.token),
+            self.keys.deps_outbox,
         ]
         if dedup_key is not None and dedup_key.startswith(self.keys.dedup_prefix):
             keys.append(dedup_key)
@@ -398,7 +416,7 @@ class WorkerBroker:
             self._tier_of(item, record),
             wait_ms,
         ]
-        return bool(await self.scripts.dead_letter(keys=keys, args=args))
+        return self._ended(await self.scripts.dead_letter(keys=keys, args=args))
 
     def _tier_of(self, item: ClaimedItem, record: DeadLetter) -> str:
         """``"<queue>:<priority>"`` of the list ``item`` was taken from (trusted, even for an
@@ -561,6 +579,7 @@ class WorkerBroker:
             self.keys.started,
             self.keys.operation(operation_id),
             self.keys.done(operation_id),
+            self.keys.deps_outbox,
         ]
         if dedup_key is not None and dedup_key.startswith(self.keys.dedup_prefix):
             keys.append(dedup_key)
@@ -571,7 +590,7 @@ class WorkerBroker:
             f"{expired_at_s:.3f}",
             f"{finished_s:.3f}",
         ]
-        return bool(await self.scripts.expire(keys=keys, args=args))
+        return self._ended(await self.scripts.expire(keys=keys, args=args))
 
     async def finish_cancelled(
         self, item: ClaimedItem, *, operation_id: str, dedup_key: str | None, record_ttl: int
@@ -585,6 +604,7 @@ class WorkerBroker:
             self.keys.operation(operation_id),
             self.keys.done(operation_id),
             self.keys.metrics,
+            self.keys.deps_outbox,
         ]
         if dedup_key is not None and dedup_key.startswith(self.keys.dedup_prefix):
             keys.append(dedup_key)
@@ -595,7 +615,34 @@ class WorkerBroker:
             record_ttl,
             self.config.backup_ttl,
         ]
-        return bool(await self.scripts.finish_cancelled(keys=keys, args=args))
+        return self._ended(await self.scripts.finish_cancelled(keys=keys, args=args))
+
+    def _ended(self, answer: Any) -> bool:
+        """A finishing script's answer: 1 = done, 2 = done and its dependents await
+        resolution (it went onto the deps outbox), 0 = the lease was lost."""
+        if int(answer) == 2:
+            self.dependents_waiting = True
+        return bool(int(answer))
+
+    async def resolve_dependents(self) -> Resolution:
+        """Release or fail the dependents of operations in the deps outbox (``depends_on``;
+        see :mod:`queue_system.engine.dependencies`). Cheap when it is empty: one LRANGE."""
+        self.dependents_waiting = False
+        done = Resolution()
+        limits = ResolveLimits(
+            failures_cap=self.config.dead_letter_cap,
+            ttl=self.config.backup_ttl,
+            notify_cap=NOTIFY_CAP,
+        )
+        for _ in range(OUTBOX_PASSES):  # a failed dependent with dependents adds an entry
+            entries = await run_async(self.client, self.scripts, outbox_entries(self.keys))
+            for entry in entries:
+                now = self.config.clock.time()
+                plan = resolve_entry(self.keys, entry, now=now, limits=limits)
+                done.add(await run_async(self.client, self.scripts, plan))
+            if not entries:
+                break
+        return done
 
     async def write_progress(self, token: str, operation_id: str, progress_json: str) -> bool:
         """Store a running item's progress on its record; False once the lease is gone."""

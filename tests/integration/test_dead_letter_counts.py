@@ -87,3 +87,20 @@ def expected_from_records(raw_redis: redis.Redis, config: QueueConfig) -> dict[s
         queue = json.loads(raw)["queue"]
         found[queue] = found.get(queue, 0) + 1
     return found
+
+
+def test_dependency_failures_are_counted_like_other_dead_letters(
+    config: QueueConfig, raw_redis: redis.Redis
+) -> None:
+    # Written by enqueue_dependent.lua (a dependency already failed) and resolve_dependents.lua
+    # (a dependency failed later, and its cascade): counted, so health reads no record.
+    manager = QueueManager(config)
+    first = manager.enqueue({}, fail, queue_name="a", retry_config=NO_RETRY)["operation_id"]
+    child = manager.enqueue({}, fail, queue_name="b", depends_on=[first])["operation_id"]
+    manager.enqueue({}, fail, queue_name="c", depends_on=[child])
+    run_burst(config)
+    manager.enqueue({}, fail, queue_name="d", depends_on=[first])  # fails at enqueue
+    admin = QueueAdmin(config)
+    before = lrange_calls(raw_redis)
+    assert per_queue(admin) == {"a": 1, "b": 1, "c": 1, "d": 1}
+    assert lrange_calls(raw_redis) == before

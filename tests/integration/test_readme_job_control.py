@@ -21,3 +21,12 @@ def test_readme_cancel(examples_url: str, tmp_path: Path) -> None:
     assert first == "cancelling"
     # the callback runs in the background: its line may come anywhere after the first
     assert sorted(rest) == ["already_finished", "on_failure: cancelled", "status: cancelled"]
+
+
+def test_readme_dependencies(examples_url: str, tmp_path: Path) -> None:
+    stdout = run_readme_block("Dependencies", examples_url, tmp_path)
+    assert stdout.splitlines() == [
+        "waiting_for_dependencies",
+        "['a', 'b'] ['merge'] completed",
+        "failed dependency_failed True",
+    ]

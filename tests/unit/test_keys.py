@@ -54,3 +54,10 @@ def test_bad_prefix_is_refused(prefix: str) -> None:
 def test_scheduling_keys_live_under_the_prefix() -> None:
     keys = KeySpace("app:")
     assert (keys.scheduled, keys.scheduled_counts) == ("app:scheduled", "app:scheduled_counts")
+
+
+def test_dependency_keys_live_under_the_prefix() -> None:
+    keys = KeySpace("app:")
+    assert keys.dependents("op-1") == "app:dependents:op-1"
+    assert keys.waits_on("op-1") == "app:waits_on:op-1"
+    assert keys.deps_outbox == "app:deps_outbox"

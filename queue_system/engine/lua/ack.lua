@@ -4,6 +4,8 @@
 -- KEYS[6..5+N] the status HASH of each item, in item order
 -- KEYS[6+N..5+2N] the done LIST of each item (wakes wait_for callers), in item order
 -- KEYS[6+2N..] dedup STRING keys, one per item that has one, in item order
+-- KEYS[#KEYS] deps_outbox LIST (always last): an item whose record has "has_dependents" (see
+--          enqueue_dependent.lua) is pushed onto it as "<operation id> <status>"
 -- ARGV[1] item count N    ARGV[2] metrics TTL (s)   ARGV[3] finished at (s)
 -- ARGV[4..3+8N] per item, 8 values: token, operation id, has dedup key (1/0), run time (ms),
 --           "<queue>:<priority>" of the item (its per-tier counters: processed, succeeded), wait time (ms), result (JSON), result TTL (s)
@@ -15,9 +17,11 @@
 --          is discarded (exactly one of completed / cancelled wins: both are decided here).
 -- A record that counts waiters (wait_register.lua) gets one token per waiter on its done
 -- LIST; with no waiter nothing more is written (one HMGET per item inside this script).
+--          One more integer follows the N: how many items went onto deps_outbox.
 -- Safe to re-send: the status record keeps the token that finished it ("lease"), so a re-run
 -- whose lease is gone answers 1 for a token that this very ack finished, and still 0 for one
 -- that another worker took over. The record gets its TTL (result TTL) here, on every write.
+--#include wake_waiters
 local n = tonumber(ARGV[1])
 local CHUNK = 1000
 -- Counter increments are summed per field and written once per batch (server CPU).
@@ -34,6 +38,7 @@ local dedup_index = 6 + 2 * n
 local cancelled = 0
 local acked = 0
 local tokens, op_ids = {}, {}
+local deps = 0
 for i = 0, n - 1 do
   local base = 4 + 8 * i
   local token, op_id, has_dedup = ARGV[base], ARGV[base + 1], ARGV[base + 2]
@@ -53,7 +58,7 @@ for i = 0, n - 1 do
     add('wait_ms_total:' .. qp, ARGV[base + 5])
     add('wait_count:' .. qp, 1)
     add('processed:' .. qp, 1)
-    local marks = redis.call('HMGET', status, 'cancel_requested', 'waiters')
+    local marks = redis.call('HMGET', status, 'cancel_requested', 'waiters', 'has_dependents')
     if marks[1] then
       redis.call('HSET', status, 'status', 'cancelled', 'finished_at', ARGV[3], 'lease', token)
       cancelled = cancelled + 1
@@ -67,13 +72,12 @@ for i = 0, n - 1 do
     end
     redis.call('EXPIRE', status, ARGV[base + 7])
     if marks[2] then
-      local wake = {}
-      for j = 1, math.min(tonumber(marks[2]), 1000) do wake[j] = '1' end
-      if #wake > 0 then
-        redis.call('LPUSH', KEYS[6 + n + i], unpack(wake))
-        redis.call('EXPIRE', KEYS[6 + n + i], ARGV[base + 7])
-      end
+      wake_waiters(KEYS[6 + n + i], marks[2], ARGV[base + 7])
       redis.call('HDEL', status, 'waiters')
+    end
+    if marks[3] then
+      redis.call('RPUSH', KEYS[#KEYS], op_id .. (marks[1] and ' cancelled' or ' completed'))
+      deps = deps + 1
     end
     tokens[#tokens + 1] = token
     op_ids[#op_ids + 1] = op_id
@@ -109,4 +113,5 @@ if acked > 0 then
   redis.call('HINCRBY', KEYS[3], 'succeeded', acked)
   redis.call('EXPIRE', KEYS[3], ARGV[2])
 end
+out[n + 1] = deps
 return out

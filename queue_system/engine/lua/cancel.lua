@@ -3,7 +3,9 @@
 -- KEYS[3] the ZSET the caller found it in: delayed (a retry's wait) or scheduled (delay= /
 --         run_at=)   KEYS[4] ready SET   KEYS[5] the operation's done LIST (wait_for)
 -- KEYS[6] metrics HASH   KEYS[7] scheduled counts HASH (list key -> items in the scheduled set)
--- KEYS[8] the item's dedup STRING key (optional)
+-- KEYS[8] deps_outbox LIST: an operation whose record has "has_dependents" is pushed onto it
+--         as "<operation id> cancelled" (see enqueue_dependent.lua)
+-- KEYS[9] the item's dedup STRING key (optional)
 -- ARGV[1] where the caller found the item: "waiting" (in KEYS[2]), "scheduled" (in KEYS[3])
 --         or "running" (leased: nothing to remove)
 -- ARGV[2] the exact raw item ("waiting") or delayed member "<list key>\n<raw item>"
@@ -22,6 +24,7 @@
 --                             was written, the caller reads the record again and retries.
 -- Safe to re-send: a record this call cancelled carries its nonce ("cancel_nonce"), and the
 -- re-run answers "cancelled" again; setting the mark and publishing twice is harmless.
+--#include wake_waiters
 local record = redis.call('HMGET', KEYS[1], 'status', 'cancel_nonce')
 local status = record[1]
 if not status then return 'not_found' end
@@ -50,17 +53,14 @@ else
 end
 redis.call('HSET', KEYS[1], 'status', 'cancelled', 'finished_at', ARGV[4], 'cancel_nonce', ARGV[7])
 redis.call('EXPIRE', KEYS[1], ARGV[5])
-if KEYS[8] and redis.call('GET', KEYS[8]) == ARGV[3] then
-  redis.call('DEL', KEYS[8])
+if KEYS[9] and redis.call('GET', KEYS[9]) == ARGV[3] then
+  redis.call('DEL', KEYS[9])
 end
-local waiters = tonumber(redis.call('HGET', KEYS[1], 'waiters') or '0')
-if waiters > 0 then
-  local wake = {}
-  for j = 1, math.min(waiters, 1000) do wake[j] = '1' end
-  redis.call('LPUSH', KEYS[5], unpack(wake))
-  redis.call('EXPIRE', KEYS[5], ARGV[5])
-  redis.call('HDEL', KEYS[1], 'waiters')
+if redis.call('HEXISTS', KEYS[1], 'has_dependents') == 1 then
+  redis.call('RPUSH', KEYS[8], ARGV[3] .. ' cancelled')
 end
+wake_waiters(KEYS[5], redis.call('HGET', KEYS[1], 'waiters'), ARGV[5])
+redis.call('HDEL', KEYS[1], 'waiters')
 redis.call('HINCRBY', KEYS[6], 'cancelled', 1)
 redis.call('EXPIRE', KEYS[6], ARGV[8])
 return 'cancelled'

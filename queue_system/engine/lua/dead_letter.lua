@@ -4,7 +4,9 @@
 -- KEYS[7] the item's status HASH when ARGV[8] = 1, else this token's finish receipt STRING
 -- KEYS[8] the item's done LIST (wakes wait_for callers; used when ARGV[8] = 1, else any key of
 --         this item, e.g. KEYS[7] again)
--- KEYS[9] the item's dedup STRING key (optional)
+-- KEYS[9] deps_outbox LIST: an item whose record has "has_dependents" is pushed onto it as
+--         "<operation id> <status>" (see enqueue_dependent.lua)
+-- KEYS[10] the item's dedup STRING key (optional)
 -- ARGV[1] token   ARGV[2] dead-letter record (JSON)   ARGV[3] list cap   ARGV[4] TTL (s)
 -- ARGV[5] metric to count ("failed" or "system_errors")   ARGV[6] operation id
 -- ARGV[7] run time (ms), or -1 when the item never ran (then "processed" is not counted)
@@ -15,13 +17,16 @@
 -- Per-queue dead-letter counts live in KEYS[4]: field "dead:<ARGV[5]>:<queue>" (queue read
 -- from the record's first "queue" field, "" if none), +1 for the record pushed and -1 for each
 -- record the cap trims, so that health reads counts instead of every record.
--- Returns: 1 = moved, 0 = the lease was lost (nothing written). A record that counts waiters
+-- Returns: 1 = moved (2 = moved, and pushed onto deps_outbox), 0 = the lease was lost
+-- (nothing written). A record that counts waiters
 -- (wait_register.lua) gets one token per waiter on its done LIST.
 -- Safe to re-send: the status record keeps the token that finished it ("lease"; an item
 -- without a record gets a receipt key instead), so a re-run whose lease is gone answers 1 for
 -- its own token and 0 for a lease another worker took over. The record gets its TTL here.
 -- The item ended: its redelivery count (by operation id read from the item's opening, else
 -- the item's sha1, as recover.lua counts it) is removed.
+--#include wake_waiters
+--#include dead_letter_counts
 local value = redis.call('HGET', KEYS[1], ARGV[1])
 if not value then
   if ARGV[8] == '1' then
@@ -34,19 +39,11 @@ end
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('SREM', KEYS[6], ARGV[1])
+local deps = 1
 local item = string.sub(value, string.find(value, '\n', 1, true) + 1)
 redis.call('HDEL', KEYS[5],
   string.match(item, '^{"v":1,"id":"([%w_.:%-]+)"') or redis.sha1hex(item))
-local function dead_field(record)
-  return 'dead:' .. ARGV[5] .. ':' .. (string.match(record, '"queue":%s*"([%w_.%-]+)"') or '')
-end
-redis.call('LPUSH', KEYS[3], ARGV[2])
-redis.call('HINCRBY', KEYS[4], dead_field(ARGV[2]), 1)
-for _, trimmed in ipairs(redis.call('LRANGE', KEYS[3], tonumber(ARGV[3]), -1)) do
-  redis.call('HINCRBY', KEYS[4], dead_field(trimmed), -1)
-end
-redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[3]) - 1)
-redis.call('EXPIRE', KEYS[3], ARGV[4])
+push_dead_letter(KEYS[3], KEYS[4], ARGV[5], ARGV[2], ARGV[3], ARGV[4])
 redis.call('HINCRBY', KEYS[4], ARGV[5], 1)
 if ARGV[13] ~= '' then redis.call('HINCRBY', KEYS[4], ARGV[5] .. ':' .. ARGV[13], 1) end
 if tonumber(ARGV[7]) >= 0 then
@@ -62,20 +59,18 @@ if ARGV[8] == '1' then
     'last_error', ARGV[12], 'lease', ARGV[1])
   -- A cancel requested while it ran no longer applies: an operator's requeue starts afresh.
   redis.call('HDEL', KEYS[7], 'cancel_requested')
-  local waiters = tonumber(redis.call('HGET', KEYS[7], 'waiters') or '0')
-  if waiters > 0 then
-    local wake = {}
-    for j = 1, math.min(waiters, 1000) do wake[j] = '1' end
-    redis.call('LPUSH', KEYS[8], unpack(wake))
-    redis.call('EXPIRE', KEYS[8], ARGV[4])
-    redis.call('HDEL', KEYS[7], 'waiters')
+  wake_waiters(KEYS[8], redis.call('HGET', KEYS[7], 'waiters'), ARGV[4])
+  redis.call('HDEL', KEYS[7], 'waiters')
+  if redis.call('HEXISTS', KEYS[7], 'has_dependents') == 1 then
+    redis.call('RPUSH', KEYS[9], ARGV[6] .. ' ' .. ARGV[9])
+    deps = 2
   end
 else
   redis.call('SET', KEYS[7], '1')
 end
 redis.call('EXPIRE', KEYS[7], ARGV[4])
-local dedup = KEYS[9]
+local dedup = KEYS[10]
 if dedup and redis.call('GET', dedup) == ARGV[6] then
   redis.call('DEL', dedup)
 end
-return 1
+return deps

@@ -5,9 +5,9 @@
 --         (newest), -1 from the tail (oldest)   ARGV[3] "failed" or "system_errors"
 -- Returns: 1 = deleted, 0 = it was gone already (another operator, or the cap trimmed it).
 -- Safe to re-send: a re-run finds nothing to remove and writes nothing.
+--#include dead_letter_counts
 if redis.call('LREM', KEYS[1], tonumber(ARGV[2]), ARGV[1]) == 0 then
   return 0
 end
-redis.call('HINCRBY', KEYS[2], 'dead:' .. ARGV[3] .. ':'
-  .. (string.match(ARGV[1], '"queue":%s*"([%w_.%-]+)"') or ''), -1)
+redis.call('HINCRBY', KEYS[2], dead_letter_field(ARGV[3], ARGV[1]), -1)
 return 1

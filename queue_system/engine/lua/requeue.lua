@@ -15,11 +15,11 @@
 -- The status record and the dedup key get no TTL: the item is live again, and they live as long
 -- as it does (the scripts that end it give them one). The dedup key is taken only if free: an
 -- operator's requeue runs even when a newer item with the same key is queued.
+--#include dead_letter_counts
 if redis.call('LREM', KEYS[1], tonumber(ARGV[2]), ARGV[1]) == 0 then
   return 0
 end
-redis.call('HINCRBY', KEYS[7], 'dead:' .. ARGV[10] .. ':'
-  .. (string.match(ARGV[1], '"queue":%s*"([%w_.%-]+)"') or ''), -1)
+redis.call('HINCRBY', KEYS[7], dead_letter_field(ARGV[10], ARGV[1]), -1)
 redis.call('LPUSH', KEYS[2], ARGV[3])
 redis.call('SADD', KEYS[6], KEYS[2])
 redis.call('SADD', KEYS[3], ARGV[4])

@@ -6,6 +6,9 @@
 -- ARGV[7] metrics TTL (s)   ARGV[8] failed runs so far   ARGV[9] last error (JSON)
 -- ARGV[10] operation id
 -- KEYS[8] the item's done LIST (wait_for)   KEYS[9] its dedup STRING key (optional)
+-- KEYS[#KEYS] deps_outbox LIST (optional, always last: then KEYS[9] is the dedup key only when
+--         there are 10 keys): an item that ends cancelled here whose record has
+--         "has_dependents" is pushed onto it as "<operation id> cancelled"
 -- ARGV[11] TTL (s) of a record that ends here (see below)   ARGV[12] now (s)
 -- Returns: 1 = scheduled, 0 = the lease was lost (nothing written), 2 = its cancel was
 --          requested while it ran (the record's "cancel_requested" mark, see cancel.lua): it
@@ -14,6 +17,7 @@
 -- Safe to re-send: the status record keeps the token that moved it ("lease"); a re-run whose
 -- lease is gone answers 1 if that token is its own. The record keeps no TTL: the item lives
 -- on. The run ended normally, so the item's redelivery count ends too.
+--#include wake_waiters
 if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then
   local record = redis.call('HMGET', KEYS[5], 'lease', 'status')
   if record[1] == ARGV[1] then return record[2] == 'cancelled' and 2 or 1 end
@@ -27,14 +31,12 @@ if marks[1] then
   redis.call('HSET', KEYS[5], 'status', 'cancelled', 'finished_at', ARGV[12],
     'attempts', ARGV[8], 'last_error', ARGV[9], 'lease', ARGV[1])
   redis.call('EXPIRE', KEYS[5], ARGV[11])
-  if KEYS[9] and redis.call('GET', KEYS[9]) == ARGV[10] then redis.call('DEL', KEYS[9]) end
+  if #KEYS == 10 and redis.call('GET', KEYS[9]) == ARGV[10] then redis.call('DEL', KEYS[9]) end
+  if #KEYS >= 9 and redis.call('HEXISTS', KEYS[5], 'has_dependents') == 1 then
+    redis.call('RPUSH', KEYS[#KEYS], ARGV[10] .. ' cancelled')
+  end
   if marks[2] then
-    local wake = {}
-    for j = 1, math.min(tonumber(marks[2]), 1000) do wake[j] = '1' end
-    if #wake > 0 then
-      redis.call('LPUSH', KEYS[8], unpack(wake))
-      redis.call('EXPIRE', KEYS[8], ARGV[11])
-    end
+    wake_waiters(KEYS[8], marks[2], ARGV[11])
     redis.call('HDEL', KEYS[5], 'waiters')
   end
   redis.call('HINCRBY', KEYS[4], 'cancelled', 1)
