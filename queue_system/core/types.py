@@ -87,7 +87,9 @@ QueueStatus = dict[str, int]
 
 class _EnqueueAnswer(TypedDict):
     operation_id: str
-    status: Literal["queued", "duplicate"]
+    #: "dependency_failed": stored straight into ``failures`` (``depends_on`` named an
+    #: operation that had already failed, been cancelled or expired).
+    status: Literal["queued", "duplicate", "dependency_failed"]
     queue_name: str
     priority: Priority
 
@@ -130,6 +132,8 @@ class OperationInfo(TypedDict):
     progress: Any
     #: When a cancel was requested while it ran (ISO 8601 UTC), else None.
     cancel_requested_at: str | None
+    #: The operation ids it was enqueued ``depends_on`` (None for an item without any).
+    depends_on: list[str] | None
 
 
 #: ``cancel()``: "cancelled" (it will never run), "cancelling" (it runs: its worker stops it

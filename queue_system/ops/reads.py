@@ -119,6 +119,7 @@ def operation_from_record(
         "expired_at": _time(fields.get("expired_at")),
         "progress": _json_or_none(fields.get("progress")),
         "cancel_requested_at": _time(fields.get("cancel_requested")),
+        "depends_on": fields["depends_on"].split(",") if fields.get("depends_on") else None,
     }
 
 

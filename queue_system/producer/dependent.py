@@ -60,12 +60,15 @@ class DependentPlan:
     result: EnqueueResult
 
     def interpret(self, answer: Sequence[bytes | str]) -> EnqueueResult:
-        """``"queued"`` when stored (whatever its status: see ``get_operation``), or
-        ``"duplicate"`` with ``existing_status`` when the operation id is taken."""
+        """``"queued"`` when stored to wait (or to run: every dependency had completed),
+        ``"dependency_failed"`` when stored straight into ``failures`` (a dependency had
+        already failed), ``"duplicate"`` with ``existing_status`` when the id is taken."""
         outcome, status = as_text(answer[0]), as_text(answer[1])
         if outcome == "duplicate":
             self.result["status"] = "duplicate"
             self.result["existing_status"] = status
+        elif status == "failed":
+            self.result["status"] = "dependency_failed"
         return self.result
 
 

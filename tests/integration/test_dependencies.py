@@ -95,8 +95,9 @@ class Jobs:
             entity["fail"] = True
         options.setdefault("queue_name", "deps")
         options.setdefault("retry_config", NO_RETRY)
+        expected = options.pop("expect", "queued")
         result = self.manager.enqueue(entity, processor, **options)
-        assert result["status"] == "queued"
+        assert result["status"] == expected
         return result["operation_id"]
 
     def status(self, op_id: str) -> str | None:
@@ -157,6 +158,8 @@ def test_c_waits_while_only_one_dependency_completed(jobs: Jobs, raw_redis: redi
     assert jobs.runs(raw_redis) == ["A"]
     assert jobs.status(c) == "waiting_for_dependencies"
     assert raw_redis.smembers(jobs.config.keys.waits_on(c)) == {b.encode()}
+    assert (jobs.manager.get_operation(c) or {})["depends_on"] == [a, b]
+    assert (jobs.manager.get_operation(a) or {})["depends_on"] is None
     run_burst(jobs.config)
     assert jobs.runs(raw_redis) == ["A", "B", "C"]
 
@@ -282,7 +285,7 @@ def test_dependency_already_failed_fails_at_once(jobs: Jobs, raw_redis: redis.Re
     a = jobs.add("A", fail=True)
     run_burst(jobs.config)
 
-    c = jobs.add("C", depends_on=[a])
+    c = jobs.add("C", depends_on=[a], expect="dependency_failed")
 
     assert jobs.status(c) == "failed"
     record_c = jobs.failures(raw_redis)[c]

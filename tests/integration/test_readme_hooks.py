@@ -20,7 +20,7 @@ def test_readme_request_id_middleware(examples_url: str, tmp_path: Path) -> None
 def test_readme_error_classes(examples_url: str, tmp_path: Path) -> None:
     stdout = run_readme_block("Error classes", examples_url, tmp_path)
     assert stdout.splitlines() == [
-        "invalid ['non_retryable']",
         "forbidden ['give_up_on:PermissionError']",
+        "invalid ['non_retryable']",
         "throttled ['retry_after', 'retry_on:ConnectionError', 'max_attempts']",
     ]
