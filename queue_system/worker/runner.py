@@ -6,7 +6,7 @@ Outcomes: success (queued for the worker's batched ack), retry (delayed set), ``
 callbacks. Each outcome is told to the worker's hook chain (metrics first, then the config's
 middleware: :mod:`queue_system.core.hooks`); a failed run is retried or failed for good as the
 item's retry rules decide (:mod:`queue_system.core.retry_rules`). Callbacks run in their own
-thread pool and are retried on failure (:data:`CALLBACK_RETRIES`).
+thread pool and are retried on failure (:mod:`queue_system.worker.callbacks`).
 
 Whatever goes wrong while finishing an item (a result or a retry that cannot be
 encoded, an exception that cannot be printed) still ends it: in ``system_errors`` with its
@@ -33,7 +33,6 @@ from queue_system.core.records import (
 )
 from queue_system.core.retry_rules import decide_retry
 from queue_system.core.types import DeadLetter, Envelope
-from queue_system.resilience.retry import retry_with_backoff
 from queue_system.worker.call import (
     InvalidItem,
     RunnableItem,
@@ -41,6 +40,7 @@ from queue_system.worker.call import (
     call_with_timeout,
     prepare,
 )
+from queue_system.worker.callbacks import Callbacks
 from queue_system.worker.events import WorkerEvents, job_of
 from queue_system.worker.expiry import expire_item, expired_at
 from queue_system.worker.job_context import JobCancelled, RunningJobs, cancelled_data
@@ -51,9 +51,6 @@ from queue_system.worker.store import ClaimedItem, Completion, WorkerBroker
 logger = logging.getLogger("queue_system.worker")
 
 RETRY_PAYLOAD_MAX_BYTES = 64 * 1024 * 1024  # re-encoding a failed item never refuses it
-CALLBACK_RETRIES = 2  # a failing on_success / on_failure runs at most 3 times in all
-CALLBACK_BASE_DELAY_S = 0.1  # before its first retry (plus up to 0.1 s jitter); doubles
-CALLBACK_MAX_DELAY_S = 1.0  # cap of one wait between callback attempts
 
 
 class Persist(Protocol):
@@ -96,7 +93,6 @@ class ItemRunner:
         self.config = config
         self.broker = broker
         self.threads = threads
-        self.callback_threads = callback_threads
         self.work_timeout = work_timeout
         self.persist = persist
         self.complete = complete
@@ -104,8 +100,9 @@ class ItemRunner:
         self.leases = leases
         self.events = events
         self.hooks = hooks or config.hooks(events)
-        self.callbacks: set[asyncio.Task[None]] = set()
-        self.callback_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep  # tests: faster
+        self._callbacks = Callbacks(
+            config=config, threads=callback_threads, work_timeout=work_timeout
+        )
         self.jobs = RunningJobs(broker)  # job context, cancel requests, progress
 
     async def run(self, item: ClaimedItem) -> None:
@@ -556,40 +553,14 @@ class ItemRunner:
             self.spawn_callback(on_failure, data)
         return bool(resolution.entries)
 
-    def spawn_callback(self, fn: Callable[..., Any], data: dict[str, Any]) -> None:
-        """Run a callback in the background (tracked so stop() can wait for it)."""
-        task = asyncio.get_running_loop().create_task(self._run_callback(fn, data))
-        self.callbacks.add(task)
-        task.add_done_callback(self.callbacks.discard)
+    @property
+    def callbacks(self) -> set[asyncio.Task[None]]:
+        """The callbacks running now (the worker's stop waits for them)."""
+        return self._callbacks.tasks
 
-    async def _run_callback(self, fn: Callable[..., Any], data: dict[str, Any]) -> None:
-        """Run ``fn(data)``, retried with backoff while it raises (each attempt bounded by the
-        work timeout, in the callback pool); one that keeps failing is logged and counted."""
-        retried = retry_with_backoff(
-            max_retries=CALLBACK_RETRIES,
-            base_delay=CALLBACK_BASE_DELAY_S,
-            max_delay=CALLBACK_MAX_DELAY_S,
-            sleep=self.callback_sleep,
-        )(call_with_timeout)
-        op_id = data.get("operation_id")
-        try:
-            await retried(fn, data, self.work_timeout, self.callback_threads)
-        except Exception:
-            logger.exception(
-                "callback %s failed %d times for operation %s; giving up",
-                getattr(fn, "__qualname__", fn),
-                CALLBACK_RETRIES + 1,
-                op_id,
-                extra={"operation_id": op_id},
-            )
-            self.config.metrics.update(
-                "callback_errors",
-                1,
-                queue=data.get("queue_name"),
-                priority=data.get("priority"),
-                processor=data.get("processor"),
-                operation_id=op_id,
-            )
+    def spawn_callback(self, fn: Callable[..., Any], data: dict[str, Any]) -> None:
+        """Run a callback in the background, retried while it raises (see worker.callbacks)."""
+        self._callbacks.spawn(fn, data)
 
 
 def queue_priority(env: Envelope) -> str:
