@@ -38,11 +38,11 @@ from queue_system.ops.history import DEFAULT_SAMPLE_INTERVAL_S, HISTORY_WINDOW_S
 from queue_system.producer.sync import QueueManager
 from queue_system.web import seams, views
 from queue_system.web.auth import (
-    CSRF_FIELD,
     SESSION_COOKIE,
     SESSION_MAX_AGE_S,
     TOKEN_ENV_VAR,
     TokenAuth,
+    action_form,
     generate_token,
 )
 from queue_system.web.dead_letters import dead_letter_routes
@@ -303,12 +303,9 @@ def _operation_fragment(request: Request) -> Response:
 async def _cancel(request: Request) -> Response:
     """Cancel one operation (shown once :func:`seams.can_cancel` says the feature exists)."""
     state = request.app.state
-    form = await request.form()
-    token = form.get(CSRF_FIELD)
-    if not state.auth.csrf_ok(request.state.session, token if isinstance(token, str) else None):
-        return PlainTextResponse("refused: missing or wrong CSRF token", status_code=403)
-    if state.read_only:
-        return PlainTextResponse("refused: this dashboard is read-only", status_code=403)
+    checked = await action_form(request)
+    if isinstance(checked, Response):
+        return checked
     if not seams.can_cancel(state.config):
         return PlainTextResponse("cancelling is not available in this version", status_code=404)
     operation_id = request.path_params["operation_id"]

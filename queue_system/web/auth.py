@@ -13,7 +13,9 @@ import hashlib
 import hmac
 import secrets
 
-from starlette.requests import HTTPConnection
+from starlette.datastructures import FormData
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import PlainTextResponse, Response
 
 #: Environment variable the CLI reads the token from when ``--token`` is not given.
 TOKEN_ENV_VAR = "QUEUE_SYSTEM_DASHBOARD_TOKEN"  # noqa: S105 (a variable name)
@@ -76,3 +78,16 @@ class TokenAuth:
     def _sign(self, purpose: str, value: str) -> str:
         message = f"{purpose}\0{value}".encode()
         return hmac.new(self._key, message, hashlib.sha256).hexdigest()
+
+
+async def action_form(request: Request) -> tuple[dict[str, str], FormData] | Response:
+    """The form of a POST action, or the 403 answer when its CSRF token is missing or wrong or
+    the dashboard is read-only (every action goes through here first)."""
+    state = request.app.state
+    form = await request.form()
+    fields = {k: v for k, v in form.multi_items() if isinstance(v, str)}
+    if not state.auth.csrf_ok(request.state.session, fields.get(CSRF_FIELD)):
+        return PlainTextResponse("refused: missing or wrong CSRF token", status_code=403)
+    if state.read_only:
+        return PlainTextResponse("refused: this dashboard is read-only", status_code=403)
+    return fields, form

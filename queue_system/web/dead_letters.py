@@ -18,7 +18,7 @@ from starlette.routing import Route
 
 from queue_system.core.types import DeadLetterReport
 from queue_system.ops.admin import QueueAdmin
-from queue_system.web.auth import CSRF_FIELD, TokenAuth
+from queue_system.web.auth import action_form
 from queue_system.web.render import path_for, render
 
 LIST_LIMIT = 200  # records shown per list page (the admin scan stops there)
@@ -74,13 +74,10 @@ def _list(request: Request) -> Response:
 async def _act(request: Request) -> Response:
     kind = request.path_params["kind"]
     state = request.app.state
-    auth: TokenAuth = state.auth
-    form = await request.form()
-    fields = {k: v for k, v in form.multi_items() if isinstance(v, str)}
-    if not auth.csrf_ok(request.state.session, fields.get(CSRF_FIELD)):
-        return PlainTextResponse("refused: missing or wrong CSRF token", status_code=403)
-    if state.read_only:
-        return PlainTextResponse("refused: this dashboard is read-only", status_code=403)
+    checked = await action_form(request)
+    if isinstance(checked, Response):
+        return checked
+    fields, form = checked
     action = fields.get("action", "")
     if kind not in KINDS or action not in ACTIONS:
         return PlainTextResponse("unknown list or action", status_code=404)

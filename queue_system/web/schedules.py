@@ -21,7 +21,7 @@ from queue_system.core.types import PRIORITIES
 from queue_system.ops.admin import QueueAdmin
 from queue_system.ops.cron import list_schedules
 from queue_system.ops.scheduled import list_scheduled
-from queue_system.web.auth import CSRF_FIELD, TokenAuth
+from queue_system.web.auth import action_form
 from queue_system.web.render import path_for, render
 
 UPCOMING = 20  # scheduled items listed, soonest first
@@ -58,13 +58,10 @@ async def _page(request: Request) -> Response:
 async def _tier_action(request: Request) -> Response:
     """Pause or resume one tier of one queue."""
     state = request.app.state
-    auth: TokenAuth = state.auth
-    form = await request.form()
-    fields = {k: v for k, v in form.multi_items() if isinstance(v, str)}
-    if not auth.csrf_ok(request.state.session, fields.get(CSRF_FIELD)):
-        return PlainTextResponse("refused: missing or wrong CSRF token", status_code=403)
-    if state.read_only:
-        return PlainTextResponse("refused: this dashboard is read-only", status_code=403)
+    checked = await action_form(request)
+    if isinstance(checked, Response):
+        return checked
+    fields, _ = checked
     action = fields.get("action", "")
     if action not in TIER_ACTIONS:
         return PlainTextResponse("unknown action", status_code=404)
