@@ -47,6 +47,11 @@ class JobInfo(NamedTuple):
     decoded (``system_error`` with reason ``undecodable``); ``operation_id`` too when even its
     opening bytes are unreadable. ``attempt`` is the run number, 1 for the first run; ``meta``
     is what ``before_enqueue`` hooks stored with the item.
+
+    ``notes`` (a run's only writable part, None where no run happens) takes string notes from
+    ``before_process`` hooks: when the run fails they are kept in its attempt record, and the
+    next run's hooks read them as ``previous`` (empty on a first run). E.g. the OpenTelemetry
+    middleware notes the run's span there, so the retry's span links to it.
     """
 
     operation_id: str | None
@@ -56,6 +61,8 @@ class JobInfo(NamedTuple):
     attempt: int
     entity: Any
     meta: Mapping[str, Any] = _EMPTY_META
+    notes: dict[str, str] | None = None
+    previous: Mapping[str, str] = _EMPTY_META
 
 
 class Outcome(NamedTuple):
@@ -195,3 +202,23 @@ def meta_of(envelope: Mapping[str, Any]) -> Mapping[str, Any]:
     """The ``meta`` an envelope carries, read-only (empty when it has none)."""
     meta = envelope.get("meta")
     return MappingProxyType(meta) if isinstance(meta, dict) and meta else _EMPTY_META
+
+
+def previous_notes(envelope: Mapping[str, Any]) -> Mapping[str, str]:
+    """The notes the item's last failed run left (``JobInfo.previous``): read from stored,
+    untrusted history, so anything but string keys and values is left out."""
+    history = envelope.get("history")
+    last = history[-1] if isinstance(history, list) and history else None
+    notes = last.get("notes") if isinstance(last, dict) else None
+    if not isinstance(notes, dict) or not notes:
+        return _EMPTY_META
+    return MappingProxyType(
+        {k: v for k, v in notes.items() if isinstance(k, str) and isinstance(v, str)}
+    )
+
+
+def kept_notes(notes: dict[str, str] | None) -> dict[str, str]:
+    """The notes of a run worth keeping with its attempt record (strings only)."""
+    if not notes:
+        return {}
+    return {k: v for k, v in notes.items() if isinstance(k, str) and isinstance(v, str)}

@@ -31,6 +31,9 @@ class AttemptRecord(_Attempt, total=False):
     """
 
     rule: str
+    #: What the run's ``before_process`` hooks noted (``JobInfo.notes``): the next run's
+    #: hooks read it as ``JobInfo.previous`` (e.g. a trace link to this run's span).
+    notes: dict[str, str]
 
 
 class Envelope(TypedDict, total=False):

@@ -12,7 +12,8 @@ Built only on the middleware hooks (:mod:`queue_system.core.hooks`):
 
 Retries: every attempt's span is a child of the same producer span (the item's meta does not
 change between attempts), so all attempts sit side by side in the one trace, numbered by
-``queue_system.attempt``; no span links are added.
+``queue_system.attempt``; each retry's span also carries a link to the previous attempt's span
+(noted in ``JobInfo.notes`` and kept in the attempt record: across workers and processes).
 
 ``opentelemetry-api`` is the optional ``[otel]`` extra: this module imports it only when an
 :class:`OpenTelemetryMiddleware` is built, and importing ``queue_system`` never does.
@@ -30,10 +31,11 @@ from queue_system.core.types import JSONDict
 if TYPE_CHECKING:
     from opentelemetry.context import Context
     from opentelemetry.propagators.textmap import TextMapPropagator
-    from opentelemetry.trace import Span, TracerProvider
+    from opentelemetry.trace import Link, Span, TracerProvider
 
 MISSING_EXTRA = "OpenTelemetryMiddleware needs the [otel] extra: pip install 'queue_system[otel]'"
 META_KEY = "otel"  # envelope["meta"]["otel"]: the carrier dict ({"traceparent": ...})
+RUN_NOTE = "otel.traceparent"  # JobInfo.notes: this run's span, for the retry's link
 MESSAGING_SYSTEM = "queue_system"
 ERROR_STATUSES = frozenset({"failed", "retried", "system_error"})
 
@@ -67,6 +69,11 @@ class OpenTelemetryMiddleware(Middleware):
         self._propagate = propagate
         self._given_propagator = propagator
         self._tracer = trace.get_tracer("queue_system", tracer_provider=tracer_provider)
+        # Run-to-run links are always written as W3C traceparent strings, whatever propagator
+        # carries the producer's context.
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+        self._w3c = TraceContextTextMapPropagator()
         self._spans: dict[str, Span] = {}  # operation id -> its running CONSUMER span
         # Executor task -> the token of the context it attached: detached by that same task
         # (a context var can only be reset where it was set), at its outcome or next item.
@@ -162,8 +169,25 @@ class OpenTelemetryMiddleware(Middleware):
             context=parent,
             kind=trace.SpanKind.CONSUMER,
             attributes=attributes,
+            links=self._previous_run(job),
         )
+        if job.notes is not None:  # the next run (a retry) links to this one
+            this_run: dict[str, str] = {}
+            self._w3c.inject(this_run, context=trace.set_span_in_context(span))
+            if "traceparent" in this_run:
+                job.notes[RUN_NOTE] = this_run["traceparent"]
         return span, parent
+
+    def _previous_run(self, job: JobInfo) -> list[Link]:
+        """A link to the span of the run before this one (a retry), if it noted one."""
+        traceparent = job.previous.get(RUN_NOTE)
+        if not traceparent:
+            return []
+        context = self._w3c.extract({"traceparent": traceparent})
+        previous = self._trace.get_current_span(context).get_span_context()
+        if not previous.is_valid:
+            return []
+        return [self._trace.Link(previous, {"queue_system.link": "previous_attempt"})]
 
     def _textmap(self) -> TextMapPropagator:
         # The global one is read at each use: an app may set it after building its config.

@@ -24,7 +24,14 @@ from typing import Any, Protocol
 from queue_system.config import QueueConfig
 from queue_system.core.clock import to_ms
 from queue_system.core.envelope import dumps, encode_envelope, envelope_summary, operation_id_of
-from queue_system.core.hooks import HookChain, JobInfo, Outcome, meta_of
+from queue_system.core.hooks import (
+    HookChain,
+    JobInfo,
+    Outcome,
+    kept_notes,
+    meta_of,
+    previous_notes,
+)
 from queue_system.core.records import (
     attempt_record,
     callback_data,
@@ -218,6 +225,8 @@ class ItemRunner:
             attempt=env["attempts"] + 1,
             entity=env["entity"],
             meta=meta_of(env),
+            notes={},
+            previous=previous_notes(env),
         )
 
     async def _after(self, job: JobInfo, outcome: Outcome) -> None:
@@ -375,6 +384,8 @@ class ItemRunner:
             runnable.retry, exc, retries_done=env["attempts"], first_at=env["first_at"], now=now
         )
         attempt = attempt_record(exc, now, decision.rule)
+        if notes := kept_notes(job.notes):
+            attempt["notes"] = notes
         history = [*env.get("history", []), attempt]
         if decision.due is not None:
             await self._retry(item, env, history, failed_runs, decision.due, run_ms, wait_ms)

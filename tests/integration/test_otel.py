@@ -265,3 +265,37 @@ def test_the_run_span_is_current_in_an_async_processor_and_only_during_its_run(
     # The second run starts a trace of its own: nothing of the first run's context is left over
     assert second.parent is None
     assert second.context.trace_id != first.context.trace_id
+
+
+FLAKY_RUNS: list[int] = []
+
+
+def fails_first_run(order: dict[str, Any]) -> str:
+    FLAKY_RUNS.append(order["id"])
+    if len(FLAKY_RUNS) == 1:
+        raise ValueError("the first run fails")
+    return "ok"
+
+
+def test_a_retry_span_links_to_the_span_of_the_attempt_before(
+    make_config: Callable[..., QueueConfig], raw_redis: redis.Redis
+) -> None:
+    FLAKY_RUNS.clear()
+    middleware, exporter, provider = sdk_middleware()
+    config = make_config(middleware=[middleware])
+    retry = QueueRetryConfig(max_attempts=2, delays=[0.0], jitter=0)
+    with provider.get_tracer("web").start_as_current_span("request") as request:
+        QueueManager(config).enqueue({"id": 7}, fails_first_run, retry_config=retry)
+    run_burst(config)
+    assert FLAKY_RUNS == [7, 7]
+    runs = sorted(
+        (s for s in exporter.get_finished_spans() if s.kind is trace.SpanKind.CONSUMER),
+        key=lambda s: (s.attributes or {})["queue_system.attempt"],
+    )
+    first, second = runs
+    assert not first.links
+    [link] = second.links
+    assert link.context.span_id == first.context.span_id
+    assert link.context.trace_id == request.get_span_context().trace_id
+    assert (first.attributes or {})["queue_system.outcome"] == "retried"
+    assert (second.attributes or {})["queue_system.outcome"] == "succeeded"

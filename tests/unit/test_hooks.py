@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from queue_system.core.hooks import HookChain, JobInfo, Middleware, Outcome
+from queue_system.core.hooks import HookChain, JobInfo, Middleware, Outcome, previous_notes
 
 JOB = JobInfo(
     operation_id="op-1", queue="q", priority="high", processor="m:f", attempt=1, entity={}
@@ -114,3 +114,19 @@ def test_job_info_is_read_only() -> None:
         JOB.attempt = 2  # type: ignore[misc]
     with pytest.raises(AttributeError):
         DONE.status = "failed"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("history", "expected"),
+    [
+        (None, {}),
+        ([], {}),
+        (["junk"], {}),
+        ([{"notes": "x"}], {}),
+        ([{"notes": {"a": "1", "b": 2, "c": None}}], {"a": "1"}),
+        ([{"notes": {"old": "1"}}, {"notes": {"new": "2"}}], {"new": "2"}),
+    ],
+)
+def test_previous_notes_keep_only_strings_of_the_last_run(history: Any, expected: Any) -> None:
+    # Read back from Redis: untrusted, so nothing but string notes reaches the hooks.
+    assert dict(previous_notes({"history": history})) == expected
