@@ -570,7 +570,7 @@ class PurgeProgress:
             if kept > PURGE_CHUNK_BYTES and count > 0:
                 raws = raws[len(raws) - count :]
                 break
-        keys = [list_key, config.keys.ready]
+        keys = [list_key, config.keys.ready, config.keys.deps_outbox]
         args: list[Any] = [len(raws)]
         for raw in raws:
             op_id, dedup = _purged_keys(raw, config.keys.dedup_prefix)

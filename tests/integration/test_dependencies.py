@@ -346,6 +346,24 @@ def test_cancel_of_a_cascades_to_c(jobs: Jobs, raw_redis: redis.Redis) -> None:
     assert jobs.failures(raw_redis)[c]["dependency_status"] == "cancelled"
 
 
+def test_purging_a_dependency_fails_c_instead_of_stranding_it(
+    jobs: Jobs, raw_redis: redis.Redis
+) -> None:
+    """A purged item never completes: its dependents fail (as for a cancel), never wait on."""
+    a = jobs.add("A", queue_name="upstream")
+    c = jobs.add("C", depends_on=[a])
+    d = jobs.add("D", depends_on=[a], on_dependency_failure="run")
+
+    assert jobs.manager.purge_queue("upstream") == 1
+    run_burst(jobs.config)
+
+    assert jobs.runs(raw_redis) == ["D"]
+    assert (jobs.status(c), jobs.status(d)) == ("failed", "completed")
+    failure = jobs.failures(raw_redis)[c]
+    assert (failure["dependency_id"], failure["dependency_status"]) == (a, "purged")
+    assert no_dependency_keys_left(raw_redis, jobs.config)
+
+
 # --- lost replies: re-sent scripts write nothing twice ----------------------------------------
 
 

@@ -3,7 +3,10 @@
 -- named each item's keys; it calls again until the list is empty, so no call blocks the server
 -- for more than one chunk.
 -- KEYS[1] waiting LIST   KEYS[2] ready SET: the list leaves the index once it is empty
--- KEYS[3..] per item, in item order, 0 to 2 keys as its flags say: its status HASH, then its
+-- KEYS[3] deps_outbox LIST: a purged item whose record has "has_dependents" is pushed onto it
+--         as "<operation id> purged", so that its dependents fail (or run) as for a cancel
+--         instead of waiting for an operation that can no longer end
+-- KEYS[4..] per item, in item order, 0 to 2 keys as its flags say: its status HASH, then its
 --           dedup STRING key
 -- ARGV[1] item count N
 -- ARGV[2..] per item, in the order read (head side first, the tail item last), 3 values: the item
@@ -16,7 +19,7 @@
 local n = tonumber(ARGV[1])
 local chunk = {}  -- item bytes -> list of indexes into `names` (equal bytes share their keys)
 local names = {}
-local key_index = 3
+local key_index = 4
 for i = 0, n - 1 do
   local item, op_id, flags = ARGV[2 + 3 * i], ARGV[3 + 3 * i], ARGV[4 + 3 * i]
   local entry = {op_id = op_id}
@@ -42,7 +45,12 @@ for j = #tail, 1, -1 do
   local slots = chunk[tail[j]]
   if not slots or #slots == 0 then break end
   local entry = names[table.remove(slots)]
-  if entry.status then redis.call('DEL', entry.status) end
+  if entry.status then
+    if redis.call('HEXISTS', entry.status, 'has_dependents') == 1 then
+      redis.call('RPUSH', KEYS[3], entry.op_id .. ' purged')
+    end
+    redis.call('DEL', entry.status)
+  end
   if entry.dedup and redis.call('GET', entry.dedup) == entry.op_id then
     redis.call('DEL', entry.dedup)
   end
