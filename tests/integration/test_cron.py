@@ -68,6 +68,7 @@ class Fleet:
         self.config = config
         self.count = count
         self.enqueued: list[tuple[int, str]] = []  # (runner, operation id) per enqueue call
+        self.passes = 0
 
     async def __aenter__(self) -> Fleet:
         self.clients = [self.config.make_async_client() for _ in range(self.count)]
@@ -92,8 +93,13 @@ class Fleet:
             await client.aclose()
 
     async def race(self) -> None:
-        """One pass of every runner, concurrently."""
-        await asyncio.gather(*(runner.run_once() for runner in self.runners))
+        """One pass of every runner, concurrently. Who sends first turns each pass, so that
+        several runners win ticks however the machine schedules them (a loaded machine let
+        the first one win every tick)."""
+        self.passes += 1
+        turn = self.passes % self.count
+        order = self.runners[turn:] + self.runners[:turn]
+        await asyncio.gather(*(runner.run_once() for runner in order))
 
 
 def waiting_ids(raw_redis: redis.Redis, config: QueueConfig, queue: str) -> list[str]:
