@@ -112,6 +112,7 @@ class WorkerParts:
             callback_threads=self._callback_threads,
             work_timeout=self.work_timeout,
             persist=persist,
+            # A success waits for the batched ack; any other outcome is written at once.
             complete=self._acker.complete,
             release_token=self._forget,
             leases=self._leases,
