@@ -12,6 +12,10 @@ One process runs these asyncio tasks:
 * with periodic jobs declared (``config.cron``), the cron loop enqueues each due tick once
   across all workers (:mod:`queue_system.worker.cron`).
 
+The parts these tasks share are built at each ``start()`` in :mod:`queue_system.worker.wiring`;
+the maintainer and heartbeat live in :mod:`queue_system.worker.upkeep_loops`; this module holds
+the worker's life (start, run, stop) and the fetching and executing loops.
+
 Leases are renewed from a thread of their own (:mod:`queue_system.worker.leases`). Every
 loop runs supervised (:mod:`queue_system.worker.supervision`): Redis errors never end the
 process, loops log, back off and resume when Redis is back; a loop that cannot resume stops
@@ -28,41 +32,22 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import redis
-import redis.asyncio
-
 from queue_system.config import QueueConfig
 from queue_system.core.checks import validate_queue_name
-from queue_system.core.envelope import as_text
-from queue_system.core.hooks import HookChain
-from queue_system.engine.outage import RedisOutage
-from queue_system.engine.queue_names import RETIRE_INTERVAL_S, retire_call
-from queue_system.engine.scripts import script_source
-from queue_system.worker.acks import Acker
-from queue_system.worker.call import ThreadSlots
 from queue_system.worker.cron import CronRunner
-from queue_system.worker.events import WorkerEvents
-from queue_system.worker.fetch import Fetcher
-from queue_system.worker.leases import LeaseKeeper
-from queue_system.worker.processes import ProcessSlots
-from queue_system.worker.runner import ItemRunner
-from queue_system.worker.store import ClaimedItem, WorkerBroker
+from queue_system.worker.store import ClaimedItem
 from queue_system.worker.supervision import supervise
+from queue_system.worker.upkeep_loops import UpkeepLoops
 
 logger = logging.getLogger("queue_system.worker")
 
 DEFAULT_GRACE_PERIOD_S = 10.0  # stop() waits this long for running items, then releases them
 BURST_OUTAGE_LIMIT_S = 30.0  # a burst worker gives up after Redis is unreachable this long
-MAINTENANCE_INTERVAL_S = 0.5  # how often due retries are promoted and dead leases recovered
 SHUTDOWN_WAIT_S = 5.0  # longest wait for the background loops to end once cancelled
-HEARTBEAT_INTERVAL_S = 5.0  # how often a worker refreshes its record in Redis
-# A change in the running count is published at once, then at most this often: live views
-# (`workers`, `monitor`) follow items within a second without a write per item.
-RUNNING_PUBLISH_MIN_S = 0.25
 EXECUTORS = ("thread", "process")  # where sync processors run (see QueueWorker)
 
 
-class QueueWorker:
+class QueueWorker(UpkeepLoops):
     """Runs queued items with ``max_workers`` concurrent executions per process.
 
     Args:
@@ -85,28 +70,11 @@ class QueueWorker:
             (:mod:`queue_system.worker.processes`).
     """
 
-    # The parts of one run, all created by start() (None of them exists before it).
-    _client: redis.asyncio.Redis
-    _broker: WorkerBroker
-    _threads: ThreadSlots
-    _callback_threads: ThreadSlots
-    _leases: LeaseKeeper
-    _ready: asyncio.Queue[ClaimedItem | None]
-    _held: dict[str, ClaimedItem]
-    _busy: int
-    _capacity_freed: asyncio.Event
-    _stopping: asyncio.Event
-    _hurry: asyncio.Event
-    _closing: asyncio.Event
-    _outage: RedisOutage
-    _acker: Acker
-    _runner: ItemRunner
-    _fetch: Fetcher
+    # The tasks of one run, created by start(); its parts are declared in WorkerParts.
     _executors: list[asyncio.Task[None]]
     _fetcher: asyncio.Task[None]
     _services: list[asyncio.Task[None]]
     _stop_task: asyncio.Task[None] | None
-    hooks: HookChain  # metrics, then the config's middleware, as of start()
 
     def __init__(
         self,
@@ -163,70 +131,7 @@ class QueueWorker:
         """Start processing in the background of the running event loop; returns at once."""
         if self._running:
             raise RuntimeError("worker is already running")
-        self._client = self.config.make_async_client()
-        self._broker = WorkerBroker(self.config, self._client, self.worker_id)
-        slots = ProcessSlots if self.executor == "process" else ThreadSlots
-        self._threads = slots(self.max_workers, "queue-worker")
-        self._callback_threads = ThreadSlots(self.max_workers, "queue-callback")
-        self._leases = LeaseKeeper(self.config, self.worker_id)
-        self._ready = asyncio.Queue()
-        self._held = {}
-        self._busy = 0
-        self._capacity_freed = asyncio.Event()
-        self._stopping = asyncio.Event()
-        self._hurry = asyncio.Event()
-        self._finished = asyncio.Event()
-        self._running_changed = asyncio.Event()
-        self._retire_at = 0.0
-        self._failure = None
-        events = WorkerEvents(self.config.metrics, self.worker_id)
-        self.hooks = self.config.hooks(events)  # metrics first: it sees every outcome
-        self._outage = RedisOutage(
-            self.worker_id,
-            self.config.clock,
-            give_up_after_s=self.outage_limit,
-            on_error_reply=events.script_error,
-        )
-        self._closing = asyncio.Event()
-        self._acker = Acker(
-            broker=self._broker,
-            persist=self._outage.persist,
-            clock=self.config.clock,
-            hooks=self.hooks,
-            spawn_callback=lambda fn, data: self._runner.spawn_callback(fn, data),
-            finished=self._forget,
-            worker_id=self.worker_id,
-            resolve_dependents=self._resolve_dependents,
-        )
-        self._runner = ItemRunner(
-            config=self.config,
-            broker=self._broker,
-            threads=self._threads,
-            callback_threads=self._callback_threads,
-            work_timeout=self.work_timeout,
-            persist=self._outage.persist,
-            complete=self._acker.complete,
-            release_token=self._forget,
-            leases=self._leases,
-            events=events,
-            hooks=self.hooks,
-        )
-        self._fetch = Fetcher(
-            config=self.config,
-            broker=self._broker,
-            outage=self._outage,
-            leases=self._leases,
-            queues=self.queues,
-            capacity=self.max_workers + self.prefetch,
-            executors=self.max_workers,
-            # A thread still running a timed-out sync processor counts as in use.
-            in_use=lambda: self._busy + self._threads.overdue,
-            held=self._held,
-            ready=self._ready,
-            room_freed=self._capacity_freed,
-            stopping=self._stopping,
-            worker_id=self.worker_id,
-        )
+        self._wire()
         if self.hooks.on_startup:  # before any loop runs: nothing is claimed yet
             await self.hooks.run("on_startup", self.hooks.on_startup, self, op=None)
         self._executors = [
@@ -364,15 +269,6 @@ class QueueWorker:
         self._finished.set()
         logger.info("worker %s stopped", self.worker_id)
 
-    async def _release(self, tokens: list[str]) -> None:
-        """Give leased items back to the head of their tier (fenced: lost leases are skipped)."""
-        if not tokens:
-            return
-        self._leases.forget(tokens)
-        await self._outage.persist(self._broker.release, tokens)
-        for token in tokens:
-            self._held.pop(token, None)
-
     async def _wait_for_executors(self, grace: float) -> list[asyncio.Task[None]]:
         """Wait up to ``grace`` seconds (or until hurried) for running items; the late ones."""
         hurry = asyncio.ensure_future(self._hurry.wait())
@@ -448,94 +344,3 @@ class QueueWorker:
                 self._busy -= 1
                 self._running_changed.set()
                 self._capacity_freed.set()
-
-    async def _resolve_dependents(self) -> None:
-        """Resolve dependents right after their dependency ended (a failure here is left to
-        the maintenance tick, which reads the outbox every time)."""
-        try:
-            await self._runner.resolve_dependents()
-        except redis.RedisError as exc:
-            logger.warning(
-                "worker %s: dependents not resolved yet (%s); the maintenance tick retries",
-                self.worker_id,
-                exc,
-            )
-
-    def _forget(self, token: str) -> None:
-        """The item is finished (or given back): stop tracking and renewing it."""
-        self._held.pop(token, None)
-        self._leases.forget((token,))
-        self._capacity_freed.set()
-
-    # --- maintaining, heartbeat ---------------------------------------------------------------
-
-    async def _maintain_loop(self) -> None:
-        while not self._closing.is_set():
-            now = self.config.clock.time()
-            try:
-                state = await self._broker.maintain(now)
-                await self._runner.dead_letter_crash_loops(state.crash_looped)
-                await self._runner.resolve_dependents()  # entries a dead worker left behind
-                if self.queues is None:
-                    await self._fetch.refresh_queues()
-                await self._fetch.maybe_sweep_index()
-                await self._retire_idle_queues(now)
-            except redis.RedisError as exc:
-                await self._outage.wait(exc, "maintain", until=self._closing)
-                continue
-            self._outage.recovered("maintain")
-            if state.requeued:
-                logger.warning("recovered %d items from expired leases", state.requeued)
-            pause = MAINTENANCE_INTERVAL_S
-            if state.next_due_ms is not None:  # wake for the next due retry, not later
-                pause = min(pause, max(state.next_due_ms / 1000 - now, 0.005))
-            await self._outage.sleep(pause, until=self._closing)
-
-    async def _retire_idle_queues(self, now: float) -> None:
-        """Every RETIRE_INTERVAL_S: note queues in use, drop names idle past backup_ttl."""
-        if now < self._retire_at:
-            return
-        self._retire_at = now + RETIRE_INTERVAL_S
-        names = await self._broker.queue_names()
-        call = retire_call(self.config.keys, names, now_s=now, idle_ttl_s=self.config.backup_ttl)
-        script = self._client.register_script(script_source("retire_idle_queues"))
-        try:
-            retired = await script(keys=call.keys, args=call.args)
-        except redis.ResponseError as exc:  # e.g. a corrupt key: never stop maintenance for it
-            logger.warning("worker %s: could not retire idle queues: %s", self.worker_id, exc)
-            return
-        if retired:
-            logger.info("retired idle queue names: %s", ", ".join(map(as_text, retired)))
-
-    async def _heartbeat_loop(self) -> None:
-        while not self._closing.is_set():
-            self._running_changed.clear()  # a change during the write sends another
-            try:
-                await self._broker.heartbeat(self.heartbeat_record(), HEARTBEAT_INTERVAL_S * 3)
-            except redis.RedisError as exc:
-                await self._outage.wait(exc, "heartbeat", until=self._closing)
-                continue
-            self._outage.recovered("heartbeat")
-            await self._outage.sleep(RUNNING_PUBLISH_MIN_S, until=self._closing)
-            if self._closing.is_set():
-                # The close's cancel may have been swallowed by that wait (asyncio.wait_for
-                # ending with the event and the cancel at once): never start the long sleep.
-                return
-            pause = HEARTBEAT_INTERVAL_S - RUNNING_PUBLISH_MIN_S
-            await self._outage.sleep(pause, until=self._running_changed)
-
-    def heartbeat_record(self) -> dict[str, str | int | float]:
-        """What this worker publishes about itself (see ``QueueManager.get_workers``)."""
-        return {
-            "id": self.worker_id,
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "queues": ",".join(self.queues) if self.queues else "*",
-            "concurrency": self.max_workers,
-            "started_at": round(self.started_at, 3),
-            "jobs_done": self._runner.events.jobs_done,
-            "jobs_failed": self._runner.events.jobs_failed,
-            # Items running, plus threads still running a sync processor that timed out.
-            "running": self._busy + self._threads.overdue,
-            "last_seen": round(self.config.clock.time(), 3),
-        }

@@ -11,7 +11,7 @@ import pytest
 
 from queue_system import QueueConfig, QueueManager, QueueRetryConfig
 from queue_system.worker.callbacks import CALLBACK_RETRIES
-from queue_system.worker.loops import HEARTBEAT_INTERVAL_S
+from queue_system.worker.upkeep_loops import HEARTBEAT_INTERVAL_S
 from tests.support.burst import run_burst
 
 CALLS: dict[str, int] = {}
