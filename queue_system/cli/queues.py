@@ -10,7 +10,8 @@ import click
 from queue_system.cli.render import Column, fitted_table, make_console, print_json, utc_iso
 from queue_system.cli.state import current_state
 from queue_system.core.types import PRIORITIES
-from queue_system.ops.admin import QueueAdmin, operator_identity
+from queue_system.ops.admin import QueueAdmin
+from queue_system.ops.audit import operator_identity
 from queue_system.producer.sync import QueueManager
 
 _COLUMNS = (
