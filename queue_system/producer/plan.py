@@ -15,8 +15,9 @@ import json
 import math
 import os
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from queue_system.config import NOTIFY_CAP, QueueConfig
 from queue_system.core.checks import (
@@ -70,6 +71,13 @@ class EnqueuePlan:
     keys: list[str]
     args: list[Any]
     results: list[EnqueueResult] = field(default_factory=list)
+    #: The script the managers send it to; redis_errors() alone translates its errors.
+    script: ClassVar[str] = "enqueue"
+    errors: ClassVar[AbstractContextManager[None]] = nullcontext()
+
+    def read(self, answer: Sequence[bytes | str]) -> EnqueueResult:
+        """The result of a one-item plan (``enqueue``): see :meth:`interpret`."""
+        return self.interpret(answer)[0]
 
     def interpret(
         self,

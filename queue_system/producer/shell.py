@@ -8,10 +8,10 @@ from __future__ import annotations
 import datetime as dt
 import inspect
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Concatenate, Literal, ParamSpec, TypeVar
+from typing import Any, Concatenate, Literal, ParamSpec, Protocol, TypeVar
 
 import redis
 
@@ -23,7 +23,6 @@ from queue_system.errors import ConfigurationError, QueueUnavailableError
 from queue_system.producer.dependent import (
     DependencyFailureMode,
     check_dependencies,
-    dependency_errors,
     plan_dependent,
 )
 from queue_system.producer.plan import EnqueueDraft, EnqueuePlan, draft_enqueue
@@ -32,19 +31,24 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-@dataclass(kw_only=True)
-class ScriptCall:
-    """One script call storing an enqueued item: which script, its keys and arguments, the
-    errors it may raise as the caller's, and how its answer reads."""
+class ScriptCall(Protocol):
+    """One script call storing an enqueued item (an EnqueuePlan, or a DependentPlan): which
+    script, its keys and arguments, the errors it may raise as the caller's, and how its
+    answer reads."""
 
-    script: Literal["enqueue", "enqueue_dependent"]
     keys: list[str]
     args: list[Any]
-    errors: AbstractContextManager[None]
-    read: Callable[[Any], EnqueueResult]
+
+    @property
+    def script(self) -> str: ...
+
+    @property
+    def errors(self) -> AbstractContextManager[None]: ...
+
+    def read(self, answer: Sequence[bytes | str]) -> EnqueueResult: ...
 
 
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, slots=True)
 class EnqueueCall:
     """A validated ``enqueue``: its draft (``before_enqueue`` middleware runs on it next) and
     its dependencies (None: a plain enqueue)."""
@@ -57,27 +61,11 @@ class EnqueueCall:
     def script_call(self, plan: EnqueuePlan) -> ScriptCall:
         """The call that stores the item, once the middleware has run and ``plan`` is encoded."""
         if self.depends_on is None:
-            return ScriptCall(
-                script="enqueue",
-                keys=plan.keys,
-                args=plan.args,
-                errors=_NO_ERRORS,
-                read=lambda answer: plan.interpret(answer)[0],
-            )
+            return plan
         # It waits for them: see queue_system.producer.dependent.
-        call = plan_dependent(
+        return plan_dependent(
             self.config, self.draft, plan, self.depends_on, self.on_dependency_failure
         )
-        return ScriptCall(
-            script="enqueue_dependent",
-            keys=call.keys,
-            args=call.args,
-            errors=dependency_errors(),
-            read=call.interpret,
-        )
-
-
-_NO_ERRORS: AbstractContextManager[None] = nullcontext()
 
 
 def enqueue_call(
