@@ -6,20 +6,7 @@ imports the top-level name ``utils``, so an application with its own ``utils`` m
 import queue_system.
 """
 
-from queue_system.resilience import (
-    CircuitBreakerOpenError,
-    breakers,
-    circuit_breaker,
-    retry_with_backoff,
-    try_catch,
-    with_timeout,
-)
+from queue_system import resilience as _resilience
+from queue_system.resilience import *  # noqa: F403 (its __all__ is the list, kept there only)
 
-__all__ = [
-    "CircuitBreakerOpenError",
-    "breakers",
-    "circuit_breaker",
-    "retry_with_backoff",
-    "try_catch",
-    "with_timeout",
-]
+__all__ = _resilience.__all__

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from queue_system.cli.render import Column, fitted_table, make_console, print_json, utc_iso
+from queue_system.cli.render import Column, print_json, print_table, utc_iso
 from queue_system.cli.state import current_state
 from queue_system.ops.cron import list_schedules
 
@@ -46,8 +46,5 @@ def cron(as_json: bool, wide: bool) -> None:
         ]
         for s in found
     ]
-    console = make_console(wide=wide)
-    width = None if wide else console.width
-    console.print(fitted_table(_COLUMNS, rows, title=f"schedules ({len(found)})", width=width))
-    if not found:
-        click.echo("no schedules published (declare them with config.cron)", err=True)
+    empty = "no schedules published (declare them with config.cron)"
+    print_table(_COLUMNS, rows, title="schedules", wide=wide, empty=empty)

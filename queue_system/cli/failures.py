@@ -16,10 +16,10 @@ import click
 
 from queue_system.cli.render import (
     Column,
-    fitted_table,
     make_console,
     pairs_table,
     print_json,
+    print_table,
     truncate,
     utc_time,
 )
@@ -106,12 +106,8 @@ def failures_list(
         cells = (r.get("operation_id"), r.get("queue"), processor, error, r.get("attempts"))
         message = truncate(str(r.get("message")), MESSAGE_CHARS)
         rows.append([utc_time(r.get("at")), *map(str, cells), message])
-    console = make_console(wide=wide)
-    width = None if wide else console.width
-    title = f"{list_name} ({len(found)})"
-    console.print(fitted_table(_LIST_COLUMNS, rows, title=title, width=width))
-    if not found:
-        click.echo(f"no {list_name} records match", err=True)
+    empty = f"no {list_name} records match"
+    print_table(_LIST_COLUMNS, rows, title=list_name, wide=wide, empty=empty)
 
 
 @failures.command("show")

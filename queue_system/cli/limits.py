@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from queue_system.cli.render import Column, fitted_table, make_console, print_json
+from queue_system.cli.render import Column, print_json, print_table
 from queue_system.cli.state import current_state
 from queue_system.core.limits import QueueLimits, parse_rate
 from queue_system.core.types import PRIORITIES
@@ -74,11 +74,7 @@ def limits(ctx: click.Context, as_json: bool, wide: bool) -> None:
                 ", ".join(paused.get(name, [])) or "-",
             ]
         )
-    console = make_console(wide=wide)
-    width = None if wide else console.width
-    console.print(fitted_table(_COLUMNS, rows, title=f"limits ({len(rows)})", width=width))
-    if not rows:
-        click.echo("no queue has limits or is paused", err=True)
+    print_table(_COLUMNS, rows, title="limits", wide=wide, empty="no queue has limits or is paused")
 
 
 @limits.command("set")

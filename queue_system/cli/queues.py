@@ -7,10 +7,11 @@ import logging
 
 import click
 
-from queue_system.cli.render import Column, fitted_table, make_console, print_json, utc_iso
+from queue_system.cli.render import Column, print_json, print_table, utc_iso
 from queue_system.cli.state import current_state
 from queue_system.core.types import PRIORITIES
-from queue_system.ops.admin import QueueAdmin, operator_identity
+from queue_system.ops.admin import QueueAdmin
+from queue_system.ops.audit import operator_identity
 from queue_system.producer.sync import QueueManager
 
 _COLUMNS = (
@@ -54,11 +55,7 @@ def queues(ctx: click.Context, as_json: bool, wide: bool) -> None:
         ]
         for q in found
     ]
-    console = make_console(wide=wide)
-    width = None if wide else console.width
-    console.print(fitted_table(_COLUMNS, rows, title=f"queues ({len(found)})", width=width))
-    if not found:
-        click.echo("no queues registered", err=True)
+    print_table(_COLUMNS, rows, title="queues", wide=wide, empty="no queues registered")
 
 
 @queues.command("forget")

@@ -74,6 +74,24 @@ def fitted_table(
     return _table(columns, rows, sorted(shown), title)
 
 
+def print_table(
+    columns: Sequence[Column],
+    rows: Sequence[Sequence[str]],
+    *,
+    title: str,
+    wide: bool,
+    empty: str,
+) -> None:
+    """Print ``rows`` as a :func:`fitted_table` titled ``"<title> (<count>)"``, fitted to the
+    terminal unless ``wide``; with no rows, also say ``empty`` on stderr (the table's header
+    alone reads as a failure)."""
+    console = make_console(wide=wide)
+    width = None if wide else console.width
+    console.print(fitted_table(columns, rows, title=f"{title} ({len(rows)})", width=width))
+    if not rows:
+        click.echo(empty, err=True)
+
+
 def _table(
     columns: Sequence[Column],
     rows: Sequence[Sequence[str] | None],

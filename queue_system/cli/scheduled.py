@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from queue_system.cli.render import Column, fitted_table, make_console, print_json, utc_iso
+from queue_system.cli.render import Column, print_json, print_table, utc_iso
 from queue_system.cli.state import current_state
 from queue_system.ops.admin import QueueAdmin
 
@@ -43,8 +43,4 @@ def scheduled(queue_name: str | None, limit: int, as_json: bool, wide: bool) -> 
         ]
         for item in found
     ]
-    console = make_console(wide=wide)
-    width = None if wide else console.width
-    console.print(fitted_table(_COLUMNS, rows, title=f"scheduled ({len(found)})", width=width))
-    if not found:
-        click.echo("nothing scheduled", err=True)
+    print_table(_COLUMNS, rows, title="scheduled", wide=wide, empty="nothing scheduled")

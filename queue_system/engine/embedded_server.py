@@ -22,11 +22,36 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import TypeVar
 
 from queue_system.errors import ConfigurationError
 
+_S = TypeVar("_S", bound="StartStop")
+
 SERVER_ENV_VAR = "QUEUE_SYSTEM_REDIS_SERVER"
 STARTUP_TIMEOUT_S = 10.0
+
+
+class StartStop:
+    """Used as ``with X(...) as x:``: ``start()`` on entry, ``stop()`` on exit however the block
+    ends. For EmbeddedRedis, and the test suite's Sentinel groups and fault proxy."""
+
+    def start(self: _S) -> _S:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: _S) -> _S:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
 
 
 def find_server_binary() -> str:
@@ -79,7 +104,18 @@ def free_loopback_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class EmbeddedRedis:
+def end_process(process: subprocess.Popen[bytes]) -> None:
+    """End a child process we started (SIGTERM, then SIGKILL after 5 s) and reap it."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+class EmbeddedRedis(StartStop):
     """A Redis-protocol server process on a free loopback port, owned by this object."""
 
     def __init__(
@@ -174,12 +210,7 @@ class EmbeddedRedis:
         if self.process is not None:
             if self.process.poll() is None:
                 self.thaw()
-                self.process.terminate()
-                try:
-                    self.process.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    self.process.kill()
-                    self.process.wait()
+            end_process(self.process)
             if self.process.stderr:
                 self.process.stderr.close()
             self.process = None
@@ -191,14 +222,3 @@ class EmbeddedRedis:
         """Crash and start again on the same port (a persistent server keeps its data)."""
         self.kill()
         self.start()
-
-    def __enter__(self) -> EmbeddedRedis:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -2,7 +2,7 @@
 
 Dead letters live in two capped lists, newest first: ``failures`` (retries exhausted) and
 ``system_errors`` (items that could not be run). Each record is JSON (``types.DeadLetter``).
-Reading one means scanning its list in chunks of ``SCAN_CHUNK`` records: O(records).
+Reading one means scanning its list in chunks (:mod:`.dead_letter_scan`): O(records).
 
 A requeue or purge removes the exact bytes of each record it read (LREM), atomically with the
 push back onto the waiting list for a requeue (``lua/requeue.lua``). A record another operator
@@ -19,19 +19,14 @@ Example::
 
 from __future__ import annotations
 
-import getpass
-import hashlib
-import logging
-import socket
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, cast
 
 from queue_system.config import NOTIFY_CAP, QueueConfig
 from queue_system.core.checks import validate_priority
 from queue_system.core.envelope import SCHEMA_VERSION, encode_envelope
 from queue_system.core.limits import QueueLimits
-from queue_system.core.records import parse_record, stored_envelope
+from queue_system.core.records import stored_envelope
 from queue_system.core.types import (
     CancelStatus,
     DeadLetter,
@@ -39,13 +34,14 @@ from queue_system.core.types import (
     Envelope,
     HealthSnapshot,
     RunningOperation,
-    SkippedRecord,
 )
 from queue_system.engine.plans import run_sync
 from queue_system.engine.scripts import Scripts
 from queue_system.errors import DecodeError, SerializationError
 from queue_system.ops import limits as queue_limits
 from queue_system.ops import queues, scheduled
+from queue_system.ops.audit import audit, logger, operator_identity, report
+from queue_system.ops.dead_letter_scan import Write, mutate, scan
 from queue_system.ops.dead_letters import DeadLetterFilter, Filters, selected_ids
 from queue_system.ops.health import system_health
 from queue_system.ops.job_control import cancel_nonce, cancel_operation, read_running
@@ -56,21 +52,8 @@ if TYPE_CHECKING:
     from redis.commands.core import Script
     from typing_extensions import Unpack
 
-logger = logging.getLogger("queue_system.admin")  # the audit log's name
 
-SCAN_CHUNK = 500  # records read per round trip
-MAX_PASSES = 10  # requeue/purge passes while other writers keep changing the list
 DEFAULT_LIST_LIMIT = 100
-LOGGED_IDS_MAX = 100  # operation ids written in one requeue/purge log record
-
-# Queues a write of one record on a pipeline; the int is the LREM direction (1 or -1).
-_Write = Callable[[Any, int], None]
-
-
-@dataclass
-class _Outcome:
-    operation_ids: list[str] = field(default_factory=list)
-    skipped: list[SkippedRecord] = field(default_factory=list)
 
 
 class QueueAdmin:
@@ -132,8 +115,8 @@ class QueueAdmin:
                 gives the counts).
         """
         queues.forget_queue(self.config, name)
-        audit = {"action": "forget_queue", "queue": name, **operator_identity()}
-        logger.info("forget_queue: %s", name, extra=audit)
+        record = {"action": "forget_queue", "queue": name, **operator_identity()}
+        logger.info("forget_queue: %s", name, extra=record)
 
     def retire_idle_queues(self) -> list[str]:
         """Remove the names of queues idle for longer than ``backup_ttl`` (nothing waiting,
@@ -149,14 +132,14 @@ class QueueAdmin:
         """Stop every worker claiming ``queue`` (all tiers, or one ``priority``) until
         :meth:`resume`; producers keep enqueueing. Returns the tiers paused."""
         tiers: list[str] = list(queue_limits.pause(self.config, queue, priority))
-        _audit("pause", queue=queue, priority=priority or "all")
+        audit("pause", queue=queue, priority=priority or "all")
         return tiers
 
     def resume(self, queue: str, priority: str | None = None) -> list[str]:
         """Let workers claim ``queue`` (all tiers, or one ``priority``) again; returns the
         tiers resumed."""
         tiers: list[str] = list(queue_limits.resume(self.config, queue, priority))
-        _audit("resume", queue=queue, priority=priority or "all")
+        audit("resume", queue=queue, priority=priority or "all")
         return tiers
 
     def paused(self) -> dict[str, list[str]]:
@@ -172,7 +155,7 @@ class QueueAdmin:
         """Set ``queue``'s limits at runtime, for every worker at once. They win over
         ``QueueConfig(limits=...)`` until :meth:`clear_limits`."""
         queue_limits.set_limits(self.config, queue, limits)
-        _audit(
+        audit(
             "set_limits",
             queue=queue,
             max_concurrency=str(limits.max_concurrency),
@@ -183,7 +166,7 @@ class QueueAdmin:
         """Remove ``queue``'s live limits; True if it had any. A worker whose config declares
         limits for it writes them again when it starts."""
         cleared = queue_limits.clear_limits(self.config, queue)
-        _audit("clear_limits", queue=queue)
+        audit("clear_limits", queue=queue)
         return cleared
 
     def list_dead_letters(
@@ -205,7 +188,7 @@ class QueueAdmin:
         """
         flt = DeadLetterFilter.build(**filters)
         found: list[DeadLetter] = []
-        for _, record in self._scan(self._list_key(system_errors), flt):
+        for _, record in scan(self._client, self._list_key(system_errors), flt):
             if limit is not None and len(found) >= limit:
                 break
             found.append(cast(DeadLetter, record or {}))
@@ -214,7 +197,7 @@ class QueueAdmin:
     def get_dead_letter(self, operation_id: str, system_errors: bool = False) -> DeadLetter | None:
         """The newest record of ``operation_id`` (full history and payload), or None."""
         flt = DeadLetterFilter(operation_ids=frozenset([operation_id]))
-        for _, record in self._scan(self._list_key(system_errors), flt):
+        for _, record in scan(self._client, self._list_key(system_errors), flt):
             return cast(DeadLetter, record)
         return None
 
@@ -255,14 +238,14 @@ class QueueAdmin:
         list_key = self._list_key(system_errors)
         now = self.config.clock.time()
 
-        def build(raw: bytes, record: dict[str, Any] | None) -> _Write | str:
+        def build(raw: bytes, record: dict[str, Any] | None) -> Write | str:
             try:
                 return self._requeue_write(list_key, raw, record, new_priority, now)
             except (DecodeError, SerializationError) as exc:
                 return str(exc)
 
-        outcome = self._mutate(list_key, flt, build, dry_run=dry_run, limit=limit)
-        return self._report("requeue", system_errors, outcome, ids, dry_run, flt)
+        outcome = mutate(self._client, list_key, flt, build, dry_run=dry_run, limit=limit)
+        return report("requeue", system_errors, outcome, ids, dry_run, flt)
 
     def purge(
         self,
@@ -282,13 +265,13 @@ class QueueAdmin:
         script_keys = [list_key, self.config.keys.metrics]
         kind = _dead_letter_kind(system_errors)
 
-        def build(raw: bytes, record: dict[str, Any] | None) -> _Write:
+        def build(raw: bytes, record: dict[str, Any] | None) -> Write:
             return lambda pipe, direction: self._drop(
                 keys=script_keys, args=[raw, direction, kind], client=pipe
             )
 
-        outcome = self._mutate(list_key, flt, build, dry_run=dry_run, limit=limit)
-        return self._report("purge", system_errors, outcome, ids, dry_run, flt)
+        outcome = mutate(self._client, list_key, flt, build, dry_run=dry_run, limit=limit)
+        return report("purge", system_errors, outcome, ids, dry_run, flt)
 
     def export(
         self,
@@ -299,7 +282,7 @@ class QueueAdmin:
     ) -> Iterator[str]:
         """Yield matching records as JSON lines (the stored text, no newline), newest first."""
         flt = DeadLetterFilter.build(**filters)
-        for count, (raw, _) in enumerate(self._scan(self._list_key(system_errors), flt)):
+        for count, (raw, _) in enumerate(scan(self._client, self._list_key(system_errors), flt)):
             if limit is not None and count >= limit:
                 return
             yield raw.decode("utf-8", "replace")
@@ -308,7 +291,7 @@ class QueueAdmin:
         """Cancel one operation: the same as ``QueueManager.cancel`` (see Job control)."""
         plan = cancel_operation(self.config, operation_id, cancel_nonce())
         answer: CancelStatus = run_sync(self._client, self._all_scripts(), plan)
-        _audit("cancel", operation_id=operation_id, answer=answer)
+        audit("cancel", operation_id=operation_id, answer=answer)
         return answer
 
     def running_operations(self, limit: int = 20) -> list[RunningOperation]:
@@ -327,100 +310,6 @@ class QueueAdmin:
     def _list_key(self, system_errors: bool) -> str:
         return self.config.keys.system_errors if system_errors else self.config.keys.failures
 
-    def _chunk(self, list_key: str, start: int) -> list[bytes]:
-        return cast("list[bytes]", self._client.lrange(list_key, start, start + SCAN_CHUNK - 1))
-
-    def _scan(
-        self, list_key: str, flt: DeadLetterFilter
-    ) -> Iterator[tuple[bytes, dict[str, Any] | None]]:
-        """Matching records, newest first, each once even if new records shift the chunks."""
-        seen: set[bytes] = set()
-        index = 0
-        while chunk := self._chunk(list_key, index):
-            index += len(chunk)
-            for raw in chunk:
-                if not flt.could_match(raw):
-                    continue
-                record = parse_record(raw)
-                digest = hashlib.sha1(raw, usedforsecurity=False).digest()
-                if flt.matches(record) and digest not in seen:
-                    seen.add(digest)
-                    yield raw, record
-
-    def _mutate(
-        self,
-        list_key: str,
-        flt: DeadLetterFilter,
-        build: Callable[[bytes, dict[str, Any] | None], _Write | str],
-        *,
-        dry_run: bool,
-        limit: int | None,
-    ) -> _Outcome:
-        outcome = _Outcome()
-        seen: set[bytes] = set()
-        for _ in range(MAX_PASSES):
-            length = int(self._client.llen(list_key))
-            index = removed = 0
-            while chunk := self._chunk(list_key, index):
-                todo: list[tuple[int, bytes, dict[str, Any] | None]] = []
-                for offset, raw in enumerate(chunk):
-                    digest = hashlib.sha1(raw, usedforsecurity=False).digest()
-                    if digest in seen:
-                        continue
-                    seen.add(digest)
-                    if flt.could_match(raw):
-                        record = parse_record(raw)
-                        if flt.matches(record):
-                            todo.append((index + offset, raw, record))
-                done = self._apply(list_key, todo, length, build, outcome, dry_run, limit)
-                removed += done
-                index += len(chunk) - done
-                if _full(outcome, limit):
-                    break
-            # New records (LPUSH at the head) only make the scan re-read some; records removed
-            # by another operator ahead of the cursor may have been skipped: scan again.
-            settled = int(self._client.llen(list_key)) >= length - removed
-            if dry_run or settled or _full(outcome, limit):
-                break
-        return outcome
-
-    def _apply(
-        self,
-        list_key: str,
-        todo: list[tuple[int, bytes, dict[str, Any] | None]],
-        length: int,
-        build: Callable[[bytes, dict[str, Any] | None], _Write | str],
-        outcome: _Outcome,
-        dry_run: bool,
-        limit: int | None,
-    ) -> int:
-        """Write one chunk's matches in one pipeline; returns how many records it removed."""
-        pipe = self._client.pipeline(transaction=False)
-        pending: list[str | None] = []
-        for position, raw, record in todo:
-            op_id = (record or {}).get("operation_id")
-            op_id = op_id if isinstance(op_id, str) else None
-            write = build(raw, record)
-            if isinstance(write, str):
-                outcome.skipped.append({"operation_id": op_id, "reason": write})
-                continue
-            if _full(outcome, limit, len(pending)):
-                break
-            if dry_run:
-                outcome.operation_ids.append(op_id or "")
-                continue
-            # LREM walks from the end nearer the record (a requeue of all is then O(records)).
-            write(pipe, 1 if position < length // 2 else -1)
-            pending.append(op_id)
-        if not pending:
-            return 0
-        removed = 0
-        for op_id, answer in zip(pending, pipe.execute(), strict=True):
-            if int(answer):
-                removed += 1
-                outcome.operation_ids.append(op_id or "")
-        return removed
-
     def _requeue_write(
         self,
         list_key: str,
@@ -428,7 +317,7 @@ class QueueAdmin:
         record: dict[str, Any] | None,
         priority: str | None,
         now: float,
-    ) -> _Write:
+    ) -> Write:
         env = stored_envelope(record)
         fresh: Envelope = {"v": SCHEMA_VERSION, "id": env["id"], **env}  # v, id stay first
         fresh["attempts"] = 0
@@ -468,66 +357,6 @@ class QueueAdmin:
             self._requeue(keys=script_keys, args=args, client=pipe)
 
         return write
-
-    def _report(
-        self,
-        action: str,
-        system_errors: bool,
-        outcome: _Outcome,
-        ids: frozenset[str] | None,
-        dry_run: bool,
-        flt: DeadLetterFilter,
-    ) -> DeadLetterReport:
-        list_name = "system_errors" if system_errors else "failures"
-        handled = set(outcome.operation_ids) | {s["operation_id"] for s in outcome.skipped}
-        result: DeadLetterReport = {
-            "count": len(outcome.operation_ids),
-            "operation_ids": outcome.operation_ids,
-            "skipped": outcome.skipped,
-            "not_found": sorted(ids - handled) if ids is not None else [],
-            "dry_run": dry_run,
-            "list": list_name,
-        }
-        dry = " (dry run, nothing written)" if dry_run else ""
-        logger.info(
-            "%s: %d %s record(s)%s",
-            action,
-            result["count"],
-            list_name,
-            dry,
-            extra={
-                "action": action,
-                "count": result["count"],
-                **operator_identity(),
-                "list": list_name,
-                "dry_run": dry_run,
-                "skipped": len(outcome.skipped),
-                "operation_ids": outcome.operation_ids[:LOGGED_IDS_MAX],
-                "filters": {
-                    k: v for k, v in asdict(flt).items() if v is not None and k != "operation_ids"
-                },
-            },
-        )
-        return result
-
-
-def _full(outcome: _Outcome, limit: int | None, pending: int = 0) -> bool:
-    return limit is not None and len(outcome.operation_ids) + pending >= limit
-
-
-def operator_identity() -> dict[str, str]:
-    """Who runs this process: ``{"user", "host"}`` for audit log records."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):  # no login name (some containers)
-        user = "unknown"
-    return {"user": user, "host": socket.gethostname()}
-
-
-def _audit(action: str, **fields: str) -> None:
-    """One audit log record of an operator's change (who, from where, what)."""
-    audit = {"action": action, **fields, **operator_identity()}
-    logger.info("%s: %s", action, fields, extra=audit)
 
 
 def _dead_letter_kind(system_errors: bool) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -12,48 +11,16 @@ import redis.asyncio
 from redis.commands.core import AsyncScript
 
 from queue_system.config import QueueConfig
-from queue_system.core.retry_policy import QueueRetryConfig
-from queue_system.core.types import (
-    CallableRef,
-    CancelStatus,
-    EnqueueResult,
-    HealthSnapshot,
-    OperationInfo,
-    QueueStatus,
-    WorkerInfo,
-)
+from queue_system.core import types
 from queue_system.engine.plans import Plan, run_async
 from queue_system.engine.scripts import Scripts
+from queue_system.ops import job_control, reads
 from queue_system.ops.health import system_health
-from queue_system.ops.job_control import (
-    cancel_nonce,
-    cancel_operation,
-    is_final,
-    outcome,
-    wait_chunk,
-)
-from queue_system.ops.reads import read_operation, read_queue_status, read_workers
-from queue_system.producer.dependent import (
-    DependencyFailureMode,
-    check_dependencies,
-    dependency_errors,
-    plan_dependent,
-)
+from queue_system.producer import log_context as logged
 from queue_system.producer.hooks import before_enqueue_async
-from queue_system.producer.log_context import (
-    CALLER_ERRORS,
-    enqueue_batch_context,
-    enqueue_context,
-    operation_context,
-    purge_context,
-    wait_context,
-)
-from queue_system.producer.plan import (
-    PurgeProgress,
-    draft_enqueue,
-    draft_enqueue_batch,
-    redis_errors,
-)
+from queue_system.producer.plan import draft_enqueue_batch
+from queue_system.producer.purge import PurgeProgress
+from queue_system.producer.shell import enqueue_call, redis_errors, signature_of
 from queue_system.resilience import try_catch
 
 T = TypeVar("T")
@@ -79,68 +46,23 @@ class AsyncQueueManager:
             self._scripts = self.config.durable(Scripts.register(self._client))
         return self._client, self._scripts
 
-    @try_catch(context=enqueue_context, caller_errors=CALLER_ERRORS)
-    async def enqueue(
-        self,
-        entity: Any,
-        processor: CallableRef,
-        queue_name: str | None = None,
-        priority: str = "normal",
-        operation_id: str | None = None,
-        retry_config: QueueRetryConfig | None = None,
-        on_success: CallableRef | None = None,
-        on_failure: CallableRef | None = None,
-        timeout: float | None = None,
-        deduplication_key: str | bool | None = None,
-        custom_serializer: Callable[[Any], Any] | None = None,
-        delay: float | dt.timedelta | None = None,
-        run_at: dt.datetime | None = None,
-        expires: float | dt.timedelta | dt.datetime | None = None,
-        depends_on: Sequence[str] | None = None,
-        on_dependency_failure: DependencyFailureMode = "fail",
-    ) -> EnqueueResult:
+    @try_catch(context=logged.enqueue_context, caller_errors=logged.CALLER_ERRORS)
+    @signature_of(enqueue_call)
+    async def enqueue(self, *args: Any, **kwargs: Any) -> types.EnqueueResult:
         """See :meth:`QueueManager.enqueue`."""
-        deps = check_dependencies(
-            depends_on,
-            on_dependency_failure,
-            delay=delay,
-            run_at=run_at,
-            deduplication_key=deduplication_key,
-        )
-        draft = draft_enqueue(
-            self.config,
-            [entity],
-            processor,
-            queue_name=queue_name,
-            priority=priority,
-            operation_ids=[operation_id],
-            retry_config=retry_config,
-            on_success=on_success,
-            on_failure=on_failure,
-            timeout=timeout,
-            deduplication_key=deduplication_key,
-            custom_serializer=custom_serializer,
-            delay=delay,
-            run_at=run_at,
-            expires=expires,
-        )
-        plan = await before_enqueue_async(self.config.hooks(), draft)
+        request = enqueue_call(self.config, *args, **kwargs)
+        call = request.script_call(await before_enqueue_async(self.config.hooks(), request.draft))
         _, scripts = self._connected()
-        if deps is not None:  # waits for them: see queue_system.producer.dependent
-            call = plan_dependent(self.config, draft, plan, deps, on_dependency_failure)
-            with redis_errors(), dependency_errors():
-                answer = await self._guard.call_async(
-                    scripts.enqueue_dependent, keys=call.keys, args=call.args
-                )
-            return call.interpret(answer)
-        with redis_errors():
-            answer = await self._guard.call_async(scripts.enqueue, keys=plan.keys, args=plan.args)
-        return plan.interpret(answer)[0]
+        with redis_errors(), call.errors:
+            answer = await self._guard.call_async(
+                getattr(scripts, call.script), keys=call.keys, args=call.args
+            )
+        return call.read(answer)
 
-    @try_catch(context=enqueue_batch_context, caller_errors=CALLER_ERRORS)
+    @try_catch(context=logged.enqueue_batch_context, caller_errors=logged.CALLER_ERRORS)
     async def enqueue_batch(
-        self, entities: Sequence[Any], processor: CallableRef, **kwargs: Any
-    ) -> list[EnqueueResult]:
+        self, entities: Sequence[Any], processor: types.CallableRef, **kwargs: Any
+    ) -> list[types.EnqueueResult]:
         """See :meth:`QueueManager.enqueue_batch`."""
         started = self.config.clock.monotonic()
         draft = draft_enqueue_batch(self.config, entities, processor, **kwargs)
@@ -152,25 +74,25 @@ class AsyncQueueManager:
             answer = await self._guard.call_async(scripts.enqueue, keys=plan.keys, args=plan.args)
         return plan.interpret(answer, self.config, started)
 
-    @try_catch(caller_errors=CALLER_ERRORS)
-    async def get_queue_status(self) -> QueueStatus:
+    @try_catch(caller_errors=logged.CALLER_ERRORS)
+    async def get_queue_status(self) -> types.QueueStatus:
         """See :meth:`QueueManager.get_queue_status`."""
-        return await self._read(lambda: read_queue_status(self.config.keys))
+        return await self._read(lambda: reads.read_queue_status(self.config.keys))
 
-    @try_catch(context=operation_context, caller_errors=CALLER_ERRORS)
-    async def get_operation(self, operation_id: str) -> OperationInfo | None:
+    @try_catch(context=logged.operation_context, caller_errors=logged.CALLER_ERRORS)
+    async def get_operation(self, operation_id: str) -> types.OperationInfo | None:
         """See :meth:`QueueManager.get_operation`."""
-        return await self._read(lambda: read_operation(self.config.keys, operation_id))
+        return await self._read(lambda: reads.read_operation(self.config.keys, operation_id))
 
-    async def get_system_health(self) -> HealthSnapshot:
+    async def get_system_health(self) -> types.HealthSnapshot:
         """See :meth:`QueueManager.get_system_health` (runs in a thread: it has its own
         short-timeout client)."""
         return await asyncio.to_thread(system_health, self.config)
 
-    @try_catch(caller_errors=CALLER_ERRORS)
-    async def get_workers(self) -> list[WorkerInfo]:
+    @try_catch(caller_errors=logged.CALLER_ERRORS)
+    async def get_workers(self) -> list[types.WorkerInfo]:
         """See :meth:`QueueManager.get_workers`."""
-        return await self._read(lambda: read_workers(self.config.keys))
+        return await self._read(lambda: reads.read_workers(self.config.keys))
 
     async def _read(self, make_plan: Callable[[], Plan[T]]) -> T:
         """Run a fresh read plan under the breaker (a retry starts the plan again)."""
@@ -182,7 +104,7 @@ class AsyncQueueManager:
         with redis_errors():
             return await self._guard.call_async(run)
 
-    @try_catch(context=purge_context, caller_errors=CALLER_ERRORS)
+    @try_catch(context=logged.purge_context, caller_errors=logged.CALLER_ERRORS)
     async def purge_queue(self, queue_name: str, priority: str = "normal") -> int:
         """See :meth:`QueueManager.purge_queue`."""
         key = self.config.get_queue_key(queue_name, priority)
@@ -198,16 +120,18 @@ class AsyncQueueManager:
                 progress.removed(int(removed))
         return progress.purged
 
-    @try_catch(context=operation_context, caller_errors=CALLER_ERRORS)
-    async def cancel(self, operation_id: str) -> CancelStatus:
+    @try_catch(context=logged.operation_context, caller_errors=logged.CALLER_ERRORS)
+    async def cancel(self, operation_id: str) -> types.CancelStatus:
         """See :meth:`QueueManager.cancel`."""
-        nonce = cancel_nonce()  # the same for a retry of the plan
-        return await self._read(lambda: cancel_operation(self.config, operation_id, nonce))
+        nonce = job_control.cancel_nonce()  # the same for a retry of the plan
+        return await self._read(
+            lambda: job_control.cancel_operation(self.config, operation_id, nonce)
+        )
 
     async def wait_for(self, operation_id: str, timeout: float = 30.0) -> Any:
         """See :meth:`QueueManager.wait_for` (awaits; the event loop is never blocked)."""
         record = await self._wait(operation_id, timeout)
-        return outcome(operation_id, record, timeout)  # raises the typed outcome errors
+        return job_control.outcome(operation_id, record, timeout)  # raises the typed outcome errors
 
     async def _wait(self, operation_id: str, timeout: float) -> Any:
         """See :meth:`QueueManager._wait`."""
@@ -219,13 +143,13 @@ class AsyncQueueManager:
         deadline = time.monotonic() + timeout
         with redis_errors():
             record = await self._guard.call_async(scripts.wait_register, keys=status_key, args=[1])
-            while not is_final(record):
+            while not job_control.is_final(record):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:  # uncount this waiter, and read the record a last time
                     return await self._guard.call_async(
                         scripts.wait_register, keys=status_key, args=[-1]
                     )
-                block = wait_chunk(self.config, remaining)
+                block = job_control.wait_chunk(self.config, remaining)
                 if await self._guard.call_async(client.blpop, [done_key], timeout=block):
                     record = await self._guard.call_async(
                         scripts.wait_register, keys=status_key, args=[1]
@@ -234,7 +158,7 @@ class AsyncQueueManager:
 
     # Logged as wait_for's own failures (a Redis or argument error), named after it.
     _wait.__qualname__ = "AsyncQueueManager.wait_for"
-    _wait = try_catch(context=wait_context, caller_errors=CALLER_ERRORS)(_wait)
+    _wait = try_catch(context=logged.wait_context, caller_errors=logged.CALLER_ERRORS)(_wait)
 
     async def aclose(self) -> None:
         """Close this manager's asyncio connections."""

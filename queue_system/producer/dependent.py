@@ -9,9 +9,9 @@ released or failed later.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import redis
 
@@ -58,6 +58,17 @@ class DependentPlan:
     keys: list[str]
     args: list[Any]
     result: EnqueueResult
+    #: The script the managers send it to (see :meth:`errors` and :meth:`read`).
+    script: ClassVar[str] = "enqueue_dependent"
+
+    @property
+    def errors(self) -> AbstractContextManager[None]:
+        """Its errors that are the caller's (see :func:`dependency_errors`)."""
+        return dependency_errors()
+
+    def read(self, answer: Sequence[bytes | str]) -> EnqueueResult:
+        """Same as :meth:`interpret` (the name every enqueue's script call reads with)."""
+        return self.interpret(answer)
 
     def interpret(self, answer: Sequence[bytes | str]) -> EnqueueResult:
         """``"queued"`` when stored to wait (or to run: every dependency had completed),

@@ -1,25 +1,23 @@
-"""The producer core shared by QueueManager (sync) and AsyncQueueManager: no I/O here.
+"""The enqueue core shared by QueueManager (sync) and AsyncQueueManager: no I/O here.
 
 Each public producer operation is split into a *plan* (validated arguments → script keys and
 arguments, or the commands to pipeline) and an *interpretation* of Redis's answer. The two
-shells only send the plan and hand the answer back, so no rule is written twice.
+shells only send the plan and hand the answer back, so no rule is written twice. Beside it:
+:mod:`.encoding` (a new envelope's bytes), :mod:`.purge` (purge_queue's chunks) and
+:mod:`.shell` (the public enqueue signature and the script call both managers send).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import hashlib
 import json
 import math
 import os
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from json.encoder import c_encode_basestring, c_make_encoder  # type: ignore[attr-defined]
-from types import TracebackType
-from typing import Any, Literal
-
-import redis
+from typing import Any, ClassVar
 
 from queue_system.config import NOTIFY_CAP, QueueConfig
 from queue_system.core.checks import (
@@ -32,29 +30,13 @@ from queue_system.core.envelope import (
     SCHEMA_VERSION,
     Serializer,
     as_text,
-    default_json,
     dumps,
     encode_envelope,
     entity_object,
-    operation_id_of,
 )
 from queue_system.core.retry_policy import QueueRetryConfig
 from queue_system.core.types import CallableRef, EnqueueResult, Envelope
-from queue_system.engine.scripts import TOO_MANY_QUEUES
-from queue_system.errors import ConfigurationError, QueueUnavailableError
-
-PURGE_CHUNK = 1000
-"""Items one purge script call removes at most: 1,000 items of 430 bytes took 4-5 ms of server
-time (Valkey 9.1 and Redis 6.2), so other clients are served between chunks."""
-PURGE_CHUNK_BYTES = 1 << 20
-"""Bytes of items one purge call reads and removes at most (items may be up to
-``max_payload_bytes`` each): the call's cost grows with the bytes it copies."""
-PURGE_FIRST_READ = 16
-"""Items read by a purge's first round trip, before their size is known."""
-
-# The operation id in an envelope's fixed opening, as the Lua scripts read it
-# (^{"v":1,"id":"([%w_.:%-]+)"); junk without it has no status record.
-_DEDUP_SET = b'"dedup":"'  # only an envelope holding a dedup key has this (else "dedup":null)
+from queue_system.producer.encoding import default_retry_dict, encode_new
 
 
 def generate_operation_id() -> str:
@@ -89,6 +71,13 @@ class EnqueuePlan:
     keys: list[str]
     args: list[Any]
     results: list[EnqueueResult] = field(default_factory=list)
+    #: The script the managers send it to; redis_errors() alone translates its errors.
+    script: ClassVar[str] = "enqueue"
+    errors: ClassVar[AbstractContextManager[None]] = nullcontext()
+
+    def read(self, answer: Sequence[bytes | str]) -> EnqueueResult:
+        """The result of a one-item plan (``enqueue``): see :meth:`interpret`."""
+        return self.interpret(answer)[0]
 
     def interpret(
         self,
@@ -142,7 +131,7 @@ class EnqueueDraft:
         not JSON or is too large)."""
         keys, args = self.plan.keys, self.plan.args
         for envelope, flag in zip(self.envelopes, self.dedup_flags, strict=True):
-            data = None if self.custom_serializer is not None else _encode_new(envelope)
+            data = None if self.custom_serializer is not None else encode_new(envelope)
             if data is None or len(data) > self.max_bytes:  # (over: encode_envelope raises)
                 data = encode_envelope(envelope, self.custom_serializer, self.max_bytes)
             keys.append(self.operation_key(envelope["id"]))
@@ -152,119 +141,6 @@ class EnqueueDraft:
             args.append(self.due)
             keys.extend((self.scheduled_key, self.scheduled_counts_key))
         return self.plan
-
-
-# --- the envelope of a new item, encoded from cached parts (enqueue's hot path) -----------------
-
-_NEW_KEYS = (
-    "v",
-    "id",
-    "queue",
-    "priority",
-    "processor",
-    "entity",
-    "retry",
-    "on_success",
-    "on_failure",
-    "timeout",
-    "dedup",
-    "attempts",
-    "first_at",
-    "enqueued_at",
-    "history",
-)
-_NEW_KEYS_EXPIRING = (*_NEW_KEYS, "expires_at")
-#: json.dumps as core.envelope.dumps calls it, built once (json.dumps builds one per call).
-_ENCODE = json.JSONEncoder(
-    separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=default_json
-).encode
-# The C encoder behind it, called directly (JSONEncoder.encode makes a new one per call);
-# no circular-reference markers: a cycle ends in RecursionError, and the full encoding then
-# reports it. None where the interpreter has no C accelerator.
-_C_ENCODER = (
-    None
-    if c_make_encoder is None or c_encode_basestring is None
-    else c_make_encoder(
-        None, default_json, c_encode_basestring, None, ":", ",", False, False, False
-    )
-)
-#: (queue, priority, processor, on_success, on_failure, timeout) -> the encoded middle parts.
-_MIDDLES: dict[tuple[Any, ...], tuple[str, str]] = {}
-_MIDDLES_MAX = 512  # distinct tiers x callbacks a process enqueues to; cleared when exceeded
-
-
-def _encode_new(envelope: Envelope) -> bytes | None:
-    """The bytes :func:`encode_envelope` gives for an envelope as :func:`draft_enqueue` builds
-    it (no custom serializer, the default retry policy, no ``meta``), spliced from the item's
-    own values and parts that are the same for every item of a tier (cached). None for any
-    other envelope, and for one that does not encode here (the caller then encodes it in
-    full, which raises the usual SerializationError)."""
-    if (
-        _C_ENCODER is None
-        or envelope.get("retry") is not _default_retry_dict()
-        or tuple(envelope) not in (_NEW_KEYS, _NEW_KEYS_EXPIRING)
-        or envelope["v"] != SCHEMA_VERSION
-        or envelope["attempts"] != 0
-        or envelope["history"]
-    ):
-        return None
-    tier = (
-        envelope["queue"],
-        envelope["priority"],
-        envelope["processor"],
-        envelope["on_success"],
-        envelope["on_failure"],
-        envelope["timeout"],
-    )
-    first_at = _float(envelope["first_at"])
-    same = envelope["enqueued_at"] is envelope["first_at"]  # a new item's: both are "now"
-    enqueued_at = first_at if same else _float(envelope["enqueued_at"])
-    expires_at = _float(envelope["expires_at"]) if "expires_at" in envelope else ""
-    dedup = envelope["dedup"]
-    if first_at is None or enqueued_at is None or expires_at is None:
-        return None
-    try:
-        middles = _MIDDLES.get(tier)
-        if middles is None:
-            middles = _encode_middles(tier)
-            if len(_MIDDLES) >= _MIDDLES_MAX:
-                _MIDDLES.clear()
-            _MIDDLES[tier] = middles
-        text = "".join(
-            (
-                f'{{"v":{SCHEMA_VERSION},"id":',
-                c_encode_basestring(envelope["id"]),
-                middles[0],
-                *_C_ENCODER(envelope["entity"], 0),
-                middles[1],
-                "null" if dedup is None else c_encode_basestring(dedup),
-                ',"attempts":0,"first_at":',
-                first_at,
-                ',"enqueued_at":',
-                enqueued_at,
-                ',"history":[]',
-                f',"expires_at":{expires_at}' if expires_at else "",
-                "}",
-            )
-        )
-        return text.encode()
-    except (TypeError, ValueError, RecursionError):  # UnicodeEncodeError is a ValueError
-        return None
-
-
-def _float(value: Any) -> str | None:
-    """A finite float as JSON (json.dumps writes ``float.__repr__``); None for anything else."""
-    return float.__repr__(value) if type(value) is float and math.isfinite(value) else None
-
-
-def _encode_middles(tier: tuple[Any, ...]) -> tuple[str, str]:
-    """The parts between ``id`` and ``entity``, and between ``entity`` and ``dedup``."""
-    queue, priority, processor, on_success, on_failure, timeout = map(_ENCODE, tier)
-    return (
-        f',"queue":{queue},"priority":{priority},"processor":{processor},"entity":',
-        f',"retry":{_ENCODE(_default_retry_dict())},"on_success":{on_success},'
-        f'"on_failure":{on_failure},"timeout":{timeout},"dedup":',
-    )
 
 
 def plan_enqueue(
@@ -283,19 +159,22 @@ def draft_enqueue(
     entities: Sequence[Any],
     processor: CallableRef,
     *,
+    # Where and which: the tier, the ids.
     queue_name: str | None = None,
     priority: str = "normal",
     operation_ids: Sequence[str | None] | None = None,
-    retry_config: QueueRetryConfig | None = None,
-    on_success: CallableRef | None = None,
-    on_failure: CallableRef | None = None,
-    timeout: float | None = None,
-    deduplication_key: str | bool | None = None,
-    custom_serializer: Callable[[Any], Any] | None = None,
     batch: bool = False,
+    # When: the due time and the expiry.
     delay: float | dt.timedelta | None = None,
     run_at: dt.datetime | None = None,
     expires: float | dt.timedelta | dt.datetime | None = None,
+    # How it runs, and how it is encoded and deduplicated.
+    timeout: float | None = None,
+    retry_config: QueueRetryConfig | None = None,
+    on_success: CallableRef | None = None,
+    on_failure: CallableRef | None = None,
+    custom_serializer: Callable[[Any], Any] | None = None,
+    deduplication_key: str | bool | None = None,
 ) -> EnqueueDraft:
     """Validate an enqueue of ``entities`` and build its envelopes (raises before any I/O).
 
@@ -312,7 +191,7 @@ def draft_enqueue(
     priority = validate_priority(priority)
     if retry_config is not None and not isinstance(retry_config, QueueRetryConfig):
         raise TypeError("retry_config must be a QueueRetryConfig")
-    retry_dict = retry_config.to_dict() if retry_config is not None else _default_retry_dict()
+    retry_dict = retry_config.to_dict() if retry_config is not None else default_retry_dict()
     success_name = config.registry.name_for(on_success) if on_success is not None else None
     failure_name = config.registry.name_for(on_failure) if on_failure is not None else None
     validate_timeout(timeout)
@@ -477,12 +356,6 @@ def _due_estimate(due: str, now: float) -> float:
     return now + value if due.startswith("+") else value
 
 
-@functools.cache
-def _default_retry_dict() -> dict[str, Any]:
-    """``QueueRetryConfig().to_dict()``, built once (enqueue's hot path); never mutated."""
-    return QueueRetryConfig().to_dict()
-
-
 def default_queue_name(processor_name: str) -> str:
     """``"app.tasks:process_data"`` → ``"process_data"`` (the reference's queue naming)."""
     return processor_name.rpartition(":")[2].rpartition(".")[2]
@@ -502,105 +375,3 @@ def _dedup_key(
     if not deduplication_key:
         raise ValueError("deduplication_key must not be empty")
     return config.keys.dedup(deduplication_key)
-
-
-class _RedisErrors:
-    """The context manager :func:`redis_errors` returns: stateless, so one serves every call
-    (a ``@contextmanager`` generator costs a new generator per enqueue)."""
-
-    __slots__ = ()
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> Literal[False]:
-        if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
-            raise QueueUnavailableError(f"queue unavailable: Redis did not answer ({exc})") from exc
-        if isinstance(exc, redis.ResponseError) and TOO_MANY_QUEUES in str(exc):
-            raise ConfigurationError(
-                "this namespace already holds max_queues queue names; raise "
-                "QueueConfig(max_queues=...) or reuse queue names"
-            ) from exc
-        return False  # anything else (or nothing) goes on as it is
-
-
-_REDIS_ERRORS = _RedisErrors()
-
-
-def redis_errors() -> _RedisErrors:
-    """Translate driver errors into library errors (works around sync and async calls)."""
-    return _REDIS_ERRORS
-
-
-# --- purge_queue -----------------------------------------------------------------------------
-
-
-@dataclass(kw_only=True)
-class PurgeProgress:
-    """One ``purge_queue`` call, chunk by chunk (sans-IO: the shells read, then send the plan).
-
-    Each round reads ``next_read()`` items from the list's taking end (tail) and sends
-    :meth:`plan` of them to ``purge.lua``; the purge ends when the list is empty or once
-    ``left`` (the items waiting at the start) have been removed, so producers that keep
-    pushing cannot make it run for ever.
-    """
-
-    left: int
-    purged: int = 0
-    read_size: int = PURGE_FIRST_READ
-
-    def next_read(self) -> int:
-        """How many items to read from the tail now (0: done)."""
-        return max(0, min(self.left, self.read_size))
-
-    def plan(
-        self, config: QueueConfig, list_key: str, items: Sequence[bytes | str]
-    ) -> tuple[list[str], list[Any]]:
-        """Keys and arguments of the ``purge.lua`` call removing ``items`` (as read from the
-        tail, in list order; the tail-most ones if they exceed ``PURGE_CHUNK_BYTES``), with
-        each one's status record and dedup key. Sizes the next read from these items."""
-        raws = [item if isinstance(item, bytes) else item.encode() for item in items]
-        size = sum(map(len, raws))
-        self.read_size = max(1, min(PURGE_CHUNK, PURGE_CHUNK_BYTES * len(raws) // max(size, 1)))
-        kept = 0
-        for count, raw in enumerate(reversed(raws)):
-            kept += len(raw)
-            if kept > PURGE_CHUNK_BYTES and count > 0:
-                raws = raws[len(raws) - count :]
-                break
-        keys = [list_key, config.keys.ready, config.keys.deps_outbox]
-        args: list[Any] = [len(raws)]
-        for raw in raws:
-            op_id, dedup = _purged_keys(raw, config.keys.dedup_prefix)
-            if op_id is not None:
-                keys.append(config.keys.operation(op_id))
-            if dedup is not None:
-                keys.append(dedup)
-            flags = ("1" if op_id is not None else "0") + ("1" if dedup is not None else "0")
-            args.extend((raw, op_id or "", flags))
-        return keys, args
-
-    def removed(self, count: int) -> None:
-        """Record the answer of one ``purge.lua`` call."""
-        self.purged += count
-        self.left -= count
-
-
-def _purged_keys(raw: bytes, dedup_prefix: str) -> tuple[str | None, str | None]:
-    """(operation id, dedup key) of one waiting item; None where it has none (or is junk)."""
-    op_id = operation_id_of(raw)
-    if op_id is None:
-        return None, None
-    if _DEDUP_SET not in raw:
-        return op_id, None
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        return op_id, None
-    dedup = data.get("dedup") if isinstance(data, dict) else None
-    # Items are data: only a key inside this namespace's dedup space is ever deleted.
-    if isinstance(dedup, str) and dedup.startswith(dedup_prefix):
-        return op_id, dedup
-    return op_id, None

@@ -2,54 +2,21 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from queue_system.config import QueueConfig
-from queue_system.core.retry_policy import QueueRetryConfig
-from queue_system.core.types import (
-    CallableRef,
-    CancelStatus,
-    EnqueueResult,
-    HealthSnapshot,
-    OperationInfo,
-    QueueStatus,
-    WorkerInfo,
-)
+from queue_system.core import types
 from queue_system.engine.plans import Plan, run_sync
 from queue_system.engine.scripts import Scripts
+from queue_system.ops import job_control, reads
 from queue_system.ops.health import system_health
-from queue_system.ops.job_control import (
-    cancel_nonce,
-    cancel_operation,
-    is_final,
-    outcome,
-    wait_chunk,
-)
-from queue_system.ops.reads import read_operation, read_queue_status, read_workers
-from queue_system.producer.dependent import (
-    DependencyFailureMode,
-    check_dependencies,
-    dependency_errors,
-    plan_dependent,
-)
+from queue_system.producer import log_context as logged
 from queue_system.producer.hooks import before_enqueue_sync
-from queue_system.producer.log_context import (
-    CALLER_ERRORS,
-    enqueue_batch_context,
-    enqueue_context,
-    operation_context,
-    purge_context,
-    wait_context,
-)
-from queue_system.producer.plan import (
-    PurgeProgress,
-    draft_enqueue,
-    draft_enqueue_batch,
-    redis_errors,
-)
+from queue_system.producer.plan import draft_enqueue_batch
+from queue_system.producer.purge import PurgeProgress
+from queue_system.producer.shell import enqueue_call, redis_errors, signature_of
 from queue_system.resilience import try_catch
 
 T = TypeVar("T")
@@ -73,26 +40,9 @@ class QueueManager:
         self._scripts = config.durable(Scripts.register(self._client))
         self._guard = config.guard
 
-    @try_catch(context=enqueue_context, caller_errors=CALLER_ERRORS)
-    def enqueue(
-        self,
-        entity: Any,
-        processor: CallableRef,
-        queue_name: str | None = None,
-        priority: str = "normal",
-        operation_id: str | None = None,
-        retry_config: QueueRetryConfig | None = None,
-        on_success: CallableRef | None = None,
-        on_failure: CallableRef | None = None,
-        timeout: float | None = None,
-        deduplication_key: str | bool | None = None,
-        custom_serializer: Callable[[Any], Any] | None = None,
-        delay: float | dt.timedelta | None = None,
-        run_at: dt.datetime | None = None,
-        expires: float | dt.timedelta | dt.datetime | None = None,
-        depends_on: Sequence[str] | None = None,
-        on_dependency_failure: DependencyFailureMode = "fail",
-    ) -> EnqueueResult:
+    @try_catch(context=logged.enqueue_context, caller_errors=logged.CALLER_ERRORS)
+    @signature_of(enqueue_call)
+    def enqueue(self, *args: Any, **kwargs: Any) -> types.EnqueueResult:
         """Store one item for a worker to run ``processor(entity)``.
 
         Args:
@@ -142,46 +92,17 @@ class QueueManager:
                 been stored (a reply lost for good): enqueue again with the same caller-chosen
                 ``operation_id`` to find out without storing it twice.
         """
-        deps = check_dependencies(
-            depends_on,
-            on_dependency_failure,
-            delay=delay,
-            run_at=run_at,
-            deduplication_key=deduplication_key,
-        )
-        draft = draft_enqueue(
-            self.config,
-            [entity],
-            processor,
-            queue_name=queue_name,
-            priority=priority,
-            operation_ids=[operation_id],
-            retry_config=retry_config,
-            on_success=on_success,
-            on_failure=on_failure,
-            timeout=timeout,
-            deduplication_key=deduplication_key,
-            custom_serializer=custom_serializer,
-            delay=delay,
-            run_at=run_at,
-            expires=expires,
-        )
-        plan = before_enqueue_sync(self.config.hooks(), draft)
-        if deps is not None:  # waits for them: see queue_system.producer.dependent
-            call = plan_dependent(self.config, draft, plan, deps, on_dependency_failure)
-            with redis_errors(), dependency_errors():
-                answer = self._guard.call(
-                    self._scripts.enqueue_dependent, keys=call.keys, args=call.args
-                )
-            return call.interpret(answer)
-        with redis_errors():
-            answer = self._guard.call(self._scripts.enqueue, keys=plan.keys, args=plan.args)
-        return plan.interpret(answer)[0]
+        request = enqueue_call(self.config, *args, **kwargs)
+        call = request.script_call(before_enqueue_sync(self.config.hooks(), request.draft))
+        with redis_errors(), call.errors:
+            script = getattr(self._scripts, call.script)
+            answer = self._guard.call(script, keys=call.keys, args=call.args)
+        return call.read(answer)
 
-    @try_catch(context=enqueue_batch_context, caller_errors=CALLER_ERRORS)
+    @try_catch(context=logged.enqueue_batch_context, caller_errors=logged.CALLER_ERRORS)
     def enqueue_batch(
-        self, entities: Sequence[Any], processor: CallableRef, **kwargs: Any
-    ) -> list[EnqueueResult]:
+        self, entities: Sequence[Any], processor: types.CallableRef, **kwargs: Any
+    ) -> list[types.EnqueueResult]:
         """Enqueue many entities in one atomic round trip; same options as :meth:`enqueue`.
 
         ``deduplication_key=True`` deduplicates each entity by its hash; a single string key
@@ -198,14 +119,14 @@ class QueueManager:
             answer = self._guard.call(self._scripts.enqueue, keys=plan.keys, args=plan.args)
         return plan.interpret(answer, self.config, started)
 
-    @try_catch(caller_errors=CALLER_ERRORS)
-    def get_queue_status(self) -> QueueStatus:
+    @try_catch(caller_errors=logged.CALLER_ERRORS)
+    def get_queue_status(self) -> types.QueueStatus:
         """Depth of every registered queue and tier, plus failures, system errors, in-flight
         and delayed counts, keyed by Redis key: ``{"queue:high:process_data": 5, ...}``."""
-        return self._read(lambda: read_queue_status(self.config.keys))
+        return self._read(lambda: reads.read_queue_status(self.config.keys))
 
-    @try_catch(context=operation_context, caller_errors=CALLER_ERRORS)
-    def get_operation(self, operation_id: str) -> OperationInfo | None:
+    @try_catch(context=logged.operation_context, caller_errors=logged.CALLER_ERRORS)
+    def get_operation(self, operation_id: str) -> types.OperationInfo | None:
         """Status of one operation, or None if the id is unknown or its record expired.
 
         Returns ``operation_id``, ``status`` (pending | scheduled | processing | completed |
@@ -220,9 +141,9 @@ class QueueManager:
         ahead (measured: 0.4 ms at position 0, 70 ms at position 99,999), blocking Redis
         meanwhile.
         """
-        return self._read(lambda: read_operation(self.config.keys, operation_id))
+        return self._read(lambda: reads.read_operation(self.config.keys, operation_id))
 
-    def get_system_health(self) -> HealthSnapshot:
+    def get_system_health(self) -> types.HealthSnapshot:
         """Redis reachability, per-queue depths and ages, workers, server version and memory.
 
         Answers within ``connection_timeout`` + 1 s even when Redis is down or frozen, with
@@ -231,17 +152,17 @@ class QueueManager:
         """
         return system_health(self.config)
 
-    @try_catch(caller_errors=CALLER_ERRORS)
-    def get_workers(self) -> list[WorkerInfo]:
+    @try_catch(caller_errors=logged.CALLER_ERRORS)
+    def get_workers(self) -> list[types.WorkerInfo]:
         """Live workers (each refreshes its record every few seconds; a dead one expires)."""
-        return self._read(lambda: read_workers(self.config.keys))
+        return self._read(lambda: reads.read_workers(self.config.keys))
 
     def _read(self, make_plan: Callable[[], Plan[T]]) -> T:
         """Run a fresh read plan under the breaker (a retry starts the plan again)."""
         with redis_errors():
             return self._guard.call(lambda: run_sync(self._client, self._scripts, make_plan()))
 
-    @try_catch(context=purge_context, caller_errors=CALLER_ERRORS)
+    @try_catch(context=logged.purge_context, caller_errors=logged.CALLER_ERRORS)
     def purge_queue(self, queue_name: str, priority: str = "normal") -> int:
         """Delete the waiting items of ``queue_name`` at ``priority``; returns how many.
 
@@ -264,8 +185,8 @@ class QueueManager:
                 progress.removed(int(self._guard.call(self._scripts.purge, keys=keys, args=args)))
         return progress.purged
 
-    @try_catch(context=operation_context, caller_errors=CALLER_ERRORS)
-    def cancel(self, operation_id: str) -> CancelStatus:
+    @try_catch(context=logged.operation_context, caller_errors=logged.CALLER_ERRORS)
+    def cancel(self, operation_id: str) -> types.CancelStatus:
         """Cancel one operation; it ends with status ``cancelled`` and is never retried.
 
         Returns ``"cancelled"`` when it was waiting or scheduled (a retry or a delayed item):
@@ -276,8 +197,8 @@ class QueueManager:
         instant, exactly one of completed / cancelled wins (the worker's fenced finish
         decides). ``"already_finished"`` and ``"not_found"`` change nothing.
         """
-        nonce = cancel_nonce()  # the same for a retry of the plan
-        return self._read(lambda: cancel_operation(self.config, operation_id, nonce))
+        nonce = job_control.cancel_nonce()  # the same for a retry of the plan
+        return self._read(lambda: job_control.cancel_operation(self.config, operation_id, nonce))
 
     def wait_for(self, operation_id: str, timeout: float = 30.0) -> Any:
         """Block until ``operation_id`` ends; return its result (None if results are not
@@ -291,7 +212,7 @@ class QueueManager:
         then ``m.wait_for(op, timeout=10)``.
         """
         record = self._wait(operation_id, timeout)
-        return outcome(operation_id, record, timeout)  # raises the typed outcome errors
+        return job_control.outcome(operation_id, record, timeout)  # raises the typed outcome errors
 
     def _wait(self, operation_id: str, timeout: float) -> Any:
         """The record once final or at the timeout (an outcome is not a failure: only a
@@ -303,11 +224,11 @@ class QueueManager:
         deadline = time.monotonic() + timeout
         with redis_errors():
             record = self._guard.call(self._scripts.wait_register, keys=status_key, args=[1])
-            while not is_final(record):
+            while not job_control.is_final(record):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:  # uncount this waiter, and read the record a last time
                     return self._guard.call(self._scripts.wait_register, keys=status_key, args=[-1])
-                block = wait_chunk(self.config, remaining)
+                block = job_control.wait_chunk(self.config, remaining)
                 if self._guard.call(self._client.blpop, [done_key], timeout=block) is not None:
                     record = self._guard.call(
                         self._scripts.wait_register, keys=status_key, args=[1]
@@ -316,4 +237,4 @@ class QueueManager:
 
     # Logged as wait_for's own failures (a Redis or argument error), named after it.
     _wait.__qualname__ = "QueueManager.wait_for"
-    _wait = try_catch(context=wait_context, caller_errors=CALLER_ERRORS)(_wait)
+    _wait = try_catch(context=logged.wait_context, caller_errors=logged.CALLER_ERRORS)(_wait)

@@ -20,13 +20,18 @@ import sys
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 from queue_system.core.envelope import decode_envelope, envelope_summary
 from queue_system.core.registry import CallableRegistry
 from queue_system.core.retry_policy import QueueRetryConfig
 from queue_system.core.types import Envelope
 from queue_system.errors import DecodeError
+
+Function: TypeAlias = Callable[..., Any]
+"""A processor or callback, run by a slot with one argument (the entity, or a data dict)."""
+OnStart: TypeAlias = Callable[[], None] | None
+"""Run by a slot just before the function, once it is handed over (marks the item started)."""
 
 _HAS_ASYNCIO_TIMEOUT = sys.version_info >= (3, 11)
 
@@ -103,13 +108,7 @@ class ThreadSlots:
         self._free = asyncio.Semaphore(size)
         self.overdue = 0  # threads still running a function nobody waits for any more
 
-    async def run(
-        self,
-        fn: Callable[..., Any],
-        arg: Any,
-        timeout_s: float,
-        on_start: Callable[[], None] | None = None,
-    ) -> Any:
+    async def run(self, fn: Function, arg: Any, timeout_s: float, on_start: OnStart = None) -> Any:
         """``fn(arg)`` in a thread, bounded by ``timeout_s``.
 
         Waits (unbounded) for a free thread first, so the function starts as soon as it is

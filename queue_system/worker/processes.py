@@ -24,10 +24,9 @@ import asyncio
 import logging
 import multiprocessing
 import multiprocessing.connection
-from collections.abc import Callable
 from typing import Any
 
-from queue_system.worker.call import ThreadSlots
+from queue_system.worker.call import Function, OnStart, ThreadSlots
 
 logger = logging.getLogger("queue_system.worker")
 
@@ -67,13 +66,7 @@ class ProcessSlots(ThreadSlots):
         self._idle: list[_Child] = []  # kill and join children (blocking calls)
         self._busy: set[_Child] = set()
 
-    async def run(
-        self,
-        fn: Callable[..., Any],
-        arg: Any,
-        timeout_s: float,
-        on_start: Callable[[], None] | None = None,
-    ) -> Any:
+    async def run(self, fn: Function, arg: Any, timeout_s: float, on_start: OnStart = None) -> Any:
         """``fn(arg)`` in a child process, killed if it runs past ``timeout_s``."""
         await self._free.acquire()
         child: _Child | None = None

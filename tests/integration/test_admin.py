@@ -17,7 +17,7 @@ from queue_system import QueueAdmin, QueueConfig, QueueManager, QueueRetryConfig
 from queue_system.core.records import dead_letter_record
 from queue_system.engine.embedded_server import EmbeddedRedis, free_loopback_port
 from queue_system.engine.scripts import script_source
-from queue_system.ops import admin as admin_module
+from queue_system.ops import dead_letter_scan
 from tests.support.burst import run_burst
 from tests.support.clock import FakeClock
 
@@ -226,7 +226,7 @@ def make_failures(config: QueueConfig, count: int, queue: str = "jobs") -> list[
 def test_filtered_requeue_across_many_chunks(
     config: QueueConfig, raw_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(admin_module, "SCAN_CHUNK", 7)
+    monkeypatch.setattr(dead_letter_scan, "SCAN_CHUNK", 7)
     make_failures(config, 30, queue="a")
     make_failures(config, 30, queue="b")
     result = QueueAdmin(config).requeue(all=True, queue="a")
@@ -238,7 +238,7 @@ def test_filtered_requeue_across_many_chunks(
 def test_concurrent_requeues_never_duplicate_or_lose_an_item(
     config: QueueConfig, raw_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(admin_module, "SCAN_CHUNK", 10)  # many chunks: the scans interleave
+    monkeypatch.setattr(dead_letter_scan, "SCAN_CHUNK", 10)  # many chunks: the scans interleave
     expected = make_failures(config, 200)
     counts: list[int] = []
     barrier = threading.Barrier(4)

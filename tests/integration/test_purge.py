@@ -15,7 +15,7 @@ import redis
 
 from queue_system import AsyncQueueManager, QueueConfig, QueueManager
 from queue_system.engine.scripts import script_source
-from queue_system.producer.plan import PurgeProgress
+from queue_system.producer.purge import PurgeProgress
 
 # While purging 200k items, another client's PING must answer within PING_BOUND_S, and no
 # command may run longer than SCRIPT_BOUND_S on the server. One script over the whole list

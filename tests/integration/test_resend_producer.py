@@ -26,7 +26,7 @@ from queue_system import (
 from queue_system.engine.embedded_server import EmbeddedRedis
 from queue_system.engine.scripts import SCRIPT_NAMES, script_source
 from queue_system.ops.admin import QueueAdmin
-from queue_system.producer.plan import PURGE_CHUNK, PURGE_FIRST_READ
+from queue_system.producer.purge import PURGE_CHUNK, PURGE_FIRST_READ
 from tests.support.burst import run_burst
 from tests.support.proxy import FaultProxy
 from tests.support.waiting import wait_until

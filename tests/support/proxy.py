@@ -30,7 +30,8 @@ import struct
 import threading
 import time
 from dataclasses import dataclass, field
-from types import TracebackType
+
+from queue_system.engine.embedded_server import StartStop
 
 CHUNK = 65536
 POLL_S = 0.02  # how often idle pumps check for a new fault or a close
@@ -46,7 +47,7 @@ class _Rule:
     fired: threading.Event = field(default_factory=threading.Event)
 
 
-class FaultProxy:
+class FaultProxy(StartStop):
     """Forwards 127.0.0.1:<port> to 127.0.0.1:<upstream_port>, with faults on demand."""
 
     def __init__(self, upstream_port: int, upstream_host: str = "127.0.0.1") -> None:
@@ -205,15 +206,12 @@ class FaultProxy:
         for thread in self._threads:
             thread.join(timeout=2)
 
-    def __enter__(self) -> FaultProxy:
+    def start(self) -> FaultProxy:
+        """Nothing to do: the proxy listens from its construction (for ``with``)."""
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def stop(self) -> None:
+        """Same as :meth:`close` (for ``with``)."""
         self.close()
 
 

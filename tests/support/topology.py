@@ -13,12 +13,13 @@ import os
 import shutil
 import subprocess
 import tempfile
-from types import TracebackType
 
 import redis
 
 from queue_system.engine.embedded_server import (
     EmbeddedRedis,
+    StartStop,
+    end_process,
     find_server_binary,
     free_loopback_port,
 )
@@ -65,18 +66,12 @@ class SentinelProcess:
 
     def stop(self) -> None:
         if self.process is not None:
-            if self.process.poll() is None:
-                self.process.terminate()
-                try:
-                    self.process.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    self.process.kill()
-                    self.process.wait()
+            end_process(self.process)
             self.process = None
         shutil.rmtree(self._workdir, ignore_errors=True)
 
 
-class SentinelGroup:
+class SentinelGroup(StartStop):
     """A master, one replica of it and three sentinels (quorum 2) watching ``SERVICE``.
 
     ``servers`` keeps both data servers; :meth:`master` is whichever the sentinels name now.
@@ -194,17 +189,6 @@ class SentinelGroup:
             server.stop()
         self.sentinels.clear()
         self.servers.clear()
-
-    def __enter__(self) -> SentinelGroup:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def _pairs(reply: object) -> dict[str, str]:

@@ -21,8 +21,12 @@ import tenacity
 from freezegun import freeze_time
 
 from queue_system.resilience import breaker as breaker_module
+from queue_system.resilience import breaker_storage
 
-BREAKER_SOURCE = Path(inspect.getfile(breaker_module))
+BREAKER_SOURCES = [
+    Path(inspect.getfile(breaker_module)),
+    Path(inspect.getfile(breaker_storage)),
+]
 
 
 # --- pybreaker: no private member used, none shadowed -------------------------------------------
@@ -114,18 +118,19 @@ def private_member_violations(source: str) -> list[str]:
 
 def test_the_breaker_adapter_uses_no_private_pybreaker_member() -> None:
     # self._x must be an attribute or method the same class defines; nothing else's _x at all.
-    assert private_member_violations(BREAKER_SOURCE.read_text()) == []
+    for source in BREAKER_SOURCES:
+        assert private_member_violations(source.read_text()) == [], source
 
 
 def test_the_adapters_own_names_do_not_shadow_pybreakers() -> None:
     # A name pybreaker also uses would silently replace (or be replaced by) its member.
     theirs = pybreaker_names()
-    classes, _ = class_facts(BREAKER_SOURCE.read_text())
+    classes = [facts for src in BREAKER_SOURCES for facts in class_facts(src.read_text())[0]]
     subclasses = [facts for facts in classes if facts.subclasses_pybreaker]
     assert {facts.name for facts in subclasses} >= {
         "CircuitBreaker",
-        "_WindowedMemoryStorage",
-        "_WindowedRedisStorage",
+        "WindowedMemoryStorage",
+        "WindowedRedisStorage",
     }
     clashes = {
         facts.name: sorted(
@@ -216,7 +221,7 @@ def test_the_redis_storage_implements_pybreakers_whole_storage_interface() -> No
         if not name.startswith("_") and name != "name"
     }
     assert interface >= {"state", "counter", "increment_counter", "reset_counter", "opened_at"}
-    implemented = set(vars(breaker_module._WindowedRedisStorage))
+    implemented = set(vars(breaker_storage.WindowedRedisStorage))
     assert sorted(interface - implemented) == []
 
 

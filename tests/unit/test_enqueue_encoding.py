@@ -1,4 +1,4 @@
-"""Enqueue's spliced envelope encoding (producer/plan.py, issue 16) writes exactly the bytes of
+"""Enqueue's spliced envelope encoding (producer/encoding.py, issue 16) writes exactly the bytes of
 the full encoding (core.envelope.encode_envelope), and fails exactly as it does."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 
 from queue_system import QueueConfig, QueueRetryConfig, SerializationError
 from queue_system.core.envelope import encode_envelope
-from queue_system.producer import plan
+from queue_system.producer import encoding, plan
 from queue_system.producer.hooks import before_enqueue_sync
 from tests.support.clock import FakeClock
 
@@ -136,6 +136,6 @@ def test_the_common_enqueue_is_spliced_and_the_rest_is_not() -> None:
 
     cfg = config()
     for options in OPTIONS[:-2]:  # the last two take the full encoding
-        assert plan._encode_new(envelope(cfg, **options)) is not None, options
-    assert plan._encode_new(envelope(cfg, retry_config=QueueRetryConfig(max_attempts=2))) is None
-    assert plan._encode_new({**envelope(cfg), "meta": {"a": 1}}) is None
+        assert encoding.encode_new(envelope(cfg, **options)) is not None, options
+    assert encoding.encode_new(envelope(cfg, retry_config=QueueRetryConfig(max_attempts=2))) is None
+    assert encoding.encode_new({**envelope(cfg), "meta": {"a": 1}}) is None

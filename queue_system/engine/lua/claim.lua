@@ -36,6 +36,7 @@
 -- its id is read from the envelope's fixed opening (junk without it has no record). The record
 -- key is built from ARGV[5]: in a cluster layout every key of one prefix shares a hash tag.
 -- Writes go in chunks of at most CHUNK arguments (Lua's unpack() has a limit near 8000).
+--#include answer_leased
 local CHUNK = 1000
 local worker = ARGV[3]
 
@@ -56,14 +57,8 @@ if receipt then
   first, count, marked = tonumber(first), tonumber(count), tonumber(marked)
   local out = {0, -1}
   for i = 1, count do
-    local token = token_of(first + i)
-    local value = redis.call('HGET', KEYS[1], token)
-    if value then
-      local cut = string.find(value, '\n', 1, true)
-      out[#out + 1] = token
-      out[#out + 1] = string.sub(value, 1, cut - 1)
-      out[#out + 1] = string.sub(value, cut + 1)
-      if i <= marked then out[1] = out[1] + 1 end
+    if answer_leased(out, KEYS[1], token_of(first + i)) and i <= marked then
+      out[1] = out[1] + 1
     end
   end
   return out

@@ -30,6 +30,7 @@
 -- end an item give them one), so a dedup key cannot expire under a waiting item.
 -- A push adds the list to the ready index in the same step: a claim that reads the index
 -- never misses it.
+--#include wake_workers
 local n = tonumber(ARGV[5])
 local known = redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1
 if not known and redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[2]) then
@@ -100,11 +101,5 @@ if queued > 0 then
 end
 -- Wake idle workers only when the list was empty: otherwise workers are busy with it or
 -- were already woken for it (an idle worker also re-checks every second by itself).
-if was_empty then
-  local cap = tonumber(ARGV[3])
-  local wake = {}
-  for j = 1, math.min(queued, cap) do wake[j] = '1' end
-  redis.call('LPUSH', KEYS[2], unpack(wake))
-  redis.call('LTRIM', KEYS[2], 0, cap - 1)
-end
+if was_empty then wake_workers(KEYS[2], queued, tonumber(ARGV[3])) end
 return out

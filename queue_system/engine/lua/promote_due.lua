@@ -20,6 +20,8 @@
 -- The list key is read from the member (written from KeySpace); in a cluster layout every key
 -- of one prefix shares a hash tag, so it lives in the same slot.
 -- Safe to re-send: a promoted member is no longer in its set.
+--#include mark_pending
+--#include wake_workers
 local limit = tonumber(ARGV[2])
 local t = redis.call('TIME')
 local server_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -36,24 +38,13 @@ local function promote(set, bound, counted)
     if counted and redis.call('HINCRBY', KEYS[5], list_key, -1) <= 0 then
       redis.call('HDEL', KEYS[5], list_key)
     end
-    local op_id = string.match(item, '^{"v":1,"id":"([%w_.:%-]+)"')
-    if op_id then
-      local status = ARGV[4] .. op_id
-      redis.call('HSET', status, 'status', 'pending')
-      redis.call('PERSIST', status)
-    end
+    mark_pending(ARGV[4], string.match(item, '^{"v":1,"id":"([%w_.:%-]+)"'))
   end
   promoted = promoted + #due
 end
 promote(KEYS[4], server_ms, true)
 if promoted < limit then promote(KEYS[1], ARGV[1], false) end
-if promoted > 0 then
-  local cap = tonumber(ARGV[3])
-  local wake = {}
-  for j = 1, math.min(promoted, cap) do wake[j] = '1' end
-  redis.call('LPUSH', KEYS[2], unpack(wake))
-  redis.call('LTRIM', KEYS[2], 0, cap - 1)
-end
+if promoted > 0 then wake_workers(KEYS[2], promoted, tonumber(ARGV[3])) end
 local earliest = -1
 local next_due = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 if next_due[2] then earliest = tonumber(next_due[2]) end

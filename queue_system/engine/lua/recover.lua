@@ -17,21 +17,16 @@
 -- Safe to re-send: a call that leased crash loops records them under its receipt (the
 -- caller's call id, TTL one lease); a re-run answers them again from inflight.
 -- Uses the server's TIME, like claim, so a fast client clock cannot reclaim a live lease.
+--#include answer_leased
+--#include mark_pending
+--#include wake_workers
 local worker = ARGV[5]
 local function token_of(n)
   return worker .. ':' .. string.format('%d', n)
 end
 local function crash_loop_answer(out, first, expiries)
   for i, count in ipairs(expiries) do
-    local token = token_of(first + i)
-    local value = redis.call('HGET', KEYS[1], token)
-    if value then
-      local cut = string.find(value, '\n', 1, true)
-      out[#out + 1] = token
-      out[#out + 1] = string.sub(value, 1, cut - 1)
-      out[#out + 1] = string.sub(value, cut + 1)
-      out[#out + 1] = count
-    end
+    if answer_leased(out, KEYS[1], token_of(first + i)) then out[#out + 1] = count end
   end
   return out
 end
@@ -83,21 +78,14 @@ for _, entry in ipairs(order) do
       redis.call('RPUSH', list_key, item)
       redis.call('SADD', KEYS[8], list_key)
       requeued = requeued + 1
-      if op_id then
-        local status = ARGV[7] .. op_id
-        redis.call('HSET', status, 'status', 'pending')
-        redis.call('PERSIST', status)
-      end
+      mark_pending(ARGV[7], op_id)
     end
   end
 end
 if counted and redis.call('TTL', KEYS[3]) == -1 then
   redis.call('EXPIRE', KEYS[3], ARGV[3])
 end
-if requeued > 0 then
-  redis.call('LPUSH', KEYS[4], '1')
-  redis.call('LTRIM', KEYS[4], 0, tonumber(ARGV[6]) - 1)
-end
+if requeued > 0 then wake_workers(KEYS[4], 1, tonumber(ARGV[6])) end
 local out = {requeued, 0}
 if #looped > 0 then
   -- The field stays in redeliveries until the item is dead-lettered: if this caller dies

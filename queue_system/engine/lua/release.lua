@@ -8,6 +8,8 @@
 -- Walks the tokens backwards so the earliest claimed item ends up first in line again.
 -- Safe to re-send: a token already released is no longer held, and is skipped.
 -- A released item never counts toward the crash-loop guard, even if it had started.
+--#include mark_pending
+--#include wake_workers
 local released = 0
 for i = #ARGV, 3, -1 do
   local value = redis.call('HGET', KEYS[1], ARGV[i])
@@ -21,16 +23,8 @@ for i = #ARGV, 3, -1 do
     redis.call('RPUSH', list_key, item)
     redis.call('SADD', KEYS[5], list_key)
     released = released + 1
-    local op_id = string.match(item, '^{"v":1,"id":"([%w_.:%-]+)"')
-    if op_id then
-      local status = ARGV[2] .. op_id
-      redis.call('HSET', status, 'status', 'pending')
-      redis.call('PERSIST', status)
-    end
+    mark_pending(ARGV[2], string.match(item, '^{"v":1,"id":"([%w_.:%-]+)"'))
   end
 end
-if released > 0 then
-  redis.call('LPUSH', KEYS[3], '1')
-  redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[1]) - 1)
-end
+if released > 0 then wake_workers(KEYS[3], 1, tonumber(ARGV[1])) end
 return released
