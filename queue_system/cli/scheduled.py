@@ -9,8 +9,8 @@ from queue_system.cli.state import current_state
 from queue_system.ops.admin import QueueAdmin
 
 _COLUMNS = (
-    Column(header="next run (UTC)"),
-    Column(header="queue"),
+    Column(header="next run (UTC)", wrap=True),
+    Column(header="queue", wrap=True),
     Column(header="priority", drop_rank=2),
     Column(header="operation"),
     Column(header="processor", drop_rank=3),

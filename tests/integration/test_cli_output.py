@@ -158,3 +158,55 @@ def test_an_empty_failures_list_says_so(run: Callable[..., Result]) -> None:
     assert result.exit_code == 0
     assert "no failures records match" in result.stderr
     assert json.loads(run("failures", "list", "--json").stdout) == []
+
+
+def test_scheduled_fits_80_columns_with_whole_ids(
+    run: Callable[..., Result], manager: QueueManager
+) -> None:
+    ids = [
+        manager.enqueue({"n": n}, cli_app.slow, queue_name="a_rather_long_queue_name", delay=3600)[
+            "operation_id"
+        ]
+        for n in range(2)
+    ]
+    result = run("scheduled")
+    assert result.exit_code == 0, result.output
+    assert max(map(len, result.stdout.splitlines())) <= 80, result.stdout
+    assert all(op_id in result.stdout for op_id in ids), result.stdout
+    assert "…" not in result.stdout, result.stdout
+    # The queue name may wrap onto a second line, never be cut
+    rows = [line.split("│") for line in result.stdout.splitlines() if line.startswith("│")]
+    assert "".join(row[2].strip() for row in rows).count("a_rather_long_queue_name") == 2
+
+
+def test_cron_fits_80_columns_with_whole_names(
+    run: Callable[..., Result], config: QueueConfig, raw_redis: redis.Redis
+) -> None:
+    # Given: two schedules a live worker published (its processor's name is the default name)
+    raw_redis.set(config.keys.worker("w1"), "{}")
+    now_ms = int(config.clock.time() * 1000)
+    for name, fields in {
+        "shop.tasks:nightly_report": {"expression": "30 2 * * *", "timezone": "Europe/Berlin"},
+        "poll": {"every_ms": 3_600_000, "timezone": "UTC"},
+    }.items():
+        entry = {
+            "name": name,
+            "processor": "shop.tasks:nightly_report",
+            "expression": None,
+            "every_ms": None,
+            "queue_name": "reports",
+            "priority": "normal",
+            "catch_up": "none",
+            "worker": "w1",
+            "published_at": now_ms,
+            **fields,
+        }
+        raw_redis.hset(config.keys.cron_schedules, name, json.dumps(entry))
+
+    result = run("cron")
+
+    assert result.exit_code == 0, result.output
+    assert max(map(len, result.stdout.splitlines())) <= 80, result.stdout
+    assert "shop.tasks:nightly_report" in result.stdout, result.stdout
+    assert "…" not in result.stdout, result.stdout
+    assert result.stdout.count("live") == 2, result.stdout
