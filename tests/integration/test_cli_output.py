@@ -13,9 +13,10 @@ import redis
 from click.testing import Result
 
 from queue_system import QueueConfig, QueueManager, QueueRetryConfig
+from queue_system.cli.cancel import running_views
 from queue_system.cli.main import cli
 from queue_system.cli.render import make_console, workers_table
-from queue_system.core.types import WorkerInfo
+from queue_system.core.types import RunningOperation, WorkerInfo
 from tests.integration import cli_app
 from tests.support.burst import run_burst
 from tests.support.cli import cli_runner
@@ -210,3 +211,24 @@ def test_cron_fits_80_columns_with_whole_names(
     assert "shop.tasks:nightly_report" in result.stdout, result.stdout
     assert "…" not in result.stdout, result.stdout
     assert result.stdout.count("live") == 2, result.stdout
+
+
+def test_monitors_running_table_fits_80_columns_with_whole_ids(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    running: RunningOperation = {
+        "operation_id": "cron:shop.tasks:nightly_report:1796278680000",
+        "queue_name": "reports",
+        "processor": "shop.tasks:nightly_report",
+        "worker": "build-host-0042.example.internal:123456:0123abcd",
+        "started_at": "2026-12-03T06:18:00.000+00:00",
+        "progress": {"step": "rendering the monthly report", "done": 41, "of": 50},
+        "cancel_requested_at": None,
+    }
+    console = make_console()
+    for table in running_views([running], width=console.width):
+        console.print(table)
+    out = capsys.readouterr().out
+    assert max(map(len, out.splitlines())) <= 80, out
+    assert running["operation_id"] in out, out
