@@ -30,10 +30,7 @@ _COLUMNS = (
 @_PRIORITY
 def pause(queue: str, priority: str | None) -> None:
     """Stop every worker claiming QUEUE (producers keep enqueueing; `resume` undoes it)."""
-    admin = QueueAdmin(current_state().config)
-    tiers = admin.pause(queue, priority)
-    click.echo(f"paused {queue} ({', '.join(tiers)})")
-    _note_unregistered(admin, queue)
+    _switch(queue, priority, paused=True)
 
 
 @click.command()
@@ -41,9 +38,14 @@ def pause(queue: str, priority: str | None) -> None:
 @_PRIORITY
 def resume(queue: str, priority: str | None) -> None:
     """Let workers claim QUEUE again."""
+    _switch(queue, priority, paused=False)
+
+
+def _switch(queue: str, priority: str | None, *, paused: bool) -> None:
+    """Pause or resume ``queue`` (one tier, or all) and say which tiers."""
     admin = QueueAdmin(current_state().config)
-    tiers = admin.resume(queue, priority)
-    click.echo(f"resumed {queue} ({', '.join(tiers)})")
+    tiers = (admin.pause if paused else admin.resume)(queue, priority)
+    click.echo(f"{'paused' if paused else 'resumed'} {queue} ({', '.join(tiers)})")
     _note_unregistered(admin, queue)
 
 

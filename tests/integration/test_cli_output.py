@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import redis
 from click.testing import Result
+from rich.table import Table
 
 from queue_system import QueueConfig, QueueManager, QueueRetryConfig
 from queue_system.cli.cancel import running_views
@@ -48,6 +49,14 @@ def read_one_line_and_close(argv: list[str]) -> tuple[str, int, str]:
     stderr = proc.stderr.read().decode()
     proc.stderr.close()
     return first, proc.wait(timeout=60), stderr
+
+
+def printed(capsys: pytest.CaptureFixture[str], *tables: Table) -> str:
+    """What the CLI's console writes for ``tables``."""
+    console = make_console()
+    for table in tables:
+        console.print(table)
+    return capsys.readouterr().out
 
 
 def seed_failure(config: QueueConfig, entity: dict[str, object], queue: str = "jobs") -> str:
@@ -144,9 +153,7 @@ def test_workers_table_fits_80_columns_with_whole_ids(
         "last_seen": "2024-05-06T07:18:09+00:00",
         "supervisor": "build-host-0042.example.internal:123400:4567cdef",
     }
-    console = make_console()
-    console.print(workers_table([worker], width=console.width))
-    out = capsys.readouterr().out
+    out = printed(capsys, workers_table([worker], width=make_console().width))
     assert max(map(len, out.splitlines())) <= 80, out
     assert worker["id"] in out
     make_console(wide=True).print(workers_table([worker], width=None))
@@ -226,9 +233,6 @@ def test_monitors_running_table_fits_80_columns_with_whole_ids(
         "progress": {"step": "rendering the monthly report", "done": 41, "of": 50},
         "cancel_requested_at": None,
     }
-    console = make_console()
-    for table in running_views([running], width=console.width):
-        console.print(table)
-    out = capsys.readouterr().out
+    out = printed(capsys, *running_views([running], width=make_console().width))
     assert max(map(len, out.splitlines())) <= 80, out
     assert running["operation_id"] in out, out
