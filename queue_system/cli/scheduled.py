@@ -20,7 +20,9 @@ _COLUMNS = (
 
 @click.command()
 @click.option("--queue", "queue_name", default=None, help="Only this queue.")
-@click.option("--limit", default=50, show_default=True, help="Most items to list.")
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=50, show_default=True, help="Most items to list."
+)
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--wide", is_flag=True, help="Every column, however wide.")
 def scheduled(queue_name: str | None, limit: int, as_json: bool, wide: bool) -> None:
