@@ -396,6 +396,7 @@ class ItemRunner:
                 failed_runs,
                 decision.due - now,
                 decision.rule,
+                extra={"operation_id": env["id"]},
             )
             retried = Outcome(
                 status="retried",
@@ -435,6 +436,7 @@ class ItemRunner:
             failed_runs,
             decision.rule,
             attempt["message"],
+            extra={"operation_id": env["id"]},
         )
         if kept:
             await self._dead_lettered(record)
