@@ -38,7 +38,7 @@ from queue_system.core.hooks import HOOK_NAMES, HookChain
 from queue_system.core.limits import QueueLimits
 from queue_system.core.registry import CallableRegistry, callback_key
 from queue_system.core.schedule import CatchUp, CronSpec
-from queue_system.core.types import CallableRef, MetricsSnapshot
+from queue_system.core.types import CallableRef, ConfiguredTopology, MetricsSnapshot
 from queue_system.engine import connection
 from queue_system.engine.guard import RedisGuard
 from queue_system.engine.keys import KeySpace
@@ -350,7 +350,7 @@ class QueueConfig:
             self.replica_timeout,
         )
 
-    def topology(self) -> dict[str, Any]:
+    def topology(self) -> ConfiguredTopology:
         """The configured deployment: ``mode`` (``standalone``, ``sentinel`` or ``unknown``
         for a client whose pool does not say), ``service_name`` and ``sentinels``."""
         return connection.topology_of(self.target)

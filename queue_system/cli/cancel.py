@@ -27,7 +27,7 @@ _RUNNING_COLUMNS = (
     Column(header="queue", drop_rank=2),
     Column(header="worker", drop_rank=3),
     Column(header="started (UTC)", drop_rank=1),
-    Column(header="progress"),
+    Column(header="progress", wrap=True),
     Column(header="cancel", drop_rank=4),
 )
 

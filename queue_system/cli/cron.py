@@ -10,12 +10,12 @@ from queue_system.ops.cron import list_schedules
 
 _COLUMNS = (
     Column(header="name"),
-    Column(header="schedule"),
+    Column(header="schedule", wrap=True),
     Column(header="timezone", drop_rank=2),
-    Column(header="queue"),
-    Column(header="next run (UTC)"),
+    Column(header="queue", wrap=True),
+    Column(header="next run (UTC)", wrap=True),
     Column(header="last run (UTC)", drop_rank=1),
-    Column(header="state"),
+    Column(header="state", wrap=True),
 )
 
 

@@ -30,8 +30,7 @@ _COLUMNS = (
 @_PRIORITY
 def pause(queue: str, priority: str | None) -> None:
     """Stop every worker claiming QUEUE (producers keep enqueueing; `resume` undoes it)."""
-    tiers = QueueAdmin(current_state().config).pause(queue, priority)
-    click.echo(f"paused {queue} ({', '.join(tiers)})")
+    _switch(queue, priority, paused=True)
 
 
 @click.command()
@@ -39,8 +38,27 @@ def pause(queue: str, priority: str | None) -> None:
 @_PRIORITY
 def resume(queue: str, priority: str | None) -> None:
     """Let workers claim QUEUE again."""
-    tiers = QueueAdmin(current_state().config).resume(queue, priority)
-    click.echo(f"resumed {queue} ({', '.join(tiers)})")
+    _switch(queue, priority, paused=False)
+
+
+def _switch(queue: str, priority: str | None, *, paused: bool) -> None:
+    """Pause or resume ``queue`` (one tier, or all) and say which tiers."""
+    admin = QueueAdmin(current_state().config)
+    tiers = (admin.pause if paused else admin.resume)(queue, priority)
+    click.echo(f"{'paused' if paused else 'resumed'} {queue} ({', '.join(tiers)})")
+    _note_unregistered(admin, queue)
+
+
+def _note_unregistered(admin: QueueAdmin, queue: str) -> None:
+    """Say so when nothing was ever enqueued to ``queue``: a typo must not look like success.
+    Not an error: a queue may be paused or limited ahead of its first enqueue."""
+    known = admin.queue_names()
+    if queue not in known:
+        click.echo(
+            f"note: no queue {queue!r} is registered yet (known: {', '.join(known) or 'none'}); "
+            "this applies from its first enqueue",
+            err=True,
+        )
 
 
 @click.group(invoke_without_command=True)
@@ -108,6 +126,7 @@ def set_limits(queue: str, max_concurrency: int | None, rate: str | None) -> Non
         f"limits of {queue}: max concurrency {new.max_concurrency or 'none'}, "
         f"rate {new.rate_limit or 'none'} (runtime: wins over the config)"
     )
+    _note_unregistered(admin, queue)
 
 
 @limits.command("clear")

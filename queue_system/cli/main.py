@@ -161,9 +161,20 @@ def _fit(console: Console, wide: bool) -> int | None:
 
 
 @cli.command()
-@click.option("--interval", default=2.0, show_default=True, help="Seconds between refreshes.")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0, min_open=True),
+    default=2.0,
+    show_default=True,
+    help="Seconds between refreshes.",
+)
 @click.option("--snapshot", is_flag=True, help="Print once and exit.")
-@click.option("--iterations", default=0, help="Stop after this many refreshes (0: never).")
+@click.option(
+    "--iterations",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Stop after this many refreshes (0: never).",
+)
 @click.option("--wide", is_flag=True, help=WIDE_HELP)
 def monitor(interval: float, snapshot: bool, iterations: int, wide: bool) -> None:
     """Live view of queues and workers (Ctrl-C to leave).

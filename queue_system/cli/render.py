@@ -44,11 +44,14 @@ def print_json(value: Any) -> None:
 @dataclass(frozen=True, kw_only=True)
 class Column:
     """A table column; ``drop_rank`` > 0 may be left out when the table is too wide (the
-    highest rank first); 0 is always shown (ids, names, the counts a view is about)."""
+    highest rank first); 0 is always shown (ids, names, the counts a view is about).
+    ``wrap``: its cells may wrap onto more lines (times, queue names, never ids) when the
+    always-shown columns are wider than the terminal."""
 
     header: str
     justify: JustifyMethod = "left"
     drop_rank: int = 0
+    wrap: bool = False
 
 
 def fitted_table(
@@ -61,7 +64,8 @@ def fitted_table(
     """A table of ``rows`` (None: a section line) no wider than ``width`` where leaving out
     columns can achieve it: the always-shown ones, then each other column, most useful
     (lowest ``drop_rank``) first, if it still fits. ``width`` None keeps every column. Cells
-    are never cut or wrapped, so ids stay whole and can be copied."""
+    are never cut, so ids stay whole and can be copied; those of ``wrap`` columns wrap when
+    the always-shown columns alone are too wide."""
     if width is None:
         return _table(columns, rows, range(len(columns)), title)
     shown = [i for i, c in enumerate(columns) if c.drop_rank == 0]
@@ -101,7 +105,13 @@ def _table(
     table = Table(title=title)
     indexes = list(shown)
     for i in indexes:
-        table.add_column(columns[i].header, justify=columns[i].justify, no_wrap=True)
+        column = columns[i]
+        table.add_column(
+            column.header,
+            justify=column.justify,
+            no_wrap=not column.wrap,
+            overflow="fold" if column.wrap else "ellipsis",
+        )
     for row in rows:
         if row is None:
             table.add_section()

@@ -9,8 +9,8 @@ from queue_system.cli.state import current_state
 from queue_system.ops.admin import QueueAdmin
 
 _COLUMNS = (
-    Column(header="next run (UTC)"),
-    Column(header="queue"),
+    Column(header="next run (UTC)", wrap=True),
+    Column(header="queue", wrap=True),
     Column(header="priority", drop_rank=2),
     Column(header="operation"),
     Column(header="processor", drop_rank=3),
@@ -20,7 +20,9 @@ _COLUMNS = (
 
 @click.command()
 @click.option("--queue", "queue_name", default=None, help="Only this queue.")
-@click.option("--limit", default=50, show_default=True, help="Most items to list.")
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=50, show_default=True, help="Most items to list."
+)
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--wide", is_flag=True, help="Every column, however wide.")
 def scheduled(queue_name: str | None, limit: int, as_json: bool, wide: bool) -> None:

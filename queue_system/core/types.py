@@ -238,6 +238,17 @@ class Topology(TypedDict):
     connected_replicas: int | None
 
 
+class ConfiguredTopology(TypedDict):
+    """``QueueConfig.topology()``: the deployment the configuration names (no I/O).
+
+    ``mode`` is ``standalone``, ``sentinel`` or ``unknown`` (a client whose pool does not
+    say); ``service_name`` and ``sentinels`` (``host:port``) are set for Sentinel only."""
+
+    mode: str
+    service_name: str | None
+    sentinels: list[str]
+
+
 class TierMetrics(TypedDict):
     """One queue and priority in ``get_metrics()["queues"]``."""
 

@@ -29,6 +29,7 @@ import redis.sentinel
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from queue_system.core.types import ConfiguredTopology
 from queue_system.errors import ConfigurationError
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
@@ -348,7 +349,7 @@ class _AsyncSentinelPool(redis.asyncio.sentinel.SentinelConnectionPool):
                 await sentinel.aclose()
 
 
-def topology_of(target: Target | None) -> dict[str, Any]:
+def topology_of(target: Target | None) -> ConfiguredTopology:
     """What the configuration says about the deployment, for health reports."""
     if isinstance(target, SentinelTarget):
         return {

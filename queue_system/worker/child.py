@@ -148,7 +148,10 @@ async def watch(
                 worker.worker_id,
                 reason,
             )
-            await worker.stop()
+            # Shielded: a SIGTERM arriving now cancels this watcher, and must not cut the
+            # graceful stop short (running items would be abandoned to lease expiry); the
+            # signal's own stop() waits for this one.
+            await asyncio.shield(worker.stop())
             return reason
         await asyncio.sleep(JOBS_CHECK_INTERVAL_S)
     return None

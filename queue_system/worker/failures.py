@@ -198,6 +198,7 @@ class FailurePaths(Outcomes):
                 failed_runs,
                 decision.due - now,
                 decision.rule,
+                extra={"operation_id": env["id"]},
             )
             retried = Outcome(
                 status="retried",
@@ -237,6 +238,7 @@ class FailurePaths(Outcomes):
             failed_runs,
             decision.rule,
             attempt["message"],
+            extra={"operation_id": env["id"]},
         )
         if kept:
             await self._dead_lettered(record)

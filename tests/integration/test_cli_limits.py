@@ -97,3 +97,19 @@ def test_limits_set_rejects_bad_input(
     result = run(*args)
     assert result.exit_code == 2
     assert message in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("pause", "emials"), ("resume", "emials"), ("limits", "set", "emials", "--rate", "5/s")],
+)
+def test_a_queue_name_nothing_was_enqueued_to_is_named_as_such(
+    run: Callable[..., Result], config: QueueConfig, args: tuple[str, ...]
+) -> None:
+    # A typo must not look like success; pausing ahead of a queue's first enqueue still works
+    QueueManager(config).enqueue({}, job, queue_name="emails")
+    result = run(*args)
+    assert result.exit_code == 0, result.output
+    assert "no queue 'emials' is registered yet (known: emails)" in result.stderr
+    assert "emails" in result.stdout or "emials" in result.stdout
+    assert "is registered" not in run(*args[:1], "emails", *args[2:]).stderr

@@ -126,3 +126,19 @@ def test_worker_queues_empty_is_a_usage_error(
     result = cli_runner().invoke(cli, ["worker", app, "--queues", queues, "--burst"])
     assert result.exit_code == 2, result.output
     assert "--queues" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--interval", "-1", "--iterations", "1"),
+        ("--interval", "0", "--iterations", "2"),
+        ("--iterations", "-1", "--interval", "0.01"),
+    ],
+)
+def test_monitor_refuses_a_negative_interval_or_iteration_count(
+    run: Callable[..., Result], args: tuple[str, ...]
+) -> None:
+    result = run("monitor", *args)
+    assert result.exit_code == 2, result.output
+    assert args[0] in result.stderr

@@ -11,11 +11,13 @@ from pathlib import Path
 import pytest
 import redis
 from click.testing import Result
+from rich.table import Table
 
 from queue_system import QueueConfig, QueueManager, QueueRetryConfig
+from queue_system.cli.cancel import running_views
 from queue_system.cli.main import cli
 from queue_system.cli.render import make_console, workers_table
-from queue_system.core.types import WorkerInfo
+from queue_system.core.types import RunningOperation, WorkerInfo
 from tests.integration import cli_app
 from tests.support.burst import run_burst
 from tests.support.cli import cli_runner
@@ -47,6 +49,14 @@ def read_one_line_and_close(argv: list[str]) -> tuple[str, int, str]:
     stderr = proc.stderr.read().decode()
     proc.stderr.close()
     return first, proc.wait(timeout=60), stderr
+
+
+def printed(capsys: pytest.CaptureFixture[str], *tables: Table) -> str:
+    """What the CLI's console writes for ``tables``."""
+    console = make_console()
+    for table in tables:
+        console.print(table)
+    return capsys.readouterr().out
 
 
 def seed_failure(config: QueueConfig, entity: dict[str, object], queue: str = "jobs") -> str:
@@ -143,9 +153,7 @@ def test_workers_table_fits_80_columns_with_whole_ids(
         "last_seen": "2024-05-06T07:18:09+00:00",
         "supervisor": "build-host-0042.example.internal:123400:4567cdef",
     }
-    console = make_console()
-    console.print(workers_table([worker], width=console.width))
-    out = capsys.readouterr().out
+    out = printed(capsys, workers_table([worker], width=make_console().width))
     assert max(map(len, out.splitlines())) <= 80, out
     assert worker["id"] in out
     make_console(wide=True).print(workers_table([worker], width=None))
@@ -158,3 +166,73 @@ def test_an_empty_failures_list_says_so(run: Callable[..., Result]) -> None:
     assert result.exit_code == 0
     assert "no failures records match" in result.stderr
     assert json.loads(run("failures", "list", "--json").stdout) == []
+
+
+def test_scheduled_fits_80_columns_with_whole_ids(
+    run: Callable[..., Result], manager: QueueManager
+) -> None:
+    ids = [
+        manager.enqueue({"n": n}, cli_app.slow, queue_name="a_rather_long_queue_name", delay=3600)[
+            "operation_id"
+        ]
+        for n in range(2)
+    ]
+    result = run("scheduled")
+    assert result.exit_code == 0, result.output
+    assert max(map(len, result.stdout.splitlines())) <= 80, result.stdout
+    assert all(op_id in result.stdout for op_id in ids), result.stdout
+    assert "…" not in result.stdout, result.stdout
+    # The queue name may wrap onto a second line, never be cut
+    rows = [line.split("│") for line in result.stdout.splitlines() if line.startswith("│")]
+    assert "".join(row[2].strip() for row in rows).count("a_rather_long_queue_name") == 2
+
+
+def test_cron_fits_80_columns_with_whole_names(
+    run: Callable[..., Result], config: QueueConfig, raw_redis: redis.Redis
+) -> None:
+    # Given: two schedules a live worker published (its processor's name is the default name)
+    raw_redis.set(config.keys.worker("w1"), "{}")
+    now_ms = int(config.clock.time() * 1000)
+    for name, fields in {
+        "shop.tasks:nightly_report": {"expression": "30 2 * * *", "timezone": "Europe/Berlin"},
+        "poll": {"every_ms": 3_600_000, "timezone": "UTC"},
+    }.items():
+        entry = {
+            "name": name,
+            "processor": "shop.tasks:nightly_report",
+            "expression": None,
+            "every_ms": None,
+            "queue_name": "reports",
+            "priority": "normal",
+            "catch_up": "none",
+            "worker": "w1",
+            "published_at": now_ms,
+            **fields,
+        }
+        raw_redis.hset(config.keys.cron_schedules, name, json.dumps(entry))
+
+    result = run("cron")
+
+    assert result.exit_code == 0, result.output
+    assert max(map(len, result.stdout.splitlines())) <= 80, result.stdout
+    assert "shop.tasks:nightly_report" in result.stdout, result.stdout
+    assert "…" not in result.stdout, result.stdout
+    assert result.stdout.count("live") == 2, result.stdout
+
+
+def test_monitors_running_table_fits_80_columns_with_whole_ids(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    running: RunningOperation = {
+        "operation_id": "cron:shop.tasks:nightly_report:1796278680000",
+        "queue_name": "reports",
+        "processor": "shop.tasks:nightly_report",
+        "worker": "build-host-0042.example.internal:123456:0123abcd",
+        "started_at": "2026-12-03T06:18:00.000+00:00",
+        "progress": {"step": "rendering the monthly report", "done": 41, "of": 50},
+        "cancel_requested_at": None,
+    }
+    out = printed(capsys, *running_views([running], width=make_console().width))
+    assert max(map(len, out.splitlines())) <= 80, out
+    assert running["operation_id"] in out, out

@@ -101,3 +101,14 @@ def test_job_shows_scheduled_next_run_at_and_expired(
     record = json.loads(run("job", gone, "--json").stdout)
     assert record["status"] == "expired" and record["expired_at"] is not None
     assert "expired" in run("job", gone).stdout
+
+
+@pytest.mark.parametrize("limit", ["0", "-1"])
+def test_scheduled_limit_below_one_is_a_usage_error(
+    run: Callable[..., Result], manager: QueueManager, limit: str
+) -> None:
+    # Not an empty table saying "nothing scheduled" while items are
+    manager.enqueue({"n": 1}, job, queue_name="emails", run_at=LATER)
+    result = run("scheduled", "--limit", limit)
+    assert result.exit_code == 2, result.output
+    assert "--limit" in result.stderr and "nothing scheduled" not in result.stderr

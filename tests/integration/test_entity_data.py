@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import datetime as dt
 import decimal
+import enum
 import json
 import uuid
 from collections.abc import Callable
@@ -190,3 +191,55 @@ def test_a_reserved_name_registered_by_an_older_release_can_still_be_read_and_pu
     # Then its items stay visible and can be removed
     assert manager.get_queue_status()[f"{key_prefix}normal:failures"] == 1
     assert manager.purge_queue("failures") == 1
+
+
+class Plan(enum.Enum):
+    PRO = "pro"
+
+
+RICH = {"signup": Signup(email="a@example.com", at=AT), "id": uuid.UUID(int=7)}
+RICH |= {"total": decimal.Decimal("10.50"), "plan": Plan.PRO}
+RICH_AS_JSON = {
+    "signup": {"email": "a@example.com", "at": "2026-05-01T12:00:00+00:00"},
+    "id": str(uuid.UUID(int=7)),
+    "total": "10.50",
+    "plan": "pro",
+}
+# The other ways in: a delayed item, one at a given time, one waiting for a dependency
+PATHS: dict[str, Callable[[QueueManager], dict[str, Any]]] = {
+    "delay": lambda m: {"delay": 0.01},
+    "run_at": lambda m: {"run_at": dt.datetime.now(dt.timezone.utc)},
+    "depends_on": lambda m: {
+        "depends_on": [m.enqueue({"first": True}, process_data)["operation_id"]]
+    },
+}
+
+
+@pytest.mark.parametrize("path", sorted(PATHS))
+def test_delayed_and_dependent_items_keep_the_data_as_given_or_refuse_it(
+    config: QueueConfig, raw_redis: redis.Redis, key_prefix: str, path: str
+) -> None:
+    manager = QueueManager(config)
+    options = PATHS[path](manager)
+    before = keys_of(raw_redis, key_prefix)
+    for bad in ({"at": dt.datetime(2026, 5, 1)}, {"tags": {"a"}}, "hello", None):
+        with pytest.raises((TypeError, SerializationError)):
+            manager.enqueue(bad, process_data, **options)  # type: ignore[arg-type]
+    assert keys_of(raw_redis, key_prefix) == before  # nothing written
+
+    SEEN.clear()
+    manager.enqueue(RICH, process_data, **options)
+    manager.enqueue(
+        Invoice(id=uuid.UUID(int=7), total=decimal.Decimal("1")), process_data, **options
+    )  # type: ignore[arg-type]
+    run_burst(config, max_workers=1)
+    assert RICH_AS_JSON in SEEN and {"id": str(uuid.UUID(int=7)), "total": "1"} in SEEN
+
+
+def test_a_cron_entity_is_kept_as_given_or_refused(make_config: Callable[..., QueueConfig]) -> None:
+    config = make_config()
+    for bad in ({"at": dt.datetime(2026, 5, 1)}, {"tags": {"a"}}, "hello", Plan.PRO):
+        with pytest.raises((TypeError, SerializationError)):
+            config.cron(every=60, processor=process_data, entity=bad, name=f"bad-{id(bad)}")
+    spec = config.cron(every=60, processor=process_data, entity=RICH)
+    assert spec.entity == RICH_AS_JSON

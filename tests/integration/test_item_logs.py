@@ -48,3 +48,17 @@ def test_each_run_has_debug_lines_with_its_operation_id(
     assert any("raised RuntimeError" in m for m in by_id[bad["operation_id"]])
     finished = [r for r in caplog.records if "succeeded in" in r.getMessage()]
     assert all(isinstance(getattr(r, "duration_ms", None), int) for r in finished)
+
+
+def test_retry_and_dead_letter_lines_carry_the_operation_id_field(
+    config: QueueConfig, manager: QueueManager, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A JSON log shipper indexes the field: grep by id must find every line, not just some
+    op_id = manager.enqueue(
+        {"n": 1}, fail, retry_config=QueueRetryConfig.fixed(0.01, max_attempts=1)
+    )["operation_id"]
+    with caplog.at_level(logging.INFO, logger="queue_system"):
+        run_burst(config)
+    about_it = [r for r in caplog.records if op_id in r.getMessage()]
+    assert len(about_it) >= 2  # the retry line and the dead-letter line
+    assert [r.getMessage() for r in about_it if getattr(r, "operation_id", None) != op_id] == []

@@ -114,6 +114,8 @@ SYNC_READS: list[tuple[str, Callable[[QueueManager], Any], dict[str, Any]]] = [
     ("get_queue_status", lambda m: m.get_queue_status(), {}),
     ("get_workers", lambda m: m.get_workers(), {}),
     ("get_operation", lambda m: m.get_operation("op-9"), {"operation_id": "op-9"}),
+    ("cancel", lambda m: m.cancel("op-9"), {"operation_id": "op-9"}),
+    ("wait_for", lambda m: m.wait_for("op-9", timeout=1), {"operation_id": "op-9"}),
     (
         "purge_queue",
         lambda m: m.purge_queue("emails", "low"),
@@ -145,6 +147,8 @@ ASYNC_CALLS: list[tuple[str, Callable[[AsyncQueueManager], Awaitable[Any]]]] = [
     ("get_workers", lambda m: m.get_workers()),
     ("get_operation", lambda m: m.get_operation("op-3")),
     ("purge_queue", lambda m: m.purge_queue("emails")),
+    ("cancel", lambda m: m.cancel("op-3")),
+    ("wait_for", lambda m: m.wait_for("op-3", timeout=1)),
 ]
 
 

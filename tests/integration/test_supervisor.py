@@ -316,6 +316,27 @@ def test_max_jobs_recycles_children_and_loses_nothing(
     assert raw_redis.hlen(config.keys.inflight) == 0
 
 
+def test_sigterm_during_a_recycle_stop_still_lets_running_items_finish(
+    supervise: Callable[..., Supervised],
+    manager: QueueManager,
+    config: QueueConfig,
+    raw_redis: redis.Redis,
+    jobs: Jobs,
+) -> None:
+    # A SIGTERM that lands while --max-jobs is already stopping the worker must not cut that
+    # stop short: the running item finishes within the grace period, the rest go back
+    manager.enqueue_batch(jobs.entities(1, 0.0), procs_app.job, queue_name="jobs")
+    manager.enqueue_batch(jobs.entities(3, 2.0)[1:], procs_app.job, queue_name="jobs")
+    lone = supervise("--concurrency", "2", "--max-jobs", "1")
+    wait_until(lambda: "stopping (running items finish" in lone.log.read_text(), timeout=30)
+    lone.proc.send_signal(signal.SIGTERM)
+    assert lone.exit_code(30) == 0, lone.log.read_text()
+    done = numbers(raw_redis, jobs.done)
+    assert {0, 1} <= set(done), lone.log.read_text()  # 1 was running: it finished
+    assert sorted(waiting(raw_redis, config) + done) == [0, 1, 2]
+    assert raw_redis.hlen(config.keys.inflight) == 0
+
+
 def test_a_lone_worker_above_max_memory_stops_gracefully_with_exit_0(
     supervise: Callable[..., Supervised],
     manager: QueueManager,

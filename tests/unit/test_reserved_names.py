@@ -4,6 +4,8 @@ KeySpace: a new fixed key added there without reserving its name fails here."""
 from __future__ import annotations
 
 import inspect
+import re
+from pathlib import Path
 
 import pytest
 
@@ -56,3 +58,10 @@ def test_other_names_are_free(name: str) -> None:
 def test_an_empty_name_is_refused() -> None:
     with pytest.raises(ValueError, match="queue_name"):
         validate_new_queue_name("")
+
+
+def test_the_readme_lists_every_reserved_name() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    start = readme.index("own key names (")
+    listed = set(re.findall(r"`([a-z_]+)`", readme[start : readme.index(") are reserved", start)]))
+    assert listed == RESERVED_QUEUE_NAMES
