@@ -228,7 +228,11 @@ class CronRunner:
         for op_id, tick in zip(ids, ticks, strict=True):
             if op_id in stored:
                 logger.info(
-                    "cron %s: enqueued the %s tick as %s", spec.name, iso_utc(tick / 1000), op_id
+                    "cron %s: enqueued the %s tick as %s",
+                    spec.name,
+                    iso_utc(tick / 1000),
+                    op_id,
+                    extra={"operation_id": op_id},
                 )
         return ids
 

@@ -158,7 +158,11 @@ class RunningJobs:
             if running.task is not None and not running.cancelled_task:
                 running.cancelled_task = True
                 running.task.cancel()
-            logger.info("operation %s: cancel requested; stopping it", operation_id)
+            logger.info(
+                "operation %s: cancel requested; stopping it",
+                operation_id,
+                extra={"operation_id": operation_id},
+            )
         return True
 
     async def watch(self) -> None:

@@ -9,6 +9,7 @@ are a clear no-op answer; a race with completion has exactly one winner.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import threading
 import time
@@ -201,6 +202,16 @@ def test_cancel_a_running_async_processor_cancels_its_task(
     assert raw_redis.llen(config.keys.failures) == 0
     assert raw_redis.hlen(config.keys.inflight) == 0
     assert raw_redis.llen(config.keys.queue("loops_until_cancelled")) == 0
+
+
+def test_the_cancel_requested_line_carries_the_operation_id_field(
+    config: QueueConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="queue_system"):
+        _, op_id = _run_until_cancelled(config, loops_until_cancelled)
+
+    [line] = [r for r in caplog.records if "cancel requested" in r.getMessage()]
+    assert line.operation_id == op_id  # type: ignore[attr-defined]
 
 
 def test_cancel_a_running_sync_processor_sets_its_flag_and_discards_the_result(

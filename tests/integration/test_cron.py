@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -189,6 +190,33 @@ def test_three_queue_workers_run_each_tick_once(
 
     asyncio.run(main())
     assert RAN == [{"job": "sync"}] * 5
+
+
+def test_the_enqueued_tick_line_carries_the_operation_id_field(
+    make_config: Callable[..., QueueConfig], caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FakeClock(1_800_000_000.0)
+    config = make_config(clock=clock)
+    spec = config.cron(every=dt.timedelta(minutes=1), processor=report, entity={"job": "log"})
+
+    async def one_tick() -> list[str]:
+        client = config.make_async_client()
+        try:
+            runner = CronRunner(config=config, client=client, worker_id="w")
+            await runner.run_once()
+            clock.now = (1_800_000_000 // 60 + 1) * 60.0
+            return await runner.run_once()
+        finally:
+            await client.aclose()
+
+    with caplog.at_level(logging.INFO, logger="queue_system"):
+        asyncio.run(one_tick())
+
+    lines = [r for r in caplog.records if "enqueued the" in r.getMessage()]
+    assert lines
+    for line in lines:
+        assert line.operation_id.startswith(f"cron:{spec.name}:")  # type: ignore[attr-defined]
+        assert line.operation_id in line.getMessage()  # type: ignore[attr-defined]
 
 
 # --- catch-up after no worker ran -------------------------------------------------------------
