@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, TypedDict
 
+from queue_system.core.limits import Source
+
 Priority = Literal["high", "normal", "low"]
 #: Claim order: every ready high item before any normal, every normal before any low.
 PRIORITIES: tuple[Priority, ...] = ("high", "normal", "low")
@@ -297,3 +299,71 @@ class DeadLetterReport(TypedDict):
     not_found: list[str]
     dry_run: bool
     list: str
+
+
+class LimitInfo(TypedDict):
+    """One queue's live limits and how much of them is in use."""
+
+    queue: str
+    max_concurrency: int | None
+    rate_limit: str | None
+    #: ``config`` (from a worker's QueueConfig) or ``runtime`` (``limits set``; wins).
+    source: Source
+    #: Slots in use: this queue's items whose lease stands.
+    slots: int
+    #: Claims in the current rate window (as of the last claim of the queue).
+    recent_claims: int
+
+
+class ScheduleInfo(TypedDict):
+    """One published schedule. Times are ISO 8601 UTC (None: none yet, or unknown)."""
+
+    name: str
+    #: The cron expression, or ``every <seconds>s``.
+    when: str
+    timezone: str
+    queue_name: str
+    priority: str
+    processor: str
+    catch_up: str
+    #: The next tick after the last one handled (or after now, if that is later).
+    next_run: str | None
+    #: The newest tick handled: fired, or skipped by the catch_up policy.
+    last_run: str | None
+    #: The worker that last published it, and when.
+    worker: str
+    published_at: str | None
+    #: True when no live worker has refreshed it for STALE_AFTER_S (90 s): it was removed
+    #: from the code, or no worker runs.
+    stale: bool
+    #: A worker claimed ticks and has not confirmed their enqueue yet (normally for an
+    #: instant; a worker that died meanwhile leaves it to the others, 10 s later).
+    claim_open: bool
+
+
+class ScheduledItem(TypedDict):
+    """One item in the scheduled set."""
+
+    operation_id: str | None
+    queue_name: str | None
+    priority: str | None
+    processor: str | None
+    next_run_at: str
+    expires_at: str | None
+
+
+class QueueInfo(TypedDict):
+    """One registered queue: where its items are, and when it was last seen in use."""
+
+    name: str
+    high: int
+    normal: int
+    low: int
+    waiting: int
+    in_flight: int
+    scheduled: int
+    #: Tiers no worker claims from (``QueueAdmin.pause``).
+    paused: list[str]
+    #: ISO 8601 UTC of the last time a worker's (or ``retire_idle_queues``') pass saw it in
+    #: use; None until one has.
+    last_activity: str | None

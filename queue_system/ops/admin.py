@@ -33,7 +33,10 @@ from queue_system.core.types import (
     DeadLetterReport,
     Envelope,
     HealthSnapshot,
+    LimitInfo,
+    QueueInfo,
     RunningOperation,
+    ScheduledItem,
 )
 from queue_system.engine.plans import run_sync
 from queue_system.engine.scripts import Scripts
@@ -45,8 +48,6 @@ from queue_system.ops.dead_letter_scan import Write, mutate, scan
 from queue_system.ops.dead_letters import DeadLetterFilter, Filters, selected_ids
 from queue_system.ops.health import system_health
 from queue_system.ops.job_control import cancel_nonce, cancel_operation, read_running
-from queue_system.ops.limits import LimitInfo
-from queue_system.ops.queues import QueueInfo
 
 if TYPE_CHECKING:
     from redis.commands.core import Script
@@ -96,9 +97,7 @@ class QueueAdmin:
         ``in_flight``, ``scheduled`` and ``last_activity`` (ISO 8601 UTC, or None)."""
         return queues.list_queues(self.config)
 
-    def list_scheduled(
-        self, queue_name: str | None = None, limit: int = 50
-    ) -> list[scheduled.ScheduledItem]:
+    def list_scheduled(self, queue_name: str | None = None, limit: int = 50) -> list[ScheduledItem]:
         """Up to ``limit`` items enqueued with ``delay=``/``run_at=`` that are not due yet
         (of ``queue_name`` when given), soonest first: ``operation_id``, ``queue_name``,
         ``priority``, ``processor``, ``next_run_at`` and ``expires_at`` (ISO 8601 UTC)."""

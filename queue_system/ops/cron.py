@@ -7,41 +7,16 @@ Workers publish the schedules of their config (``QueueConfig.cron``) at start an
 from __future__ import annotations
 
 import json
-from typing import Any, TypedDict
+from typing import Any
 
 from queue_system.config import QueueConfig
 from queue_system.core.clock import iso_utc, to_ms
 from queue_system.core.envelope import as_text
 from queue_system.core.schedule import STALE_AFTER_S, CronSpec
+from queue_system.core.types import ScheduleInfo
 from queue_system.engine.keys import KeySpace
 from queue_system.engine.plans import Command, Plan, run_sync
 from queue_system.engine.scripts import Scripts
-
-
-class ScheduleInfo(TypedDict):
-    """One published schedule. Times are ISO 8601 UTC (None: none yet, or unknown)."""
-
-    name: str
-    #: The cron expression, or ``every <seconds>s``.
-    when: str
-    timezone: str
-    queue_name: str
-    priority: str
-    processor: str
-    catch_up: str
-    #: The next tick after the last one handled (or after now, if that is later).
-    next_run: str | None
-    #: The newest tick handled: fired, or skipped by the catch_up policy.
-    last_run: str | None
-    #: The worker that last published it, and when.
-    worker: str
-    published_at: str | None
-    #: True when no live worker has refreshed it for STALE_AFTER_S (90 s): it was removed
-    #: from the code, or no worker runs.
-    stale: bool
-    #: A worker claimed ticks and has not confirmed their enqueue yet (normally for an
-    #: instant; a worker that died meanwhile leaves it to the others, 10 s later).
-    claim_open: bool
 
 
 def read_schedules(keys: KeySpace, now_s: float) -> Plan[list[ScheduleInfo]]:

@@ -12,31 +12,15 @@ All state is in Redis and enforced by ``claim.lua`` on every worker at once:
 
 from __future__ import annotations
 
-from typing import TypedDict
-
 from redis import Redis
 
 from queue_system.config import NOTIFY_CAP, QueueConfig
 from queue_system.core.checks import validate_priority, validate_queue_name
 from queue_system.core.envelope import as_text
 from queue_system.core.limits import QueueLimits, Source, decode_limits, encode_limits
-from queue_system.core.types import PRIORITIES, Priority
+from queue_system.core.types import PRIORITIES, LimitInfo, Priority
 
 WAKE_TOKENS = 8  # wake-up tokens a resume pushes, so idle workers claim at once
-
-
-class LimitInfo(TypedDict):
-    """One queue's live limits and how much of them is in use."""
-
-    queue: str
-    max_concurrency: int | None
-    rate_limit: str | None
-    #: ``config`` (from a worker's QueueConfig) or ``runtime`` (``limits set``; wins).
-    source: Source
-    #: Slots in use: this queue's items whose lease stands.
-    slots: int
-    #: Claims in the current rate window (as of the last claim of the queue).
-    recent_claims: int
 
 
 def _tiers(priority: str | None) -> tuple[Priority, ...]:

@@ -3,32 +3,16 @@ ones (see :mod:`queue_system.engine.queue_names`). Used through :class:`QueueAdm
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import Any
 
 from queue_system.config import QueueConfig
 from queue_system.core.clock import iso_utc
 from queue_system.core.envelope import as_text
+from queue_system.core.types import QueueInfo
 from queue_system.engine.queue_names import ScriptCall, forget_call, retire_call
 from queue_system.engine.scripts import script_source
 from queue_system.errors import QueueUnavailableError
 from queue_system.ops.health import system_health
-
-
-class QueueInfo(TypedDict):
-    """One registered queue: where its items are, and when it was last seen in use."""
-
-    name: str
-    high: int
-    normal: int
-    low: int
-    waiting: int
-    in_flight: int
-    scheduled: int
-    #: Tiers no worker claims from (``QueueAdmin.pause``).
-    paused: list[str]
-    #: ISO 8601 UTC of the last time a worker's (or ``retire_idle_queues``') pass saw it in
-    #: use; None until one has.
-    last_activity: str | None
 
 
 def queue_names(config: QueueConfig) -> list[str]:

@@ -9,24 +9,14 @@ found (an operator's command, not a hot path). Counts per queue are cheaper: see
 from __future__ import annotations
 
 import json
-from typing import Any, TypedDict, cast
+from typing import Any, cast
 
 from queue_system.config import QueueConfig
 from queue_system.core.clock import iso_utc
 from queue_system.core.envelope import as_text
+from queue_system.core.types import ScheduledItem
 
 SCAN_CHUNK = 1000
-
-
-class ScheduledItem(TypedDict):
-    """One item in the scheduled set."""
-
-    operation_id: str | None
-    queue_name: str | None
-    priority: str | None
-    processor: str | None
-    next_run_at: str
-    expires_at: str | None
 
 
 def list_scheduled(
