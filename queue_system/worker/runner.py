@@ -130,9 +130,13 @@ class ItemRunner(FailurePaths):
             return
         env.pop("unknown_since", None)  # it runs here: a later retry gets a whole new wait
         wait_ms = max(0, to_ms(clock.time() - env["enqueued_at"]))
-        await self.persist(self.broker.mark_started, item)  # first: a crash now must count
+        if not item.started:  # the claim marked it otherwise
+            await self.persist(self.broker.mark_started, item)  # first: a crash now must count
+        # The DEBUG records' extras are built only when DEBUG is on (a dict per item, per record).
+        debug = logger.isEnabledFor(logging.DEBUG)
         job = {"operation_id": env["id"], "processor": env["processor"], "queue": env["queue"]}
-        logger.debug("operation %s started (%s)", env["id"], env["processor"], extra=job)
+        if debug:
+            logger.debug("operation %s started (%s)", env["id"], env["processor"], extra=job)
         info = self._job_info(env)
         if self.hooks.before_process:
             await self.hooks.run("before_process", self.hooks.before_process, info, op=env["id"])
@@ -158,23 +162,25 @@ class ItemRunner(FailurePaths):
         except Exception as exc:
             self.leases.ran(item.token)
             run_ms = to_ms(clock.monotonic() - started)
-            logger.debug(
-                "operation %s raised %s after %d ms",
-                env["id"],
-                type(exc).__name__,
-                run_ms,
-                extra={**job, "duration_ms": run_ms},
-            )
+            if debug:
+                logger.debug(
+                    "operation %s raised %s after %d ms",
+                    env["id"],
+                    type(exc).__name__,
+                    run_ms,
+                    extra={**job, "duration_ms": run_ms},
+                )
             await self._failed(item, runnable, exc, run_ms, wait_ms, info)
             return
         self.leases.ran(item.token)
         run_ms = to_ms(clock.monotonic() - started)
-        logger.debug(
-            "operation %s succeeded in %d ms",
-            env["id"],
-            run_ms,
-            extra={**job, "duration_ms": run_ms},
-        )
+        if debug:
+            logger.debug(
+                "operation %s succeeded in %d ms",
+                env["id"],
+                run_ms,
+                extra={**job, "duration_ms": run_ms},
+            )
         completion = Completion(
             item=item,
             operation_id=env["id"],

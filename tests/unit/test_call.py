@@ -9,12 +9,21 @@ Runs on every supported Python (the 3.10 branch of ``_bounded`` has no ``asyncio
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from typing import Any
 
 import pytest
 
-from queue_system.worker.call import ProcessorCancelledError, ThreadSlots, call_with_timeout
+from queue_system.core.registry import CallableRegistry
+from queue_system.core.retry_policy import QueueRetryConfig
+from queue_system.worker.call import (
+    InvalidItem,
+    ProcessorCancelledError,
+    ThreadSlots,
+    call_with_timeout,
+    prepare,
+)
 
 SHORT_S = 0.1
 
@@ -132,3 +141,53 @@ def test_on_start_runs_in_the_thread_before_the_function() -> None:
     in_loop(main)
     assert [what for what, _ in order] == ["start", "fn"]
     assert order[0][1] == order[1][1] != threading.main_thread().name
+
+
+# --- prepare: retry configs are parsed once per distinct config (a drain's hot path) ----------
+
+
+def _raw_item(registry: CallableRegistry, retry: Any) -> bytes:
+    name = registry.register(lambda entity: None, name="noop")
+    env = {
+        "v": 1,
+        "id": "op-1",
+        "queue": "jobs",
+        "priority": "normal",
+        "processor": name,
+        "entity": {},
+        "retry": retry,
+        "attempts": 0,
+        "first_at": 1.0,
+        "enqueued_at": 1.0,
+        "history": [],
+    }
+    return json.dumps(env).encode()
+
+
+def test_prepare_reads_each_items_own_retry_config_when_configs_are_remembered() -> None:
+    registry = CallableRegistry()
+    three = {"max_attempts": 3, "delays": [1.5, 2], "timeout": None, "jitter": 0}
+    five = {**three, "max_attempts": 5, "retry_on": ["ValueError"]}
+    runs = [prepare(_raw_item(registry, retry), registry, 10.0) for retry in (three, five, three)]
+    assert [run.retry.max_attempts for run in runs] == [3, 5, 3]
+    assert runs[0].retry.delays == [1.5, 2.0]
+    assert runs[1].retry.retry_on == ("ValueError",)
+    assert runs[2].retry == QueueRetryConfig.from_dict(three)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"max_attempts": -3},
+        {"max_attempts": True},  # equal to 1, but not an int: must not match a remembered 1
+        {"max_attempts": 1, "surprise": 1},
+    ],
+)
+def test_prepare_refuses_an_invalid_retry_config_every_time(bad: Any) -> None:
+    registry = CallableRegistry()
+    good = prepare(_raw_item(registry, {"max_attempts": 1}), registry, 10.0)  # remembered
+    assert good.retry.max_attempts == 1
+    for _ in range(2):  # an invalid config is never remembered
+        with pytest.raises(InvalidItem) as refused:
+            prepare(_raw_item(registry, bad), registry, 10.0)
+        assert refused.value.reason == "invalid_options"
