@@ -75,7 +75,7 @@ def prepare(raw: bytes, registry: CallableRegistry, work_timeout: float) -> Runn
     except Exception as exc:  # UnknownProcessorError, or an import that raised
         raise InvalidItem("unknown_processor", str(exc), as_dict) from exc
     try:
-        retry = _retry_config(envelope["retry"])
+        retry = QueueRetryConfig.from_dict(envelope["retry"])
         timeout = envelope.get("timeout")
         if timeout is not None and timeout <= 0:
             raise ValueError(f"timeout must be > 0, got {timeout}")
@@ -89,26 +89,6 @@ def prepare(raw: bytes, registry: CallableRegistry, work_timeout: float) -> Runn
         retry=retry,
         timeout_s=timeout or work_timeout,
     )
-
-
-# Parsed retry configs by the repr of their JSON dict: most items of a worker share a few, and
-# parsing and validating one costs a few microseconds per item. The configs are only read.
-_RETRY_CONFIGS: dict[str, QueueRetryConfig] = {}
-_RETRY_CONFIGS_MAX = 256
-
-
-def _retry_config(data: Any) -> QueueRetryConfig:
-    """``QueueRetryConfig.from_dict(data)``, remembered (an invalid one raises every time)."""
-    if not isinstance(data, dict):
-        return QueueRetryConfig.from_dict(data)
-    key = repr(data)  # exact for decoded JSON: 1, 1.0 and True differ
-    found = _RETRY_CONFIGS.get(key)
-    if found is None:
-        found = QueueRetryConfig.from_dict(data)
-        if len(_RETRY_CONFIGS) >= _RETRY_CONFIGS_MAX:
-            _RETRY_CONFIGS.clear()
-        _RETRY_CONFIGS[key] = found
-    return found
 
 
 def _resolve_optional(registry: CallableRegistry, name: str | None) -> Callable[..., Any] | None:

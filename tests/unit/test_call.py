@@ -164,7 +164,7 @@ def _raw_item(registry: CallableRegistry, retry: Any) -> bytes:
     return json.dumps(env).encode()
 
 
-def test_prepare_reads_each_items_own_retry_config_when_configs_are_remembered() -> None:
+def test_prepare_reads_each_items_own_retry_config() -> None:
     registry = CallableRegistry()
     three = {"max_attempts": 3, "delays": [1.5, 2], "timeout": None, "jitter": 0}
     five = {**three, "max_attempts": 5, "retry_on": ["ValueError"]}
@@ -179,15 +179,15 @@ def test_prepare_reads_each_items_own_retry_config_when_configs_are_remembered()
     "bad",
     [
         {"max_attempts": -3},
-        {"max_attempts": True},  # equal to 1, but not an int: must not match a remembered 1
+        {"max_attempts": True},  # equal to 1, but not an int
         {"max_attempts": 1, "surprise": 1},
     ],
 )
 def test_prepare_refuses_an_invalid_retry_config_every_time(bad: Any) -> None:
     registry = CallableRegistry()
-    good = prepare(_raw_item(registry, {"max_attempts": 1}), registry, 10.0)  # remembered
+    good = prepare(_raw_item(registry, {"max_attempts": 1}), registry, 10.0)
     assert good.retry.max_attempts == 1
-    for _ in range(2):  # an invalid config is never remembered
+    for _ in range(2):  # refused every time, not only the first
         with pytest.raises(InvalidItem) as refused:
             prepare(_raw_item(registry, bad), registry, 10.0)
         assert refused.value.reason == "invalid_options"
