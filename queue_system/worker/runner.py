@@ -134,8 +134,9 @@ class ItemRunner(FailurePaths):
             await self.persist(self.broker.mark_started, item)  # first: a crash now must count
         # The DEBUG records' extras are built only when DEBUG is on (a dict per item, per record).
         debug = logger.isEnabledFor(logging.DEBUG)
-        job = {"operation_id": env["id"], "processor": env["processor"], "queue": env["queue"]}
+        job: dict[str, Any] = {}
         if debug:
+            job = {"operation_id": env["id"], "processor": env["processor"], "queue": env["queue"]}
             logger.debug("operation %s started (%s)", env["id"], env["processor"], extra=job)
         info = self._job_info(env)
         if self.hooks.before_process:
