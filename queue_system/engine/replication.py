@@ -24,6 +24,9 @@ from redis.typing import EncodableT, KeyT
 
 from queue_system.engine.scripts import Scripts
 
+#: The start of WAIT's error on a replica: a master demoted while our write was in flight.
+DEMOTED = "WAIT cannot be used with replica instances"
+
 #: Called with how many replicas acknowledged when fewer than required did; may raise.
 OnShort = Callable[[int], None]
 
@@ -123,6 +126,8 @@ class AsyncReplicatedScript(AsyncScript):
 def _settle(answer: Any, acked: Any, min_replicas: int, on_short: OnShort) -> Any:
     if isinstance(answer, Exception):  # the script's own error, as a plain call raises it
         raise answer
+    if isinstance(acked, redis.ResponseError) and DEMOTED in str(acked):
+        acked = 0  # the server became a replica (a stale master after a failover): not durable
     if isinstance(acked, Exception):
         raise acked
     if int(acked) < min_replicas:

@@ -119,3 +119,28 @@ def test_a_script_missing_on_the_server_is_loaded_and_sent_again(
     with pytest.raises(ReplicationTimeoutError):
         manager.enqueue({"n": 1}, job, queue_name="work")
     assert raw_redis.llen(config.get_queue_key("work")) == 1
+
+
+def test_an_enqueue_on_a_demoted_master_raises_replication_timeout(
+    make_config: Callable[..., QueueConfig], redis_url: str
+) -> None:
+    """A master demoted to a replica while a write was in flight (a stale master coming back
+    after a failover) answers WAIT with an error; the write there is not durable: the caller
+    gets ReplicationTimeoutError (enqueue again), not a raw ResponseError."""
+    from queue_system.engine.embedded_server import EmbeddedRedis
+
+    with EmbeddedRedis() as stale:
+        client = redis.Redis.from_url(stale.url)
+        try:
+            # A writable replica runs the script, then WAIT fails as on a demoted master
+            client.config_set("replica-read-only", "no")
+            primary = redis.Redis.from_url(redis_url)
+            port = primary.connection_pool.connection_kwargs["port"]
+            primary.close()
+            client.replicaof("127.0.0.1", port)
+            config = make_config(redis_url=stale.url, min_replicas=1, replica_timeout=0.05)
+            with pytest.raises(ReplicationTimeoutError, match="only 0 of min_replicas=1"):
+                QueueManager(config).enqueue({"n": 1}, job, queue_name="work")
+        finally:
+            client.replicaof("NO", "ONE")
+            client.close()
